@@ -1,0 +1,57 @@
+"""ov_causal: Hugging Face causal language models on OpenVINO, behind the ``transformers`` API.
+
+``from ov_causal import AutoModelForCausalLM`` is the one-line switch. Heavy libraries (openvino,
+torch, optimum) load on first use, not on import.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from .errors import (
+    DeviceError,
+    ExportError,
+    ModelSourceError,
+    OptionError,
+    OVCausalError,
+    PresetError,
+    UnsupportedModelError,
+)
+from .presets import PRESETS, RUNTIMES, Compression, Preset, Runtime, get_preset, get_runtime
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "AutoModelForCausalLM": "ov_causal.modeling",
+    "OVCausalLM": "ov_causal.modeling",
+    "pipeline": "ov_causal.pipelines",
+    "generate": "ov_causal.generation",
+}
+
+__all__ = [
+    "AutoModelForCausalLM",
+    "Compression",
+    "DeviceError",
+    "ExportError",
+    "ModelSourceError",
+    "OVCausalError",
+    "OVCausalLM",
+    "OptionError",
+    "PRESETS",
+    "Preset",
+    "PresetError",
+    "RUNTIMES",
+    "Runtime",
+    "UnsupportedModelError",
+    "generate",
+    "get_preset",
+    "get_runtime",
+    "pipeline",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ov_causal' has no attribute {name!r}")

@@ -1,0 +1,40 @@
+"""The exceptions ov_causal raises: one base class, each subclass also a fitting builtin."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class OVCausalError(Exception):
+    """Base class of every error raised by ov_causal."""
+
+
+class PresetError(OVCausalError, ValueError):
+    """An unknown preset name or an invalid compression/runtime setting."""
+
+
+class OptionError(OVCausalError, ValueError):
+    """An unknown keyword, or an ``ov_config`` key/value OpenVINO would reject."""
+
+
+class DeviceError(OVCausalError, ValueError):
+    """A device that does not exist on this machine."""
+
+
+class ModelSourceError(OVCausalError, FileNotFoundError):
+    """A model path or id that cannot be found or is not a model folder."""
+
+
+class UnsupportedModelError(OVCausalError, ValueError):
+    """An architecture or model layout that cannot be exported or loaded as asked."""
+
+
+class ExportError(OVCausalError, RuntimeError):
+    """The export or save failed; nothing partial was published."""
+
+
+def suggest(given: str, valid: Iterable[str]) -> str:
+    """Return ' Did you mean X?' for the closest valid name, or ''."""
+    close = difflib.get_close_matches(given, list(valid), n=1, cutoff=0.5)
+    return f" Did you mean {close[0]!r}?" if close else ""

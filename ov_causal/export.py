@@ -1,0 +1,151 @@
+"""Hugging Face checkpoint -> OpenVINO IR folder (with tokenizers), written atomically."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .errors import ExportError, OVCausalError
+from .hfcompat import HubOptions
+from .presets import Compression
+from .sources import IR_FILE, TASK, Source
+
+logger = logging.getLogger(__name__)
+
+TOKENIZER_FILES = (
+    "openvino_tokenizer.xml",
+    "openvino_tokenizer.bin",
+    "openvino_detokenizer.xml",
+    "openvino_detokenizer.bin",
+)
+
+
+def optimum_export_config(compression: Compression) -> Any:
+    """The optimum-intel ``OVConfig`` that stores weights as ``compression`` says."""
+    from optimum.intel import OVConfig
+
+    if compression.weights in ("fp32", "fp16"):
+        return OVConfig(dtype=compression.weights)
+    return OVConfig(quantization_config=weight_quantization_config(compression))
+
+
+def weight_quantization_config(compression: Compression) -> Any:
+    """The optimum-intel weight quantization config of an int8/int4 compression."""
+    from optimum.intel import OVWeightQuantizationConfig
+
+    if compression.weights == "int8":
+        return OVWeightQuantizationConfig(bits=8, sym=False)
+    return OVWeightQuantizationConfig(
+        bits=4, sym=compression.sym, group_size=compression.group_size, ratio=compression.ratio
+    )
+
+
+def compress_ir(model: Any, compression: Compression) -> Any:
+    """Compress the weights of an uncompressed ``openvino.Model`` with NNCF (data-free)."""
+    import nncf
+
+    if compression.weights == "int8":
+        return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+    mode = nncf.CompressWeightsMode.INT4_SYM if compression.sym else nncf.CompressWeightsMode.INT4_ASYM
+    return nncf.compress_weights(model, mode=mode, group_size=compression.group_size, ratio=compression.ratio)
+
+
+@contextmanager
+def staging_folder(target: Path) -> Iterator[Path]:
+    """A fresh temporary folder beside ``target`` (same filesystem), removed if the block fails."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def publish(tmp: Path, target: Path) -> None:
+    """Move a finished folder into place.
+
+    A missing or empty target is replaced by one atomic rename. Into an existing non-empty folder
+    each file is moved with an atomic replace, so files of other names that the user keeps there
+    are left alone (as ``transformers``' ``save_pretrained`` does).
+    """
+    if target.is_dir() and not any(target.iterdir()):
+        target.rmdir()
+    if not target.exists():
+        os.rename(tmp, target)
+        return
+    for item in sorted(tmp.rglob("*")):
+        dest = target / item.relative_to(tmp)
+        if item.is_dir():
+            dest.mkdir(exist_ok=True)
+        else:
+            os.replace(item, dest)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def export_checkpoint(
+    source: Source,
+    target: Path,
+    compression: Compression,
+    stateful: bool,
+    hub: HubOptions,
+    finish: Callable[[Path], None] | None = None,
+) -> Path:
+    """Export ``source`` into ``target`` (IR, config, HF and OpenVINO tokenizers), atomically.
+
+    Args:
+        source: a checkpoint folder.
+        target: where the finished export appears; nothing appears there if the export fails.
+        compression: weight storage.
+        stateful: keep the KV cache inside the model (faster) or as explicit inputs/outputs.
+        hub: download/export keywords (trust_remote_code, ...).
+        finish: called on the staging folder before it is published (e.g. to write a manifest).
+    """
+    from optimum.exporters.openvino import main_export
+
+    with staging_folder(target) as tmp:
+        try:
+            main_export(
+                str(source.path),
+                output=tmp,
+                task=TASK if hub.use_cache else "text-generation",
+                stateful=stateful and hub.use_cache,
+                ov_config=optimum_export_config(compression),
+                convert_tokenizer=True,
+                trust_remote_code=hub.trust_remote_code,
+                library_name="transformers",
+            )
+        except OVCausalError:
+            raise
+        except Exception as exc:
+            raise ExportError(
+                f"exporting {source.name!r} to OpenVINO failed: {type(exc).__name__}: {exc}. "
+                "Nothing was written. Check that the checkpoint loads with transformers."
+            ) from exc
+        if not (tmp / IR_FILE).is_file():
+            raise ExportError(f"exporting {source.name!r} produced no {IR_FILE}; nothing was written.")
+        if finish is not None:
+            finish(tmp)
+        publish(tmp, target)
+    return target
+
+
+def convert_tokenizer(tokenizer: Any, folder: Path) -> bool:
+    """Write the OpenVINO tokenizer/detokenizer of a HF tokenizer into ``folder``; False if unsupported."""
+    import openvino
+    from openvino_tokenizers import convert_tokenizer as ov_convert
+
+    try:
+        ov_tokenizer, ov_detokenizer = ov_convert(tokenizer, with_detokenizer=True)
+    except Exception as exc:  # openvino_tokenizers raises a variety of types for unsupported tokenizers
+        logger.warning("The OpenVINO tokenizer could not be converted (%s); GenAI will not load this folder.", exc)
+        return False
+    openvino.save_model(ov_tokenizer, folder / "openvino_tokenizer.xml")
+    openvino.save_model(ov_detokenizer, folder / "openvino_detokenizer.xml")
+    return True

@@ -1,0 +1,307 @@
+"""``AutoModelForCausalLM.from_pretrained``: load or export a model, compress it, compile it for a device."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ExportError, OptionError, UnsupportedModelError
+from .export import TOKENIZER_FILES, compress_ir, convert_tokenizer, export_checkpoint, publish, staging_folder
+from .hfcompat import HubOptions, resolve_hf_kwargs
+from .ir import dominant_format, is_stateful
+from .manifest import MANIFEST_FILE, Manifest
+from .options import check_device, validate_ov_config
+from .presets import (
+    DEFAULT_RUNTIME,
+    PRESETS,
+    Compression,
+    Preset,
+    Runtime,
+    default_compression,
+    get_runtime,
+    resolve_compression,
+    resolve_runtime,
+)
+from .sources import Source, check_exportable, count_parameters, read_config, resolve_source
+
+
+class OVCausalLM:
+    """What ov_causal adds to the optimum-intel model class it loads (mixed in by the factory).
+
+    Attributes:
+        model: the ``openvino.Model``.
+        tokenizer: the Hugging Face tokenizer found beside the model, or None.
+        ov_manifest: how the export was made (source, preset, versions).
+        ov_runtime: the runtime preset in force; ``ov_config`` holds the resulting properties.
+    """
+
+    _ov_base: type  # the optimum-intel class this instance was built as
+    tokenizer: Any
+    ov_manifest: Manifest
+    ov_runtime: Runtime
+    _ov_workdir: tempfile.TemporaryDirectory | None
+
+    @property
+    def compiled_model(self) -> Any:
+        """The ``openvino.CompiledModel`` in use, or None before compilation."""
+        return self.request.get_compiled_model() if self.request is not None else None
+
+    @property
+    def preset(self) -> str:
+        return self.ov_manifest.preset
+
+    def to(self, device: str) -> OVCausalLM:
+        """Move to another OpenVINO device ('CPU', 'GPU', ...); recompiles on next use."""
+        if not isinstance(device, str):
+            raise OptionError(f"to({device!r}): pass an OpenVINO device name such as 'CPU' or 'GPU'.")
+        return self._ov_base.to(self, check_device(device))
+
+    def save_pretrained(self, save_directory: str | os.PathLike[str], **kwargs: Any) -> None:
+        """Write IR, config, generation config, HF and OpenVINO tokenizers and the manifest.
+
+        The folder is built beside ``save_directory`` and moved into place when complete. An IR
+        unchanged since loading is copied byte for byte (optimum would re-serialize it with the
+        in-memory KV-cache precision of a stateless model baked in).
+        """
+        target = Path(save_directory)
+        if target.exists() and not target.is_dir():
+            raise ExportError(f"cannot save into {str(target)!r}: it is a file. Pass a folder path.")
+        with staging_folder(target) as tmp:
+            if self.model is self._ov_loaded_model:
+                for name in IR_FILES:
+                    shutil.copy2(Path(self.model_save_dir) / name, tmp / name)
+                self.config.save_pretrained(tmp)
+                if self.generation_config is not None:
+                    self.generation_config.save_pretrained(tmp)
+            else:  # the user replaced model.model (e.g. nncf.compress_weights): serialize it
+                self._ov_base.save_pretrained(self, tmp, **kwargs)
+            self._save_tokenizers(tmp)
+            replace(self.ov_manifest, runtime=self.ov_runtime, ov_config=self._ov_overrides).write(tmp)
+            publish(tmp, target)
+
+    def _save_tokenizers(self, folder: Path) -> None:
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(folder)
+        source = Path(self.model_save_dir)
+        if all((source / name).is_file() for name in TOKENIZER_FILES):
+            for name in TOKENIZER_FILES:
+                shutil.copy2(source / name, folder / name)
+        elif self.tokenizer is not None:
+            convert_tokenizer(self.tokenizer, folder)
+
+    def __repr__(self) -> str:
+        m = self.ov_manifest
+        return (
+            f"{type(self).__name__}(source={m.source!r}, model_type={self.config.model_type!r}, "
+            f"preset={m.preset!r}, weights={m.compression.describe()!r}, runtime={self.ov_runtime.name!r}, "
+            f"device={self._device!r}, stateful={self.stateful})"
+        )
+
+
+IR_FILES = ("openvino_model.xml", "openvino_model.bin")
+_CLASSES: dict[type, type] = {}
+
+
+def _ov_class(optimum_class: type) -> type:
+    """A subclass of whichever class optimum-intel chose (phi3, bloom, SSM... have their own) with our methods.
+
+    ``OVCausalLM`` comes after the optimum class among the bases (CPython only allows re-classing an
+    instance to a class whose first base has its layout), so its methods are copied in to take precedence.
+    """
+    if optimum_class not in _CLASSES:
+        suffix = optimum_class.__name__.removeprefix("OV").removeprefix("ModelFor")
+        name = f"OVCausal{suffix}" if suffix != "CausalLM" else "OVCausalLM"
+        namespace = {k: v for k, v in vars(OVCausalLM).items() if k not in ("__dict__", "__weakref__")}
+        namespace.update(__module__=__name__, __qualname__=name, _ov_base=optimum_class)
+        _CLASSES[optimum_class] = type(name, (optimum_class, OVCausalLM), namespace)
+    return _CLASSES[optimum_class]
+
+
+def _export_to_workdir(
+    source: Source, name: str | None, compression: Compression | None, stateful: bool, hub: HubOptions
+) -> tuple[tempfile.TemporaryDirectory, Path]:
+    config = read_config(source.path)
+    check_exportable(config, source.path)
+    if compression is None:
+        name, compression = default_compression(count_parameters(source.path))
+    workdir = tempfile.TemporaryDirectory(prefix="ov_causal-")
+    target = Path(workdir.name) / "model"
+    stateful = stateful and hub.use_cache
+    manifest = Manifest(source=source.name, preset=name or "custom", compression=compression, stateful=stateful)
+    export_checkpoint(source, target, compression, stateful, hub, finish=manifest.write)
+    return workdir, target
+
+
+def _stateful_error(folder: Path, stateful: bool) -> UnsupportedModelError:
+    form = "stateless" if stateful else "stateful"
+    return UnsupportedModelError(
+        f"stateful={stateful} was asked for, but {str(folder)!r} was exported {form}, and an export cannot be "
+        f"converted. Load it with stateful={not stateful} (or leave stateful unset), or export the original "
+        f"checkpoint again with stateful={stateful}."
+    )
+
+
+def _read_ir(folder: Path) -> Any:
+    from .options import _core
+
+    return _core().read_model(folder / IR_FILES[0])
+
+
+def _check_ir_matches(folder: Path, compression: Compression, stateful: bool | None) -> tuple[str, bool]:
+    """Refuse a preset the stored weights cannot become; return (stored format, stateful)."""
+    ir = _read_ir(folder)
+    if stateful is not None and stateful != is_stateful(ir):
+        raise _stateful_error(folder, stateful)
+    stored = dominant_format(ir)
+    if stored != compression.weights and not (stored in ("fp32", "fp16") and compression.quantized):
+        raise UnsupportedModelError(
+            f"{str(folder)!r} already stores {stored} weights and cannot be turned into {compression.describe()}. "
+            "Export the original checkpoint with this preset, or load the folder without preset=."
+        )
+    return stored, is_stateful(ir)
+
+
+def _compressed_copy(folder: Path, compression: Compression) -> tuple[tempfile.TemporaryDirectory, Path]:
+    """Compress an uncompressed export into a temporary folder (the original stays as it is)."""
+    import openvino
+
+    workdir = tempfile.TemporaryDirectory(prefix="ov_causal-")
+    target = Path(workdir.name) / "model"
+    with staging_folder(target) as tmp:
+        for item in folder.iterdir():
+            if item.is_file() and item.name not in (*IR_FILES, MANIFEST_FILE):
+                shutil.copy2(item, tmp / item.name)
+        openvino.save_model(compress_ir(_read_ir(folder), compression), tmp / IR_FILES[0], compress_to_fp16=False)
+        publish(tmp, target)
+    return workdir, target
+
+
+def _prepare_folder(
+    source: Source, name: str | None, compression: Compression | None, stateful: bool | None, hub: HubOptions
+) -> tuple[tempfile.TemporaryDirectory | None, Path, Manifest | None]:
+    """The folder optimum will load: an export of a checkpoint, an export folder, or its compressed copy."""
+    if source.kind == "checkpoint":
+        workdir, folder = _export_to_workdir(source, name, compression, stateful is not False, hub)
+        return workdir, folder, Manifest.read(folder)
+    manifest = Manifest.read(source.path)
+    if compression is None:
+        return None, source.path, manifest
+    stored, ir_stateful = _check_ir_matches(source.path, compression, stateful)
+    if compression.quantized and stored in ("fp32", "fp16"):
+        workdir, folder = _compressed_copy(source.path, compression)
+        return workdir, folder, Manifest(source.name, name or "custom", compression, ir_stateful)
+    return None, source.path, manifest
+
+
+def _manifest_for_ir(model: Any, source: str) -> Manifest:
+    stored = dominant_format(model.model)
+    compression = PRESETS[stored].compression if stored in PRESETS else Compression("int4")
+    return Manifest(source=source, preset=stored, compression=compression, stateful=is_stateful(model.model))
+
+
+def _load_tokenizer(folder: Path, hub: HubOptions) -> Any:
+    from transformers import AutoTokenizer
+
+    if not any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
+        return None
+    try:
+        return AutoTokenizer.from_pretrained(folder, trust_remote_code=hub.trust_remote_code)
+    except Exception as exc:  # a broken tokenizer must not stop the model from loading
+        warnings.warn(f"the tokenizer in {folder} could not be loaded ({exc}); pass your own.", stacklevel=3)
+        return None
+
+
+class AutoModelForCausalLM:
+    """Drop-in for ``transformers.AutoModelForCausalLM``: returns an OpenVINO model with the same API."""
+
+    def __init__(self) -> None:
+        raise TypeError("use AutoModelForCausalLM.from_pretrained(...)")
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike[str],
+        *,
+        preset: str | Preset | Compression | None = None,
+        runtime: str | Runtime | None = None,
+        ov_config: Mapping[str, Any] | None = None,
+        group_size: int | None = None,
+        ratio: float | None = None,
+        dq_group_size: int | None = None,
+        stateful: bool | None = None,
+        device: str = "CPU",
+        compile: bool = True,
+        load_tokenizer: bool = True,
+        **kwargs: Any,
+    ) -> OVCausalLM:
+        """Load an OpenVINO export, or export a Hugging Face checkpoint on the fly.
+
+        Args:
+            pretrained_model_name_or_path: Hub id, checkpoint folder, or OpenVINO export folder.
+            preset: weight compression: a name (``int8``, ``int4_asym_g64``, ``fp16``, ...), a
+                ``Preset`` or a ``Compression``. Default: int8 above 1B parameters, none below.
+            runtime: ``latency`` (default), ``throughput``, ``accuracy``, ``memory`` or a ``Runtime``;
+                an export folder restores the runtime it was saved with.
+            ov_config: raw OpenVINO properties; each key overrides the runtime preset's.
+            group_size, ratio: int4 overrides of the preset.
+            dq_group_size: dynamic quantization group size (32, 64, 128; 0 turns it off).
+            stateful: KV cache inside the model (default True for exports; an export folder keeps its form).
+            device: OpenVINO device, e.g. ``CPU`` or ``GPU``.
+            compile: False defers compilation (use ``model.model`` for native access).
+            load_tokenizer: load the Hugging Face tokenizer found with the model as ``model.tokenizer``.
+            **kwargs: transformers keywords (``revision``, ``token``, ``trust_remote_code``,
+                ``torch_dtype``, ``device_map``, ...): applied, or ignored with a warning.
+
+        Example:
+            >>> model = AutoModelForCausalLM.from_pretrained("org/model", preset="int4_asym_g64")
+        """
+        from optimum.intel import OVModelForCausalLM
+
+        hub = resolve_hf_kwargs(kwargs)
+        device = check_device(device)
+        name, compression = resolve_compression(preset, group_size, ratio)
+        if hub.dtype_preset is not None:
+            if compression is None:
+                name, compression = resolve_compression(hub.dtype_preset)
+            else:
+                warnings.warn(f"torch_dtype/dtype is ignored: preset={name!r} sets the weights.", stacklevel=2)
+        runtime_preset = resolve_runtime(runtime, preset, dq_group_size)
+        overrides = validate_ov_config(ov_config or {}, device)
+        source = resolve_source(pretrained_model_name_or_path, hub)
+
+        workdir, folder, manifest = _prepare_folder(source, name, compression, stateful, hub)
+        if manifest is not None and source.kind == "openvino" and runtime is None and ov_config is None:
+            runtime_preset, overrides = runtime_preset or manifest.runtime, {**manifest.ov_config, **overrides}
+        runtime_preset = runtime_preset or get_runtime(DEFAULT_RUNTIME)
+        full_config = validate_ov_config({**runtime_preset.ov_config(), **overrides}, device)
+        try:
+            model = OVModelForCausalLM.from_pretrained(
+                str(folder), ov_config=full_config, device=device, compile=False, use_cache=hub.use_cache
+            )
+        except ValueError as exc:
+            raise UnsupportedModelError(f"OpenVINO could not load {str(folder)!r}: {exc}") from exc
+        if stateful is not None and stateful != model.stateful:
+            raise _stateful_error(folder, stateful)
+        if manifest is None:
+            manifest = _manifest_for_ir(model, source.name)
+        model.__class__ = _ov_class(type(model))
+        model._ov_workdir = workdir
+        model._ov_loaded_model = model.model
+        model.ov_manifest = manifest
+        model.ov_runtime = runtime_preset
+        model._ov_overrides = overrides
+        model.tokenizer = _load_tokenizer(folder, hub) if load_tokenizer else None
+        if compile:
+            try:
+                model.compile()
+            except RuntimeError as exc:
+                raise OptionError(
+                    f"OpenVINO refused to compile for {device} with ov_config={full_config}: {exc}"
+                ) from exc
+        return model

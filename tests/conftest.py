@@ -1,0 +1,122 @@
+"""Tiny models built locally (no Hub): one per architecture, exported once per session."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+VOCAB = 512
+ARCHITECTURES = ("llama", "gpt2", "qwen2", "mistral", "phi3")
+
+
+def _config(arch: str):
+    import transformers
+
+    common = dict(vocab_size=VOCAB, bos_token_id=0, eos_token_id=0, pad_token_id=1, initializer_range=0.2)
+    decoder = dict(
+        hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+        max_position_embeddings=256, **common,
+    )
+    if arch == "llama":
+        return transformers.LlamaConfig(num_key_value_heads=2, **decoder)
+    if arch == "qwen2":
+        return transformers.Qwen2Config(num_key_value_heads=2, **decoder)
+    if arch == "mistral":
+        return transformers.MistralConfig(num_key_value_heads=2, sliding_window=None, **decoder)
+    if arch == "phi3":
+        return transformers.Phi3Config(num_key_value_heads=4, original_max_position_embeddings=256, **decoder)
+    if arch == "gpt2":
+        return transformers.GPT2Config(n_embd=128, n_layer=2, n_head=4, n_positions=256, **common)
+    raise ValueError(arch)
+
+
+def _corpus() -> list[str]:
+    import argparse
+    import difflib
+    import json as json_module
+
+    return [inspect.getsource(m) for m in (argparse, difflib, json_module)]
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory) -> Path:
+    """A byte-level BPE tokenizer trained in a second on standard library source."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB, special_tokens=["<eos>", "<pad>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(_corpus(), trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<eos>", eos_token="<eos>", pad_token="<pad>")
+    out = tmp_path_factory.mktemp("tokenizer")
+    fast.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def make_checkpoint(tmp_path_factory, tokenizer_dir):
+    """``make_checkpoint(arch)`` -> folder with a tiny random transformers checkpoint and tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cache: dict[str, Path] = {}
+
+    def make(arch: str = "llama") -> Path:
+        if arch not in cache:
+            torch.manual_seed(0)
+            model = AutoModelForCausalLM.from_config(_config(arch))
+            out = tmp_path_factory.mktemp(f"ckpt-{arch}")
+            model.save_pretrained(out)
+            AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(out)
+            cache[arch] = out
+        return cache[arch]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def make_export(tmp_path_factory, make_checkpoint):
+    """``make_export(arch, stateful=True, preset=None)`` -> an ov_causal export folder (built once)."""
+    from ov_causal import AutoModelForCausalLM
+
+    cache: dict[tuple, Path] = {}
+
+    def make(arch: str = "llama", stateful: bool = True, preset: str | None = None, **kwargs) -> Path:
+        key = (arch, stateful, preset, json.dumps(kwargs, sort_keys=True))
+        if key not in cache:
+            model = AutoModelForCausalLM.from_pretrained(
+                make_checkpoint(arch), stateful=stateful, preset=preset, compile=False, **kwargs
+            )
+            out = tmp_path_factory.mktemp(f"ov-{arch}-{'sf' if stateful else 'sl'}-{preset}")
+            model.save_pretrained(out)
+            cache[key] = out
+        return cache[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def torch_model(make_checkpoint):
+    """``torch_model(arch)`` -> the transformers model on the same weights (float32, eval mode)."""
+    from transformers import AutoModelForCausalLM
+
+    cache = {}
+
+    def load(arch: str = "llama"):
+        if arch not in cache:
+            cache[arch] = AutoModelForCausalLM.from_pretrained(make_checkpoint(arch), dtype="float32").eval()
+        return cache[arch]
+
+    return load
