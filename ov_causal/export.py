@@ -27,23 +27,27 @@ TOKENIZER_FILES = (
 
 
 def optimum_export_config(compression: Compression) -> Any:
-    """The optimum-intel ``OVConfig`` that stores weights as ``compression`` says."""
+    """The optimum-intel ``OVConfig`` of the export step: fp16 or fp32 weights.
+
+    ``main_export`` leaves weights uncompressed when given a quantization config (optimum-cli runs
+    the quantization as a separate step), so int8/int4 are applied afterwards by ``compress_folder``.
+    """
     from optimum.intel import OVConfig
 
-    if compression.weights in ("fp32", "fp16"):
-        return OVConfig(dtype=compression.weights)
-    return OVConfig(quantization_config=weight_quantization_config(compression))
+    return OVConfig(dtype="fp16" if compression.weights == "fp16" else "fp32")
 
 
-def weight_quantization_config(compression: Compression) -> Any:
-    """The optimum-intel weight quantization config of an int8/int4 compression."""
-    from optimum.intel import OVWeightQuantizationConfig
+def compress_folder(folder: Path, compression: Compression) -> None:
+    """Compress the IR in ``folder`` in place (written under a new name, then renamed over the old)."""
+    import openvino
 
-    if compression.weights == "int8":
-        return OVWeightQuantizationConfig(bits=8, sym=False)
-    return OVWeightQuantizationConfig(
-        bits=4, sym=compression.sym, group_size=compression.group_size, ratio=compression.ratio
-    )
+    from .options import _core
+
+    model = compress_ir(_core().read_model(folder / IR_FILE), compression)
+    openvino.save_model(model, folder / "compressed.xml", compress_to_fp16=False)
+    del model
+    os.replace(folder / "compressed.bin", folder / IR_FILE.replace(".xml", ".bin"))
+    os.replace(folder / "compressed.xml", folder / IR_FILE)
 
 
 def compress_ir(model: Any, compression: Compression) -> Any:
@@ -116,7 +120,7 @@ def export_checkpoint(
                 output=tmp,
                 task=TASK if hub.use_cache else "text-generation",
                 stateful=stateful and hub.use_cache,
-                ov_config=optimum_export_config(compression),
+                ov_config=optimum_export_config(compression),  # fp32/fp16 only: main_export ignores int configs
                 convert_tokenizer=True,
                 trust_remote_code=hub.trust_remote_code,
                 library_name="transformers",
@@ -130,6 +134,8 @@ def export_checkpoint(
             ) from exc
         if not (tmp / IR_FILE).is_file():
             raise ExportError(f"exporting {source.name!r} produced no {IR_FILE}; nothing was written.")
+        if compression.quantized:
+            compress_folder(tmp, compression)
         if finish is not None:
             finish(tmp)
         publish(tmp, target)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ExportError, OptionError, UnsupportedModelError
-from .export import TOKENIZER_FILES, compress_ir, convert_tokenizer, export_checkpoint, publish, staging_folder
+from .export import TOKENIZER_FILES, compress_folder, convert_tokenizer, export_checkpoint, publish, staging_folder
 from .hfcompat import HubOptions, resolve_hf_kwargs
 from .ir import dominant_format, is_stateful
 from .manifest import MANIFEST_FILE, Manifest
@@ -66,14 +66,14 @@ class OVCausalLM:
         """Write IR, config, generation config, HF and OpenVINO tokenizers and the manifest.
 
         The folder is built beside ``save_directory`` and moved into place when complete. An IR
-        unchanged since loading is copied byte for byte (optimum would re-serialize it with the
-        in-memory KV-cache precision of a stateless model baked in).
+        unchanged since loading (same object, same number of ops) is copied byte for byte: optimum
+        would re-serialize it with the in-memory KV-cache precision of a stateless model baked in.
         """
         target = Path(save_directory)
         if target.exists() and not target.is_dir():
             raise ExportError(f"cannot save into {str(target)!r}: it is a file. Pass a folder path.")
         with staging_folder(target) as tmp:
-            if self.model is self._ov_loaded_model:
+            if _fingerprint(self.model) == self._ov_loaded_fingerprint:
                 for name in IR_FILES:
                     shutil.copy2(Path(self.model_save_dir) / name, tmp / name)
                 self.config.save_pretrained(tmp)
@@ -105,6 +105,11 @@ class OVCausalLM:
 
 
 IR_FILES = ("openvino_model.xml", "openvino_model.bin")
+
+
+def _fingerprint(model: Any) -> tuple[int, int]:
+    """Identity and op count: tells whether ``model.model`` was replaced or rewritten (e.g. by NNCF) since loading."""
+    return id(model), len(model.get_ops())
 _CLASSES: dict[type, type] = {}
 
 
@@ -169,15 +174,13 @@ def _check_ir_matches(folder: Path, compression: Compression, stateful: bool | N
 
 def _compressed_copy(folder: Path, compression: Compression) -> tuple[tempfile.TemporaryDirectory, Path]:
     """Compress an uncompressed export into a temporary folder (the original stays as it is)."""
-    import openvino
-
     workdir = tempfile.TemporaryDirectory(prefix="ov_causal-")
     target = Path(workdir.name) / "model"
     with staging_folder(target) as tmp:
         for item in folder.iterdir():
-            if item.is_file() and item.name not in (*IR_FILES, MANIFEST_FILE):
+            if item.is_file() and item.name != MANIFEST_FILE:
                 shutil.copy2(item, tmp / item.name)
-        openvino.save_model(compress_ir(_read_ir(folder), compression), tmp / IR_FILES[0], compress_to_fp16=False)
+        compress_folder(tmp, compression)
         publish(tmp, target)
     return workdir, target
 
@@ -282,7 +285,7 @@ class AutoModelForCausalLM:
         full_config = validate_ov_config({**runtime_preset.ov_config(), **overrides}, device)
         try:
             model = OVModelForCausalLM.from_pretrained(
-                str(folder), ov_config=full_config, device=device, compile=False, use_cache=hub.use_cache
+                str(folder), export=False, ov_config=full_config, device=device, compile=False, use_cache=hub.use_cache
             )
         except ValueError as exc:
             raise UnsupportedModelError(f"OpenVINO could not load {str(folder)!r}: {exc}") from exc
@@ -292,7 +295,7 @@ class AutoModelForCausalLM:
             manifest = _manifest_for_ir(model, source.name)
         model.__class__ = _ov_class(type(model))
         model._ov_workdir = workdir
-        model._ov_loaded_model = model.model
+        model._ov_loaded_fingerprint = _fingerprint(model.model)
         model.ov_manifest = manifest
         model.ov_runtime = runtime_preset
         model._ov_overrides = overrides

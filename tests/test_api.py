@@ -1,0 +1,80 @@
+"""The transformers-facing API: habit keywords, pipeline(), device, native access, lazy import."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import openvino
+import pytest
+
+import ov_causal
+from ov_causal import AutoModelForCausalLM, OptionError
+from ov_causal.ir import weight_formats
+
+
+def test_habit_keywords_applied_or_ignored_with_warning(make_checkpoint):
+    with pytest.warns(UserWarning, match="ignores device_map=") as record:
+        model = AutoModelForCausalLM.from_pretrained(
+            make_checkpoint(), torch_dtype="float16", device_map="auto", low_cpu_mem_usage=True,
+            trust_remote_code=False, revision="main", compile=False,
+        )
+    assert any("low_cpu_mem_usage" in str(w.message) for w in record)
+    assert model.ov_manifest.preset == "fp16" and set(weight_formats(model.model)) == {"fp16"}
+    with pytest.warns(UserWarning, match="preset='int8' sets the weights"):
+        AutoModelForCausalLM.from_pretrained(make_checkpoint(), dtype="bfloat16", preset="int8", compile=False)
+    with pytest.raises(OptionError, match="dtype='int3'"):
+        AutoModelForCausalLM.from_pretrained(make_checkpoint(), dtype="int3")
+
+
+def test_ov_causal_pipeline_loads_text_generation_and_passes_other_tasks(make_checkpoint, monkeypatch):
+    pipe = ov_causal.pipeline("text-generation", str(make_checkpoint()), preset="int8", runtime="accuracy")
+    assert pipe.model.ov_manifest.preset == "int8"
+    out = pipe("def main(argv):", max_new_tokens=5, min_new_tokens=5, do_sample=False)
+    assert out[0]["generated_text"].startswith("def main(argv):")
+    import transformers
+
+    calls = []
+    monkeypatch.setattr(transformers, "pipeline", lambda task, **kw: calls.append((task, kw)) or "hf")
+    assert ov_causal.pipeline("fill-mask", model="bert-base", top_k=3) == "hf"
+    assert calls == [("fill-mask", {"model": "bert-base", "tokenizer": None, "top_k": 3})]
+    with pytest.raises(OptionError, match="only apply to task='text-generation'"):
+        ov_causal.pipeline("fill-mask", model="bert-base", preset="int8")
+    with pytest.raises(OptionError, match="torch device"):
+        ov_causal.pipeline("text-generation", str(make_checkpoint()), device="cuda:0")
+
+
+def test_gpu_device_passes_through_to_openvino(make_export, monkeypatch):
+    monkeypatch.setattr("ov_causal.options.available_devices", lambda: ["CPU", "GPU.0", "GPU.1"])
+    model = AutoModelForCausalLM.from_pretrained(make_export(), device="gpu", compile=False)
+    assert model._device == "GPU"
+    assert model.to("GPU.1")._device == "GPU.1"
+    assert model.to("AUTO:GPU,CPU")._device == "AUTO:GPU,CPU"
+    assert model.request is None
+
+
+def test_native_access_and_deferred_compilation(make_export):
+    model = AutoModelForCausalLM.from_pretrained(make_export(), compile=False)
+    assert isinstance(model.model, openvino.Model)
+    assert model.request is None and model.compiled_model is None
+    model.compile()
+    assert isinstance(model.compiled_model, openvino.CompiledModel)
+    assert isinstance(model, ov_causal.OVCausalLM)
+    assert "preset='fp32'" in repr(model)
+
+
+def test_phi3_gets_optimum_class_and_our_behaviour(make_export):
+    from optimum.intel.openvino.modeling_decoder import OVPhi3ForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(make_export("phi3"), compile=False)
+    assert isinstance(model, OVPhi3ForCausalLM) and isinstance(model, ov_causal.OVCausalLM)
+    assert type(model).__name__ == "OVCausalPhi3ForCausalLM"
+    with pytest.raises(ov_causal.DeviceError):
+        model.to("NPU")
+
+
+def test_import_is_cheap():
+    heavy = "('torch', 'openvino', 'optimum', 'transformers', 'nncf')"
+    code = f"import sys, ov_causal; print(sorted(m for m in {heavy} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
