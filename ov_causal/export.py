@@ -18,6 +18,7 @@ from .sources import IR_FILE, TASK, Source
 
 logger = logging.getLogger(__name__)
 
+IR_FILES = (IR_FILE, IR_FILE.replace(".xml", ".bin"))
 TOKENIZER_FILES = (
     "openvino_tokenizer.xml",
     "openvino_tokenizer.bin",
@@ -37,16 +38,21 @@ def optimum_export_config(compression: Compression) -> Any:
     return OVConfig(dtype="fp16" if compression.weights == "fp16" else "fp32")
 
 
+def read_ir(folder: Path) -> Any:
+    """The ``openvino.Model`` of an export folder (weights memory-mapped, not copied)."""
+    from .options import core
+
+    return core().read_model(folder / IR_FILE)
+
+
 def compress_folder(folder: Path, compression: Compression) -> None:
     """Compress the IR in ``folder`` in place (written under a new name, then renamed over the old)."""
     import openvino
 
-    from .options import _core
-
-    model = compress_ir(_core().read_model(folder / IR_FILE), compression)
+    model = compress_ir(read_ir(folder), compression)
     openvino.save_model(model, folder / "compressed.xml", compress_to_fp16=False)
     del model
-    os.replace(folder / "compressed.bin", folder / IR_FILE.replace(".xml", ".bin"))
+    os.replace(folder / "compressed.bin", folder / IR_FILES[1])
     os.replace(folder / "compressed.xml", folder / IR_FILE)
 
 

@@ -42,6 +42,18 @@ def dominant_format(model: Any) -> str:
     return next((fmt for fmt in ("int4", "int8", "fp16", "fp32") if counts.get(fmt)), "fp32")
 
 
+def int4_layout(model: Any) -> tuple[bool, int]:
+    """(symmetric, group size) of the first int4 weight: signed i4 is symmetric, u4 asymmetric."""
+    for op in model.get_ops():
+        if op.get_type_name() == "Constant" and op.get_element_type().get_type_name() in ("u4", "i4"):
+            shape = list(op.shape)
+            if len(shape) == 3 and shape[-1] > 1:
+                return op.get_element_type().get_type_name() == "i4", shape[-1]
+            if len(shape) == 2 and shape[-1] > 1:
+                return op.get_element_type().get_type_name() == "i4", -1
+    raise ValueError("the model has no int4 weights")
+
+
 def is_stateful(model: Any) -> bool:
     return len(model.get_sinks()) > 0
 

@@ -12,23 +12,21 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ExportError, OptionError, UnsupportedModelError
-from .export import TOKENIZER_FILES, compress_folder, convert_tokenizer, export_checkpoint, publish, staging_folder
-from .hfcompat import HubOptions, resolve_hf_kwargs
-from .ir import dominant_format, is_stateful
-from .manifest import MANIFEST_FILE, Manifest
+from .export import IR_FILES, TOKENIZER_FILES, convert_tokenizer, publish, staging_folder
+from .hfcompat import resolve_hf_kwargs
+from .loading import find_tokenizer, manifest_for_ir, prepare_folder, stateful_error
+from .manifest import Manifest
 from .options import check_device, validate_ov_config
 from .presets import (
     DEFAULT_RUNTIME,
-    PRESETS,
     Compression,
     Preset,
     Runtime,
-    default_compression,
     get_runtime,
     resolve_compression,
     resolve_runtime,
 )
-from .sources import Source, check_exportable, count_parameters, read_config, resolve_source
+from .sources import resolve_source
 
 
 class OVCausalLM:
@@ -104,12 +102,11 @@ class OVCausalLM:
         )
 
 
-IR_FILES = ("openvino_model.xml", "openvino_model.bin")
-
-
 def _fingerprint(model: Any) -> tuple[int, int]:
     """Identity and op count: tells whether ``model.model`` was replaced or rewritten (e.g. by NNCF) since loading."""
     return id(model), len(model.get_ops())
+
+
 _CLASSES: dict[type, type] = {}
 
 
@@ -126,98 +123,6 @@ def _ov_class(optimum_class: type) -> type:
         namespace.update(__module__=__name__, __qualname__=name, _ov_base=optimum_class)
         _CLASSES[optimum_class] = type(name, (optimum_class, OVCausalLM), namespace)
     return _CLASSES[optimum_class]
-
-
-def _export_to_workdir(
-    source: Source, name: str | None, compression: Compression | None, stateful: bool, hub: HubOptions
-) -> tuple[tempfile.TemporaryDirectory, Path]:
-    config = read_config(source.path)
-    check_exportable(config, source.path)
-    if compression is None:
-        name, compression = default_compression(count_parameters(source.path))
-    workdir = tempfile.TemporaryDirectory(prefix="ov_causal-")
-    target = Path(workdir.name) / "model"
-    stateful = stateful and hub.use_cache
-    manifest = Manifest(source=source.name, preset=name or "custom", compression=compression, stateful=stateful)
-    export_checkpoint(source, target, compression, stateful, hub, finish=manifest.write)
-    return workdir, target
-
-
-def _stateful_error(folder: Path, stateful: bool) -> UnsupportedModelError:
-    form = "stateless" if stateful else "stateful"
-    return UnsupportedModelError(
-        f"stateful={stateful} was asked for, but {str(folder)!r} was exported {form}, and an export cannot be "
-        f"converted. Load it with stateful={not stateful} (or leave stateful unset), or export the original "
-        f"checkpoint again with stateful={stateful}."
-    )
-
-
-def _read_ir(folder: Path) -> Any:
-    from .options import _core
-
-    return _core().read_model(folder / IR_FILES[0])
-
-
-def _check_ir_matches(folder: Path, compression: Compression, stateful: bool | None) -> tuple[str, bool]:
-    """Refuse a preset the stored weights cannot become; return (stored format, stateful)."""
-    ir = _read_ir(folder)
-    if stateful is not None and stateful != is_stateful(ir):
-        raise _stateful_error(folder, stateful)
-    stored = dominant_format(ir)
-    if stored != compression.weights and not (stored in ("fp32", "fp16") and compression.quantized):
-        raise UnsupportedModelError(
-            f"{str(folder)!r} already stores {stored} weights and cannot be turned into {compression.describe()}. "
-            "Export the original checkpoint with this preset, or load the folder without preset=."
-        )
-    return stored, is_stateful(ir)
-
-
-def _compressed_copy(folder: Path, compression: Compression) -> tuple[tempfile.TemporaryDirectory, Path]:
-    """Compress an uncompressed export into a temporary folder (the original stays as it is)."""
-    workdir = tempfile.TemporaryDirectory(prefix="ov_causal-")
-    target = Path(workdir.name) / "model"
-    with staging_folder(target) as tmp:
-        for item in folder.iterdir():
-            if item.is_file() and item.name != MANIFEST_FILE:
-                shutil.copy2(item, tmp / item.name)
-        compress_folder(tmp, compression)
-        publish(tmp, target)
-    return workdir, target
-
-
-def _prepare_folder(
-    source: Source, name: str | None, compression: Compression | None, stateful: bool | None, hub: HubOptions
-) -> tuple[tempfile.TemporaryDirectory | None, Path, Manifest | None]:
-    """The folder optimum will load: an export of a checkpoint, an export folder, or its compressed copy."""
-    if source.kind == "checkpoint":
-        workdir, folder = _export_to_workdir(source, name, compression, stateful is not False, hub)
-        return workdir, folder, Manifest.read(folder)
-    manifest = Manifest.read(source.path)
-    if compression is None:
-        return None, source.path, manifest
-    stored, ir_stateful = _check_ir_matches(source.path, compression, stateful)
-    if compression.quantized and stored in ("fp32", "fp16"):
-        workdir, folder = _compressed_copy(source.path, compression)
-        return workdir, folder, Manifest(source.name, name or "custom", compression, ir_stateful)
-    return None, source.path, manifest
-
-
-def _manifest_for_ir(model: Any, source: str) -> Manifest:
-    stored = dominant_format(model.model)
-    compression = PRESETS[stored].compression if stored in PRESETS else Compression("int4")
-    return Manifest(source=source, preset=stored, compression=compression, stateful=is_stateful(model.model))
-
-
-def _load_tokenizer(folder: Path, hub: HubOptions) -> Any:
-    from transformers import AutoTokenizer
-
-    if not any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
-        return None
-    try:
-        return AutoTokenizer.from_pretrained(folder, trust_remote_code=hub.trust_remote_code)
-    except Exception as exc:  # a broken tokenizer must not stop the model from loading
-        warnings.warn(f"the tokenizer in {folder} could not be loaded ({exc}); pass your own.", stacklevel=3)
-        return None
 
 
 class AutoModelForCausalLM:
@@ -278,7 +183,7 @@ class AutoModelForCausalLM:
         overrides = validate_ov_config(ov_config or {}, device)
         source = resolve_source(pretrained_model_name_or_path, hub)
 
-        workdir, folder, manifest = _prepare_folder(source, name, compression, stateful, hub)
+        workdir, folder, manifest = prepare_folder(source, name, compression, stateful, hub)
         if manifest is not None and source.kind == "openvino" and runtime is None and ov_config is None:
             runtime_preset, overrides = runtime_preset or manifest.runtime, {**manifest.ov_config, **overrides}
         runtime_preset = runtime_preset or get_runtime(DEFAULT_RUNTIME)
@@ -290,16 +195,16 @@ class AutoModelForCausalLM:
         except ValueError as exc:
             raise UnsupportedModelError(f"OpenVINO could not load {str(folder)!r}: {exc}") from exc
         if stateful is not None and stateful != model.stateful:
-            raise _stateful_error(folder, stateful)
+            raise stateful_error(folder, stateful)
         if manifest is None:
-            manifest = _manifest_for_ir(model, source.name)
+            manifest = manifest_for_ir(model, source.name)
         model.__class__ = _ov_class(type(model))
         model._ov_workdir = workdir
         model._ov_loaded_fingerprint = _fingerprint(model.model)
         model.ov_manifest = manifest
         model.ov_runtime = runtime_preset
         model._ov_overrides = overrides
-        model.tokenizer = _load_tokenizer(folder, hub) if load_tokenizer else None
+        model.tokenizer = find_tokenizer(folder, hub) if load_tokenizer else None
         if compile:
             try:
                 model.compile()

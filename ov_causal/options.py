@@ -78,7 +78,8 @@ KNOWN_KEYS: dict[str, Callable[[Any], str]] = {
 
 
 @lru_cache(maxsize=1)
-def _core():  # noqa: ANN202 - openvino.Core, imported lazily
+def core() -> Any:
+    """The process-wide ``openvino.Core`` (created on first use, not at import)."""
     import openvino
 
     return openvino.Core()
@@ -86,7 +87,7 @@ def _core():  # noqa: ANN202 - openvino.Core, imported lazily
 
 def available_devices() -> list[str]:
     """Devices OpenVINO sees on this machine, e.g. ``['CPU']`` or ``['CPU', 'GPU.0', 'GPU.1']``."""
-    return list(_core().available_devices)
+    return list(core().available_devices)
 
 
 def _device_exists(name: str, devices: list[str]) -> bool:
@@ -119,7 +120,7 @@ def supported_properties(device: str) -> set[str]:
     if base in ("AUTO", "MULTI", "HETERO"):
         return set()
     try:
-        return set(_core().get_property(base, "SUPPORTED_PROPERTIES"))
+        return set(core().get_property(base, "SUPPORTED_PROPERTIES"))
     except RuntimeError:
         return set()
 

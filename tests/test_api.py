@@ -78,3 +78,27 @@ def test_import_is_cheap():
     code = f"import sys, ov_causal; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_hub_id_is_downloaded_with_the_users_revision_and_token(make_checkpoint, monkeypatch):
+    import huggingface_hub
+
+    calls = []
+
+    def fake_snapshot_download(repo_id, **kwargs):
+        calls.append((repo_id, kwargs))
+        return str(make_checkpoint())
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    model = AutoModelForCausalLM.from_pretrained("org/tiny-llama", revision="v1", token="secret", compile=False)
+    assert calls[0][0] == "org/tiny-llama"
+    assert calls[0][1]["revision"] == "v1" and calls[0][1]["token"] == "secret"
+    assert model.ov_manifest.source == "org/tiny-llama"
+
+
+def test_use_cache_false_exports_without_kv_cache(make_checkpoint):
+    model = AutoModelForCausalLM.from_pretrained(make_checkpoint(), use_cache=False, runtime="accuracy")
+    assert not model.use_cache and not model.stateful
+    inputs = model.tokenizer(["def f(x):"], return_tensors="pt")
+    out = model.generate(**inputs, max_new_tokens=4, min_new_tokens=4, do_sample=False)
+    assert out.shape[1] == inputs["input_ids"].shape[1] + 4

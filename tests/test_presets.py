@@ -63,7 +63,7 @@ def test_default_is_int8_above_one_billion_parameters(make_checkpoint, monkeypat
     assert default_compression(ONE_BILLION)[0] == "fp32"
     small = AutoModelForCausalLM.from_pretrained(make_checkpoint(), compile=False)
     assert small.ov_manifest.preset == "fp32" and set(weight_formats(small.model)) == {"fp32"}
-    monkeypatch.setattr("ov_causal.modeling.count_parameters", lambda folder: 7 * ONE_BILLION)
+    monkeypatch.setattr("ov_causal.loading.count_parameters", lambda folder: 7 * ONE_BILLION)
     big = AutoModelForCausalLM.from_pretrained(make_checkpoint(), compile=False)
     assert big.ov_manifest.preset == "int8" and set(weight_formats(big.model)) == {"int8"}
 
