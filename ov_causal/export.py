@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,7 +50,8 @@ def compress_folder(folder: Path, compression: Compression) -> None:
     """Compress the IR in ``folder`` in place (written under a new name, then renamed over the old)."""
     import openvino
 
-    model = compress_ir(read_ir(folder), compression)
+    with quiet_libraries():
+        model = compress_ir(read_ir(folder), compression)
     openvino.save_model(model, folder / "compressed.xml", compress_to_fp16=False)
     del model
     os.replace(folder / "compressed.bin", folder / IR_FILES[1])
@@ -64,6 +66,31 @@ def compress_ir(model: Any, compression: Compression) -> Any:
         return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
     mode = nncf.CompressWeightsMode.INT4_SYM if compression.sym else nncf.CompressWeightsMode.INT4_ASYM
     return nncf.compress_weights(model, mode=mode, group_size=compression.group_size, ratio=compression.ratio)
+
+
+_NOISY_LOGGERS = ("transformers", "optimum", "nncf", "torch", "openvino_tokenizers")
+
+
+@contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Hold back the tracing warnings and info logs export and compression print (``OV_CAUSAL_VERBOSE=1`` shows them).
+
+    Log levels and warning filters are restored afterwards; nothing is changed at import time.
+    """
+    if os.environ.get("OV_CAUSAL_VERBOSE", "") not in ("", "0"):
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in _NOISY_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 @contextmanager
@@ -119,7 +146,7 @@ def export_checkpoint(
     """
     from optimum.exporters.openvino import main_export
 
-    with staging_folder(target) as tmp:
+    with staging_folder(target) as tmp, quiet_libraries():
         try:
             main_export(
                 str(source.path),

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEMO_MODEL = Path(__file__).parent / "demo_model"
-DEMO_PROMPT = "def read_config(path):\n"
+DEMO_PROMPT = 'def read_config(path):\n    """Read a configuration file."""\n    with open(path'
 
 
 @dataclass(frozen=True)

@@ -96,3 +96,14 @@ def test_genai_and_native_openvino_use_the_saved_folder(saved):
     tokenizer = core.compile_model(out / "openvino_tokenizer.xml", "CPU")
     tokens = tokenizer([prompt])["input_ids"]
     assert tokens.tolist()[0] == model.tokenizer(prompt)["input_ids"]
+
+
+def test_export_made_by_other_tools_is_described_from_its_weights(make_export, tmp_path):
+    import shutil
+
+    folder = tmp_path / "optimum-cli-export"
+    shutil.copytree(make_export(preset="int4_sym_g64"), folder)
+    (folder / MANIFEST_FILE).unlink()
+    model = AutoModelForCausalLM.from_pretrained(folder, compile=False)
+    assert model.ov_manifest.preset == "int4_sym_g64"
+    assert model.ov_runtime.name == "latency"
