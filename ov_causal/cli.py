@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .errors import OVCausalError
+from .errors import OptionError, OVCausalError
 from .presets import PRESETS, RUNTIMES
 
 
@@ -22,6 +22,21 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--max-new-tokens", type=int, default=64)
     gen.add_argument("--do-sample", action="store_true")
     gen.add_argument("--seed", type=int, default=0)
+    gen.set_defaults(handler=_generate)
+
+    cache = sub.add_parser("cache", help="list, inspect or clear the export cache")
+    cache.add_argument("action", choices=["list", "info", "clear"])
+    cache.add_argument("key", nargs="?", default=None, help="entry key (or its first characters) for 'info'")
+    cache.add_argument("--older-than", default=None, help="with 'clear': only entries unused for e.g. 30d, 12h")
+    cache.add_argument("--cache-dir", default=None, help="cache location (default $OV_CAUSAL_CACHE_DIR or ~/.cache)")
+    cache.set_defaults(handler=_cache)
+
+    fuse = sub.add_parser("fuse-lora", help="write a checkpoint with LoRA adapter(s) fused into the base weights")
+    fuse.add_argument("base", help="transformers checkpoint folder")
+    fuse.add_argument("adapter", nargs="+", help="PEFT adapter folder(s); ADAPTER=WEIGHT to weight them")
+    fuse.add_argument("--out", required=True, help="folder for the fused checkpoint")
+    fuse.add_argument("--allow-pickle", action="store_true", help="accept adapter_model.bin (pickle) adapters")
+    fuse.set_defaults(handler=_fuse_lora)
     return parser
 
 
@@ -30,6 +45,7 @@ def _generate(args: argparse.Namespace) -> None:
 
     options = vars(args)
     options.pop("command")
+    options.pop("handler")
     if options["prompt"] is None:
         options["prompt"] = DEMO_PROMPT
     result = generate(**options)
@@ -41,12 +57,50 @@ def _generate(args: argparse.Namespace) -> None:
     )
 
 
+def _cache(args: argparse.Namespace) -> None:
+    from . import cache
+
+    root = cache.cache_root(args.cache_dir)
+    if args.action == "clear":
+        age = None if args.older_than is None else cache.parse_age(args.older_than)
+        removed = cache.clear(root, age)
+        print(f"removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'} "
+              f"({sum(e.size for e in removed) / 2**20:.1f} MiB) from {root}")
+        return
+    entries = cache.list_entries(root)
+    if args.action == "list":
+        print(f"{len(entries)} entries in {root}")
+        for entry in entries:
+            print(entry.row())
+        return
+    matches = [e for e in entries if args.key and e.key.startswith(args.key)]
+    if len(matches) != 1:
+        raise OptionError(f"'cache info' needs the key (or its start) of one entry; {args.key!r} matches "
+                          f"{len(matches)}. See 'ov-causal cache list'.")
+    print((matches[0].folder / cache.ENTRY_FILE).read_text())
+    print(f"state: {'ok' if matches[0].problem is None else 'DAMAGED: ' + matches[0].problem}")
+
+
+def _fuse_lora(args: argparse.Namespace) -> None:
+    from .lora import fuse_lora
+
+    pairs = []
+    for item in args.adapter:
+        path, _, weight = item.partition("=")
+        try:
+            pairs.append((path, float(weight) if weight else 1.0))
+        except ValueError:
+            raise OptionError(f"adapter {item!r}: the weight after '=' must be a number, e.g. {path}=0.5") from None
+    out = fuse_lora(args.base, pairs, args.out, allow_pickle=args.allow_pickle)
+    print(f"fused checkpoint written to {out}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(["generate"] if argv is not None and not argv else argv)
     if args.command is None:
         args = _parser().parse_args(["generate"])
     try:
-        _generate(args)
+        args.handler(args)
     except OVCausalError as exc:
         print(f"ov-causal: error: {exc}", file=sys.stderr)
         return 2

@@ -93,4 +93,8 @@ OV_KEYWORDS = (
     "device",
     "compile",
     "load_tokenizer",
+    "lora",
+    "lora_allow_pickle",
+    "cache",
+    "ov_cache_dir",
 )

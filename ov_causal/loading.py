@@ -5,31 +5,90 @@ from __future__ import annotations
 import shutil
 import tempfile
 import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .cache import Hit, cache_root, folder_fingerprint, get_or_build, make_key
 from .errors import UnsupportedModelError
 from .export import compress_folder, export_checkpoint, publish, read_ir, staging_folder
 from .hfcompat import HubOptions
 from .ir import dominant_format, int4_layout, is_stateful
-from .manifest import MANIFEST_FILE, Manifest
+from .lora import Adapter, check_adapter, fused_checkpoint
+from .manifest import MANIFEST_FILE, Manifest, library_versions
 from .presets import PRESETS, Compression, default_compression
 from .sources import Source, check_exportable, count_parameters, read_config
 
 
-def _export_to_workdir(
-    source: Source, name: str | None, compression: Compression | None, stateful: bool, hub: HubOptions
-) -> tuple[tempfile.TemporaryDirectory, Path]:
-    config = read_config(source.path)
-    check_exportable(config, source.path)
+@dataclass(frozen=True)
+class ExportRequest:
+    """What the user asked for that changes the exported files."""
+
+    name: str | None
+    compression: Compression | None
+    stateful: bool | None
+    hub: HubOptions
+    adapters: tuple[Adapter, ...] = ()
+    lora_allow_pickle: bool = False
+    cache: bool = True
+    ov_cache_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The folder to load, its manifest, and where it came from."""
+
+    folder: Path
+    manifest: Manifest | None
+    workdir: tempfile.TemporaryDirectory | None = None
+    cache: Hit | None = None
+
+
+def _cache_parts(source: Source, compression: Compression, stateful: bool, request: ExportRequest) -> dict[str, Any]:
+    """Everything that changes an export's files, for the cache key."""
+    identity = {"hub": source.name, "commit": source.commit} if source.commit else {
+        "local": folder_fingerprint(source.path)
+    }
+    versions = library_versions()
+    return {
+        "format": 1,
+        "source": identity,
+        "compression": asdict(compression),
+        "stateful": stateful,
+        "use_cache": request.hub.use_cache,
+        "adapters": [(folder_fingerprint(a.path), a.weight) for a in request.adapters],
+        "versions": {k: versions[k] for k in ("openvino", "optimum-intel", "nncf", "transformers")},
+    }
+
+
+def _export(source: Source, request: ExportRequest) -> Prepared:
+    check_exportable(read_config(source.path), source.path)
+    for adapter in request.adapters:
+        check_adapter(adapter, request.lora_allow_pickle)
+    name, compression = request.name, request.compression
     if compression is None:
         name, compression = default_compression(count_parameters(source.path))
-    workdir = tempfile.TemporaryDirectory(prefix="ov_causal-")
-    target = Path(workdir.name) / "model"
-    stateful = stateful and hub.use_cache
-    manifest = Manifest(source=source.name, preset=name or "custom", compression=compression, stateful=stateful)
-    export_checkpoint(source, target, compression, stateful, hub, finish=manifest.write)
-    return workdir, target
+    stateful = request.stateful is not False and request.hub.use_cache
+    adapters = [{"path": str(a.path), "weight": a.weight} for a in request.adapters]
+    manifest = Manifest(source.name, name or "custom", compression, stateful, adapters=adapters)
+
+    def build(target: Path) -> None:
+        if not request.adapters:
+            export_checkpoint(source, target, compression, stateful, request.hub, finish=manifest.write)
+            return
+        options = dict(allow_pickle=request.lora_allow_pickle, trust_remote_code=request.hub.trust_remote_code)
+        with fused_checkpoint(source.path, list(request.adapters), **options) as fused:
+            fused_source = Source(source.kind, fused, source.name)
+            export_checkpoint(fused_source, target, compression, stateful, request.hub, finish=manifest.write)
+
+    if not request.cache:
+        workdir = tempfile.TemporaryDirectory(prefix="ov_causal-")
+        target = Path(workdir.name) / "model"
+        build(target)
+        return Prepared(target, manifest, workdir)
+    parts = _cache_parts(source, compression, stateful, request)
+    hit = get_or_build(cache_root(request.ov_cache_dir), make_key(parts), parts, build)
+    return Prepared(hit.folder, Manifest.read(hit.folder), cache=hit)
 
 
 def stateful_error(folder: Path, stateful: bool) -> UnsupportedModelError:
@@ -68,21 +127,24 @@ def _compressed_copy(folder: Path, compression: Compression) -> tuple[tempfile.T
     return workdir, target
 
 
-def prepare_folder(
-    source: Source, name: str | None, compression: Compression | None, stateful: bool | None, hub: HubOptions
-) -> tuple[tempfile.TemporaryDirectory | None, Path, Manifest | None]:
-    """The folder optimum will load: an export of a checkpoint, an export folder, or its compressed copy."""
+def prepare_folder(source: Source, request: ExportRequest) -> Prepared:
+    """The folder optimum will load: an export of a checkpoint (cached), an export folder, or its compressed copy."""
     if source.kind == "checkpoint":
-        workdir, folder = _export_to_workdir(source, name, compression, stateful is not False, hub)
-        return workdir, folder, Manifest.read(folder)
+        return _export(source, request)
+    if request.adapters:
+        raise UnsupportedModelError(
+            f"lora= needs the Hugging Face checkpoint, but {source.name!r} is an OpenVINO export. "
+            "Pass the base checkpoint together with lora=, or fuse first with ov_causal.fuse_lora."
+        )
     manifest = Manifest.read(source.path)
-    if compression is None:
-        return None, source.path, manifest
-    stored, ir_stateful = _check_ir_matches(source.path, compression, stateful)
-    if compression.quantized and stored in ("fp32", "fp16"):
-        workdir, folder = _compressed_copy(source.path, compression)
-        return workdir, folder, Manifest(source.name, name or "custom", compression, ir_stateful)
-    return None, source.path, manifest
+    if request.compression is None:
+        return Prepared(source.path, manifest)
+    stored, ir_stateful = _check_ir_matches(source.path, request.compression, request.stateful)
+    if request.compression.quantized and stored in ("fp32", "fp16"):
+        workdir, folder = _compressed_copy(source.path, request.compression)
+        return Prepared(folder, Manifest(source.name, request.name or "custom", request.compression, ir_stateful),
+                        workdir)
+    return Prepared(source.path, manifest)
 
 
 def manifest_for_ir(model: Any, source: str) -> Manifest:

@@ -36,6 +36,7 @@ class Manifest:
     stateful: bool
     runtime: Runtime | None = None
     ov_config: dict[str, str] = field(default_factory=dict)
+    adapters: list[dict[str, Any]] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=library_versions)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 

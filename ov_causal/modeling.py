@@ -14,7 +14,8 @@ from typing import Any
 from .errors import ExportError, OptionError, UnsupportedModelError
 from .export import IR_FILES, TOKENIZER_FILES, convert_tokenizer, publish, staging_folder
 from .hfcompat import resolve_hf_kwargs
-from .loading import find_tokenizer, manifest_for_ir, prepare_folder, stateful_error
+from .loading import ExportRequest, find_tokenizer, manifest_for_ir, prepare_folder, stateful_error
+from .lora import LoraSpec, parse_adapters
 from .manifest import Manifest
 from .options import check_device, validate_ov_config
 from .presets import (
@@ -43,6 +44,7 @@ class OVCausalLM:
     tokenizer: Any
     ov_manifest: Manifest
     ov_runtime: Runtime
+    ov_cache_hit: bool | None  # True: loaded from the export cache; False: exported into it; None: not cached
     _ov_workdir: tempfile.TemporaryDirectory | None
 
     @property
@@ -146,6 +148,10 @@ class AutoModelForCausalLM:
         device: str = "CPU",
         compile: bool = True,
         load_tokenizer: bool = True,
+        lora: LoraSpec | None = None,
+        lora_allow_pickle: bool = False,
+        cache: bool = True,
+        ov_cache_dir: str | os.PathLike[str] | None = None,
         **kwargs: Any,
     ) -> OVCausalLM:
         """Load an OpenVINO export, or export a Hugging Face checkpoint on the fly.
@@ -163,6 +169,11 @@ class AutoModelForCausalLM:
             device: OpenVINO device, e.g. ``CPU`` or ``GPU``.
             compile: False defers compilation (use ``model.model`` for native access).
             load_tokenizer: load the Hugging Face tokenizer found with the model as ``model.tokenizer``.
+            lora: PEFT LoRA adapter folder(s) fused into the base before export: a path,
+                ``{path: weight}`` or a list of (path, weight) pairs.
+            lora_allow_pickle: accept pickle adapters (``adapter_model.bin``); unpickling runs code.
+            cache: reuse (and publish) exports in the persistent cache; False exports to a temporary folder.
+            ov_cache_dir: cache location (default ``$OV_CAUSAL_CACHE_DIR`` or ``~/.cache/ov_causal``).
             **kwargs: transformers keywords (``revision``, ``token``, ``trust_remote_code``,
                 ``torch_dtype``, ``device_map``, ...): applied, or ignored with a warning.
 
@@ -183,11 +194,18 @@ class AutoModelForCausalLM:
         overrides = validate_ov_config(ov_config or {}, device)
         source = resolve_source(pretrained_model_name_or_path, hub)
 
-        workdir, folder, manifest = prepare_folder(source, name, compression, stateful, hub)
+        request = ExportRequest(
+            name, compression, stateful, hub, tuple(parse_adapters(lora)), lora_allow_pickle, cache,
+            None if ov_cache_dir is None else os.fspath(ov_cache_dir),
+        )
+        prepared = prepare_folder(source, request)
+        folder, manifest = prepared.folder, prepared.manifest
         if manifest is not None and source.kind == "openvino" and runtime is None and ov_config is None:
             runtime_preset, overrides = runtime_preset or manifest.runtime, {**manifest.ov_config, **overrides}
         runtime_preset = runtime_preset or get_runtime(DEFAULT_RUNTIME)
         full_config = validate_ov_config({**runtime_preset.ov_config(), **overrides}, device)
+        if prepared.cache is not None:  # compiled blobs beside the cached export: later loads skip compilation
+            full_config.setdefault("CACHE_DIR", str(prepared.cache.compiled_dir))
         try:
             model = OVModelForCausalLM.from_pretrained(
                 str(folder), export=False, ov_config=full_config, device=device, compile=False, use_cache=hub.use_cache
@@ -199,7 +217,8 @@ class AutoModelForCausalLM:
         if manifest is None:
             manifest = manifest_for_ir(model, source.name)
         model.__class__ = _ov_class(type(model))
-        model._ov_workdir = workdir
+        model._ov_workdir = prepared.workdir
+        model.ov_cache_hit = None if prepared.cache is None else prepared.cache.hit
         model._ov_loaded_fingerprint = _fingerprint(model.model)
         model.ov_manifest = manifest
         model.ov_runtime = runtime_preset

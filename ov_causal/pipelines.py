@@ -9,7 +9,10 @@ from .errors import OptionError
 from .hfcompat import APPLIED
 
 # Keywords of ours that pipeline() forwards to from_pretrained.
-_MODEL_KEYWORDS = ("preset", "runtime", "ov_config", "group_size", "ratio", "dq_group_size", "stateful", "compile")
+_MODEL_KEYWORDS = (
+    "preset", "runtime", "ov_config", "group_size", "ratio", "dq_group_size", "stateful", "compile",
+    "lora", "lora_allow_pickle", "cache", "ov_cache_dir",
+)
 # transformers.pipeline keywords that it would otherwise forward to model loading.
 _LOADING_KEYWORDS = (*APPLIED, "torch_dtype", "dtype", "device_map")
 

@@ -27,6 +27,7 @@ class Source:
     kind: Literal["openvino", "checkpoint"]
     path: Path
     name: str
+    commit: str | None = None  # the Hub commit of a downloaded snapshot
 
 
 def _looks_like_path(name: str) -> bool:
@@ -80,7 +81,9 @@ def resolve_source(model_id: str | os.PathLike[str], hub: HubOptions) -> Source:
     if _looks_like_path(name):
         raise ModelSourceError(f"{name!r} does not exist. Check the path, or pass a Hub id such as 'org/model'.")
     folder = _download(name, hub)
-    return classify(folder / hub.subfolder if hub.subfolder else folder, name)
+    source = classify(folder / hub.subfolder if hub.subfolder else folder, name)
+    commit = folder.name if folder.parent.name == "snapshots" else None
+    return Source(source.kind, source.path, name, commit)
 
 
 def read_config(folder: Path) -> dict:

@@ -45,6 +45,14 @@ def _corpus() -> list[str]:
     return [inspect.getsource(m) for m in (argparse, difflib, json_module)]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def export_cache(tmp_path_factory) -> Path:
+    """Every test exports into a cache of its own session, never into the user's ~/.cache."""
+    root = tmp_path_factory.mktemp("ov-causal-cache")
+    os.environ["OV_CAUSAL_CACHE_DIR"] = str(root)
+    return root
+
+
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory) -> Path:
     """A byte-level BPE tokenizer trained in a second on standard library source."""

@@ -138,7 +138,8 @@ def _leftovers(folder):
     return sorted(p.name for p in folder.iterdir() if ".partial-" in p.name)
 
 
-def test_failed_export_leaves_nothing(make_checkpoint, tmp_path, monkeypatch):
+@pytest.mark.parametrize("cache", [True, False])
+def test_failed_export_leaves_nothing(cache, make_checkpoint, tmp_path, monkeypatch):
     import optimum.exporters.openvino as exporters
 
     def broken_export(model, output, **kwargs):
@@ -146,12 +147,13 @@ def test_failed_export_leaves_nothing(make_checkpoint, tmp_path, monkeypatch):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(exporters, "main_export", broken_export)
-    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
     with pytest.raises(ExportError, match="disk full.*Nothing was written"):
-        AutoModelForCausalLM.from_pretrained(make_checkpoint())
-    workdirs = [p for p in tmp_path.iterdir() if p.name.startswith("ov_causal-")]
-    assert all(not any(w.iterdir()) for w in workdirs) or not workdirs
-    assert not [p for w in workdirs for p in w.iterdir()]
+        AutoModelForCausalLM.from_pretrained(make_checkpoint(), preset="int8", cache=cache, ov_cache_dir=tmp_path / "c")
+    assert not [p for p in (tmp_path / "tmp").rglob("*") if p.is_file()]
+    entries = tmp_path / "c" / "entries"
+    assert not entries.exists() or not list(entries.iterdir())
 
 
 def test_failed_save_leaves_nothing(make_export, tmp_path, monkeypatch):
