@@ -26,6 +26,7 @@ _LAZY = {
     "AutoModelForCausalLM": "ov_causal.modeling",
     "OVCausalLM": "ov_causal.modeling",
     "pipeline": "ov_causal.pipelines",
+    "fuse_lora": "ov_causal.lora",
     "generate": "ov_causal.generation",
 }
 
@@ -44,6 +45,7 @@ __all__ = [
     "RUNTIMES",
     "Runtime",
     "UnsupportedModelError",
+    "fuse_lora",
     "generate",
     "get_preset",
     "get_runtime",

@@ -88,7 +88,9 @@ def _export(source: Source, request: ExportRequest) -> Prepared:
         return Prepared(target, manifest, workdir)
     parts = _cache_parts(source, compression, stateful, request)
     hit = get_or_build(cache_root(request.ov_cache_dir), make_key(parts), parts, build)
-    return Prepared(hit.folder, Manifest.read(hit.folder), cache=hit)
+    # The entry may have been built for another name of the same files (a copy of the folder, a preset
+    # object equal to a named one): describe it as this request names it.
+    return Prepared(hit.folder, manifest, cache=hit)
 
 
 def stateful_error(folder: Path, stateful: bool) -> UnsupportedModelError:
