@@ -37,6 +37,23 @@ def _parser() -> argparse.ArgumentParser:
     fuse.add_argument("--out", required=True, help="folder for the fused checkpoint")
     fuse.add_argument("--allow-pickle", action="store_true", help="accept adapter_model.bin (pickle) adapters")
     fuse.set_defaults(handler=_fuse_lora)
+
+    for name, help_text in (("eval", "compare presets with the uncompressed model on held-out text"),
+                            ("tune", "pick the fastest (or smallest) preset within an accuracy budget")):
+        cmd = sub.add_parser(name, help=help_text)
+        cmd.add_argument("model", help="Hub id or checkpoint folder")
+        cmd.add_argument("--text", default=None, help="held-out text file (default: the built-in text)")
+        cmd.add_argument("--calibration", default=None, help="text file for data-aware presets")
+        cmd.add_argument("--max-tokens", type=int, default=4096)
+        cmd.add_argument("--window", type=int, default=256)
+        cmd.add_argument("--json", default=None, help="write the results as JSON here")
+        cmd.add_argument("--plot", default=None, help="write a PNG chart here (needs matplotlib)")
+        cmd.add_argument("--presets", default=None, help="comma-separated presets (default: int8 and int4 ones)")
+        if name == "tune":
+            cmd.add_argument("--max-ppl-increase", default="2%", help="budget, e.g. 2%% or 0.02")
+            cmd.add_argument("--objective", choices=["speed", "size"], default="speed")
+            cmd.add_argument("--save", default=None, help="save the chosen model to this folder")
+        cmd.set_defaults(handler=_eval_or_tune)
     return parser
 
 
@@ -79,6 +96,44 @@ def _cache(args: argparse.Namespace) -> None:
                           f"{len(matches)}. See 'ov-causal cache list'.")
     print((matches[0].folder / cache.ENTRY_FILE).read_text())
     print(f"state: {'ok' if matches[0].problem is None else 'DAMAGED: ' + matches[0].problem}")
+
+
+def _percent(text: str) -> float:
+    try:
+        return float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise OptionError(f"--max-ppl-increase {text!r} is not valid: use e.g. 2% or 0.02.") from None
+
+
+def _eval_or_tune(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from .evaluate import DEFAULT_PRESETS, evaluate
+    from .presets import get_preset
+
+    presets = tuple(p.strip() for p in args.presets.split(",")) if args.presets else None
+    for preset in presets or ():
+        get_preset(preset)  # an unknown name fails before any model work
+    calibration = Path(args.calibration) if args.calibration else None
+    text = Path(args.text) if args.text else None
+    common = dict(calibration=calibration, max_tokens=args.max_tokens, window=args.window)
+    if args.command == "eval":
+        result = evaluate(args.model, presets or DEFAULT_PRESETS, text, **common)
+        print(result.table())
+    else:
+        from .tune import tune
+
+        result = tune(args.model, _percent(args.max_ppl_increase), args.objective, presets, text,
+                      save=args.save, **common)
+        print(result.table())
+        if args.save and result.choice:
+            print(f"saved {result.choice} to {args.save}")
+    if args.json:
+        Path(args.json).write_text(result.to_json() + "\n", encoding="utf-8")
+    if args.plot:
+        result.plot(args.plot)
+    if args.command == "tune" and result.choice is None:
+        raise SystemExit(3)
 
 
 def _fuse_lora(args: argparse.Namespace) -> None:

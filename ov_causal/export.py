@@ -7,12 +7,12 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import ExportError, OVCausalError
+from .errors import ExportError, OVCausalError, PresetError
 from .hfcompat import HubOptions
 from .presets import Compression
 from .sources import IR_FILE, TASK, Source
@@ -46,26 +46,55 @@ def read_ir(folder: Path) -> Any:
     return core().read_model(folder / IR_FILE)
 
 
-def compress_folder(folder: Path, compression: Compression) -> None:
-    """Compress the IR in ``folder`` in place (written under a new name, then renamed over the old)."""
+def compress_folder(folder: Path, compression: Compression, calibration: Sequence[str] = ()) -> None:
+    """Compress the IR in ``folder`` in place (written under a new name, then renamed over the old).
+
+    ``calibration`` texts (tokenized with the folder's tokenizer) feed the data-aware methods.
+    """
     import openvino
 
+    model = read_ir(folder)
+    dataset = None
+    if compression.data_aware and calibration:
+        from transformers import AutoTokenizer
+
+        from .texts import calibration_dataset, calibration_windows
+
+        windows = calibration_windows(list(calibration), AutoTokenizer.from_pretrained(folder))
+        dataset = calibration_dataset(model, windows)
     with quiet_libraries():
-        model = compress_ir(read_ir(folder), compression)
+        model = compress_ir(model, compression, dataset)
     openvino.save_model(model, folder / "compressed.xml", compress_to_fp16=False)
     del model
     os.replace(folder / "compressed.bin", folder / IR_FILES[1])
     os.replace(folder / "compressed.xml", folder / IR_FILE)
 
 
-def compress_ir(model: Any, compression: Compression) -> Any:
-    """Compress the weights of an uncompressed ``openvino.Model`` with NNCF (data-free)."""
+def compress_ir(model: Any, compression: Compression, dataset: Any = None) -> Any:
+    """Compress the weights of an uncompressed ``openvino.Model`` with NNCF.
+
+    ``dataset`` (an ``nncf.Dataset`` of model inputs) is needed by the data-aware methods.
+    """
     import nncf
 
     if compression.weights == "int8":
         return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+    if compression.data_aware and dataset is None:
+        raise PresetError(
+            f"{compression.describe()} is data-aware: pass calibration= (a file, a string or a list of strings "
+            "of the text the model will see)."
+        )
     mode = nncf.CompressWeightsMode.INT4_SYM if compression.sym else nncf.CompressWeightsMode.INT4_ASYM
-    return nncf.compress_weights(model, mode=mode, group_size=compression.group_size, ratio=compression.ratio)
+    options: dict[str, Any] = dict(group_size=compression.group_size, ratio=compression.ratio)
+    if compression.data_aware:
+        options.update(dataset=dataset, awq=compression.awq, scale_estimation=compression.scale_estimation,
+                       gptq=compression.gptq, subset_size=128)  # calibration_windows yields at most 128
+    if compression.sensitivity is not None:
+        options["sensitivity_metric"] = nncf.SensitivityMetric[compression.sensitivity.upper()]
+    try:
+        return nncf.compress_weights(model, mode=mode, **options)
+    except (ValueError, RuntimeError, nncf.ValidationError) as exc:
+        raise ExportError(f"NNCF could not compress the weights as {compression.describe()}: {exc}") from exc
 
 
 _NOISY_LOGGERS = ("transformers", "optimum", "nncf", "torch", "openvino_tokenizers")
@@ -133,6 +162,7 @@ def export_checkpoint(
     stateful: bool,
     hub: HubOptions,
     finish: Callable[[Path], None] | None = None,
+    calibration: Sequence[str] = (),
 ) -> Path:
     """Export ``source`` into ``target`` (IR, config, HF and OpenVINO tokenizers), atomically.
 
@@ -143,6 +173,7 @@ def export_checkpoint(
         stateful: keep the KV cache inside the model (faster) or as explicit inputs/outputs.
         hub: download/export keywords (trust_remote_code, ...).
         finish: called on the staging folder before it is published (e.g. to write a manifest).
+        calibration: texts for data-aware compression methods.
     """
     from optimum.exporters.openvino import main_export
 
@@ -168,7 +199,7 @@ def export_checkpoint(
         if not (tmp / IR_FILE).is_file():
             raise ExportError(f"exporting {source.name!r} produced no {IR_FILE}; nothing was written.")
         if compression.quantized:
-            compress_folder(tmp, compression)
+            compress_folder(tmp, compression, calibration)
         if finish is not None:
             finish(tmp)
         publish(tmp, target)

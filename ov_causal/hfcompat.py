@@ -97,4 +97,9 @@ OV_KEYWORDS = (
     "lora_allow_pickle",
     "cache",
     "ov_cache_dir",
+    "calibration",
+    "awq",
+    "scale_estimation",
+    "gptq",
+    "sensitivity",
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 import warnings
@@ -32,6 +33,7 @@ class ExportRequest:
     lora_allow_pickle: bool = False
     cache: bool = True
     ov_cache_dir: str | None = None
+    calibration: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ def _cache_parts(source: Source, compression: Compression, stateful: bool, reque
         "stateful": stateful,
         "use_cache": request.hub.use_cache,
         "adapters": [(folder_fingerprint(a.path), a.weight) for a in request.adapters],
+        "calibration": hashlib.sha256("\0".join(request.calibration).encode()).hexdigest()
+        if compression.data_aware else None,
         "versions": {k: versions[k] for k in ("openvino", "optimum-intel", "nncf", "transformers")},
     }
 
@@ -74,12 +78,14 @@ def _export(source: Source, request: ExportRequest) -> Prepared:
 
     def build(target: Path) -> None:
         if not request.adapters:
-            export_checkpoint(source, target, compression, stateful, request.hub, finish=manifest.write)
+            export_checkpoint(source, target, compression, stateful, request.hub, manifest.write, request.calibration)
             return
         options = dict(allow_pickle=request.lora_allow_pickle, trust_remote_code=request.hub.trust_remote_code)
         with fused_checkpoint(source.path, list(request.adapters), **options) as fused:
             fused_source = Source(source.kind, fused, source.name)
-            export_checkpoint(fused_source, target, compression, stateful, request.hub, finish=manifest.write)
+            export_checkpoint(
+                fused_source, target, compression, stateful, request.hub, manifest.write, request.calibration
+            )
 
     if not request.cache:
         workdir = tempfile.TemporaryDirectory(prefix="ov_causal-")
@@ -116,7 +122,9 @@ def _check_ir_matches(folder: Path, compression: Compression, stateful: bool | N
     return stored, is_stateful(ir)
 
 
-def _compressed_copy(folder: Path, compression: Compression) -> tuple[tempfile.TemporaryDirectory, Path]:
+def _compressed_copy(
+    folder: Path, compression: Compression, calibration: tuple[str, ...]
+) -> tuple[tempfile.TemporaryDirectory, Path]:
     """Compress an uncompressed export into a temporary folder (the original stays as it is)."""
     workdir = tempfile.TemporaryDirectory(prefix="ov_causal-")
     target = Path(workdir.name) / "model"
@@ -124,7 +132,7 @@ def _compressed_copy(folder: Path, compression: Compression) -> tuple[tempfile.T
         for item in folder.iterdir():
             if item.is_file() and item.name != MANIFEST_FILE:
                 shutil.copy2(item, tmp / item.name)
-        compress_folder(tmp, compression)
+        compress_folder(tmp, compression, calibration)
         publish(tmp, target)
     return workdir, target
 
@@ -143,7 +151,7 @@ def prepare_folder(source: Source, request: ExportRequest) -> Prepared:
         return Prepared(source.path, manifest)
     stored, ir_stateful = _check_ir_matches(source.path, request.compression, request.stateful)
     if request.compression.quantized and stored in ("fp32", "fp16"):
-        workdir, folder = _compressed_copy(source.path, request.compression)
+        workdir, folder = _compressed_copy(source.path, request.compression, request.calibration)
         return Prepared(folder, Manifest(source.name, request.name or "custom", request.compression, ir_stateful),
                         workdir)
     return Prepared(source.path, manifest)

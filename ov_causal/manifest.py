@@ -37,6 +37,7 @@ class Manifest:
     runtime: Runtime | None = None
     ov_config: dict[str, str] = field(default_factory=dict)
     adapters: list[dict[str, Any]] = field(default_factory=list)
+    tuned: dict[str, Any] | None = None
     versions: dict[str, str] = field(default_factory=library_versions)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .errors import ExportError, OptionError, UnsupportedModelError
+from .errors import ExportError, OptionError, PresetError, UnsupportedModelError
 from .export import IR_FILES, TOKENIZER_FILES, convert_tokenizer, publish, staging_folder
 from .hfcompat import resolve_hf_kwargs
 from .loading import ExportRequest, find_tokenizer, manifest_for_ir, prepare_folder, stateful_error
@@ -28,6 +28,7 @@ from .presets import (
     resolve_runtime,
 )
 from .sources import resolve_source
+from .texts import TextSource, load_texts
 
 
 class OVCausalLM:
@@ -44,6 +45,7 @@ class OVCausalLM:
     tokenizer: Any
     ov_manifest: Manifest
     ov_runtime: Runtime
+    ov_auto_reason: str | None  # why preset="auto" chose what it chose
     ov_cache_hit: bool | None  # True: loaded from the export cache; False: exported into it; None: not cached
     _ov_workdir: tempfile.TemporaryDirectory | None
 
@@ -127,6 +129,17 @@ def _ov_class(optimum_class: type) -> type:
     return _CLASSES[optimum_class]
 
 
+def _auto(model_id: Any, hub: Any, ov_cache_dir: Any) -> tuple[str | None, str]:
+    """``preset="auto"``: the tuned choice or the documented rule (see ``ov_causal.tune.auto_preset``)."""
+    from .sources import count_parameters
+    from .tune import auto_preset
+
+    source = resolve_source(model_id, hub)
+    if source.kind == "openvino":
+        return None, "auto on an OpenVINO export: its weights are kept as they are"
+    return auto_preset(os.fspath(model_id), count_parameters(source.path), ov_cache_dir)
+
+
 class AutoModelForCausalLM:
     """Drop-in for ``transformers.AutoModelForCausalLM``: returns an OpenVINO model with the same API."""
 
@@ -152,6 +165,11 @@ class AutoModelForCausalLM:
         lora_allow_pickle: bool = False,
         cache: bool = True,
         ov_cache_dir: str | os.PathLike[str] | None = None,
+        calibration: TextSource | None = None,
+        awq: bool | None = None,
+        scale_estimation: bool | None = None,
+        gptq: bool | None = None,
+        sensitivity: str | None = None,
         **kwargs: Any,
     ) -> OVCausalLM:
         """Load an OpenVINO export, or export a Hugging Face checkpoint on the fly.
@@ -160,6 +178,7 @@ class AutoModelForCausalLM:
             pretrained_model_name_or_path: Hub id, checkpoint folder, or OpenVINO export folder.
             preset: weight compression: a name (``int8``, ``int4_asym_g64``, ``fp16``, ...), a
                 ``Preset`` or a ``Compression``. Default: int8 above 1B parameters, none below.
+                ``"auto"``: the choice ``ov-causal tune`` made for this model, else a rule by size and CPU.
             runtime: ``latency`` (default), ``throughput``, ``accuracy``, ``memory`` or a ``Runtime``;
                 an export folder restores the runtime it was saved with.
             ov_config: raw OpenVINO properties; each key overrides the runtime preset's.
@@ -174,6 +193,9 @@ class AutoModelForCausalLM:
             lora_allow_pickle: accept pickle adapters (``adapter_model.bin``); unpickling runs code.
             cache: reuse (and publish) exports in the persistent cache; False exports to a temporary folder.
             ov_cache_dir: cache location (default ``$OV_CAUSAL_CACHE_DIR`` or ``~/.cache/ov_causal``).
+            calibration: text for data-aware int4 (a file, a string or a list of strings; no Hub dataset).
+            awq, scale_estimation, gptq, sensitivity: int4 overrides: NNCF's data-aware methods and the
+                metric that ranks layers for ``ratio`` < 1 (see ``SENSITIVITY_METRICS``).
             **kwargs: transformers keywords (``revision``, ``token``, ``trust_remote_code``,
                 ``torch_dtype``, ``device_map``, ...): applied, or ignored with a warning.
 
@@ -184,7 +206,13 @@ class AutoModelForCausalLM:
 
         hub = resolve_hf_kwargs(kwargs)
         device = check_device(device)
-        name, compression = resolve_compression(preset, group_size, ratio)
+        auto_reason = None
+        if preset == "auto":
+            preset, auto_reason = _auto(pretrained_model_name_or_path, hub, ov_cache_dir)
+        name, compression = resolve_compression(
+            preset, group_size=group_size, ratio=ratio, awq=awq, scale_estimation=scale_estimation, gptq=gptq,
+            sensitivity=sensitivity,
+        )
         if hub.dtype_preset is not None:
             if compression is None:
                 name, compression = resolve_compression(hub.dtype_preset)
@@ -197,7 +225,13 @@ class AutoModelForCausalLM:
         request = ExportRequest(
             name, compression, stateful, hub, tuple(parse_adapters(lora)), lora_allow_pickle, cache,
             None if ov_cache_dir is None else os.fspath(ov_cache_dir),
+            tuple(load_texts(calibration, "calibration")) if calibration is not None else (),
         )
+        if compression is not None and compression.data_aware and not request.calibration:
+            raise PresetError(
+                f"preset {name!r} ({compression.describe()}) is data-aware: pass calibration= (a file, a string or "
+                "a list of strings of the text the model will see)."
+            )
         prepared = prepare_folder(source, request)
         folder, manifest = prepared.folder, prepared.manifest
         if manifest is not None and source.kind == "openvino" and runtime is None and ov_config is None:
@@ -219,6 +253,7 @@ class AutoModelForCausalLM:
         model.__class__ = _ov_class(type(model))
         model._ov_workdir = prepared.workdir
         model.ov_cache_hit = None if prepared.cache is None else prepared.cache.hit
+        model.ov_auto_reason = auto_reason
         model._ov_loaded_fingerprint = _fingerprint(model.model)
         model.ov_manifest = manifest
         model.ov_runtime = runtime_preset

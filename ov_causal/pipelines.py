@@ -11,7 +11,8 @@ from .hfcompat import APPLIED
 # Keywords of ours that pipeline() forwards to from_pretrained.
 _MODEL_KEYWORDS = (
     "preset", "runtime", "ov_config", "group_size", "ratio", "dq_group_size", "stateful", "compile",
-    "lora", "lora_allow_pickle", "cache", "ov_cache_dir",
+    "lora", "lora_allow_pickle", "cache", "ov_cache_dir", "calibration", "awq", "scale_estimation", "gptq",
+    "sensitivity",
 )
 # transformers.pipeline keywords that it would otherwise forward to model loading.
 _LOADING_KEYWORDS = (*APPLIED, "torch_dtype", "dtype", "device_map")

@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from .errors import PresetError, suggest
 
 WeightFormat = Literal["fp32", "fp16", "int8", "int4"]
+DATA_FREE_SENSITIVITY = "weight_quantization_error"
+SENSITIVITY_METRICS = (
+    DATA_FREE_SENSITIVITY,
+    "hessian_input_activation",
+    "mean_activation_variance",
+    "max_activation_variance",
+    "mean_activation_magnitude",
+)
 ONE_BILLION = 1_000_000_000
 RUNTIME_GROUP_SIZES = (0, 16, 32, 64, 128, 256)
+INT4_OVERRIDES = {"group_size", "ratio", "awq", "scale_estimation", "gptq", "sensitivity"}
 
 
 def _check_group_size(group_size: int) -> None:
@@ -35,23 +44,36 @@ class Compression:
         sym: int4 only: symmetric (faster) instead of asymmetric (more accurate) quantization.
         group_size: int4 only: weights sharing one scale (64, 128, ...; -1 per channel).
         ratio: int4 only: share of layers in int4, the rest in int8 (0 < ratio <= 1).
+        awq, scale_estimation, gptq: int4 only: data-aware NNCF methods (need calibration text).
+        sensitivity: int4 with ratio < 1: how NNCF ranks layers for int4, one of SENSITIVITY_METRICS
+            (``weight_quantization_error`` is data-free; the others need calibration text).
     """
 
     weights: WeightFormat
     sym: bool = False
     group_size: int | None = None
     ratio: float = 1.0
+    awq: bool = False
+    scale_estimation: bool = False
+    gptq: bool = False
+    sensitivity: str | None = None
 
     def __post_init__(self) -> None:
         if self.weights not in ("fp32", "fp16", "int8", "int4"):
             raise PresetError(f"weights={self.weights!r} is not valid: use 'fp32', 'fp16', 'int8' or 'int4'.")
         if not isinstance(self.ratio, (int, float)) or isinstance(self.ratio, bool) or not 0 < self.ratio <= 1:
             raise PresetError(f"ratio={self.ratio!r} is not valid: use a number in (0, 1], e.g. 0.8.")
+        if self.sensitivity is not None and self.sensitivity not in SENSITIVITY_METRICS:
+            raise PresetError(
+                f"sensitivity={self.sensitivity!r} is not valid: use one of {', '.join(SENSITIVITY_METRICS)}."
+            )
+        if self.awq and self.gptq:
+            raise PresetError("awq and gptq are alternatives: pick one (each combines with scale_estimation).")
         if self.weights != "int4":
-            if self.sym or self.group_size is not None or self.ratio != 1.0:
+            if self.sym or self.group_size is not None or self.ratio != 1.0 or self.data_aware or self.sensitivity:
                 raise PresetError(
-                    f"sym, group_size and ratio apply to int4 only, not to {self.weights!r}: "
-                    "pick an int4 preset (e.g. 'int4_asym_g128') to set them."
+                    f"sym, group_size, ratio, sensitivity and the data-aware methods apply to int4 only, not to "
+                    f"{self.weights!r}: pick an int4 preset (e.g. 'int4_asym_g128') to set them."
                 )
         else:
             if self.group_size is None:
@@ -64,11 +86,18 @@ class Compression:
     def quantized(self) -> bool:
         return self.weights in ("int8", "int4")
 
+    @property
+    def data_aware(self) -> bool:
+        """True when compressing needs calibration text."""
+        return self.awq or self.scale_estimation or self.gptq or self.sensitivity not in (None, DATA_FREE_SENSITIVITY)
+
     def describe(self) -> str:
         if self.weights != "int4":
             return self.weights
         ratio = "" if self.ratio == 1.0 else f" ratio={self.ratio:g}"
-        return f"int4 {'sym' if self.sym else 'asym'} g{self.group_size}{ratio}"
+        methods = [m for m in ("awq", "scale_estimation", "gptq") if getattr(self, m)]
+        extra = f" +{'+'.join(methods)}" if methods else ""
+        return f"int4 {'sym' if self.sym else 'asym'} g{self.group_size}{ratio}{extra}"
 
 
 @dataclass(frozen=True)
@@ -153,6 +182,10 @@ PRESETS: dict[str, Preset] = {
         _int4(False, 128),
         _int4(True, 64),
         _int4(False, 64),
+        Preset("int4_asym_g128_awq", Compression("int4", group_size=128, awq=True, scale_estimation=True)),
+        Preset("int4_asym_g64_awq", Compression("int4", group_size=64, awq=True, scale_estimation=True)),
+        Preset("int4_asym_g128_gptq", Compression("int4", group_size=128, gptq=True, scale_estimation=True)),
+        Preset("int4_asym_g64_gptq", Compression("int4", group_size=64, gptq=True, scale_estimation=True)),
     )
 }
 
@@ -188,14 +221,21 @@ def get_runtime(name: str) -> Runtime:
 
 
 def resolve_compression(
-    preset: str | Preset | Compression | None,
-    group_size: int | None = None,
-    ratio: float | None = None,
+    preset: str | Preset | Compression | None, **overrides: Any
 ) -> tuple[str | None, Compression | None]:
-    """Turn the user's ``preset`` plus overrides into (name, Compression); (None, None) means 'default'."""
+    """Turn the user's ``preset`` plus int4 overrides (group_size, ratio, awq, ...) into (name, Compression).
+
+    (None, None) means 'the default for this model's size'.
+    """
+    unknown = set(overrides) - INT4_OVERRIDES
+    if unknown:
+        raise PresetError(f"unknown compression override(s) {sorted(unknown)}: use {sorted(INT4_OVERRIDES)}.")
+    changes = {k: v for k, v in overrides.items() if v is not None}
     if preset is None:
-        if group_size is not None or ratio is not None:
-            raise PresetError("group_size= and ratio= need an int4 preset, e.g. preset='int4_asym_g64', ratio=0.8.")
+        if changes:
+            raise PresetError(
+                f"{', '.join(sorted(changes))}= need an int4 preset, e.g. preset='int4_asym_g64', ratio=0.8."
+            )
         return None, None
     if isinstance(preset, str):
         named = get_preset(preset)
@@ -208,11 +248,10 @@ def resolve_compression(
         raise PresetError(
             f"preset={preset!r} is not valid: pass a preset name ({', '.join(PRESETS)}), a Preset or a Compression."
         )
-    if group_size is None and ratio is None:
+    if not changes:
         return name, compression
     if compression.weights != "int4":
-        raise PresetError(f"group_size= and ratio= apply to int4 presets, not to {name!r}.")
-    changes = {k: v for k, v in (("group_size", group_size), ("ratio", ratio)) if v is not None}
+        raise PresetError(f"{', '.join(sorted(changes))}= apply to int4 presets, not to {name!r}.")
     return f"{name}+custom", dataclasses.replace(compression, **changes)
 
 

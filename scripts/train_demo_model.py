@@ -5,7 +5,7 @@ relative path: one in ten is held out (never trained on) and written to ``heldou
 accuracy studies can measure the model on text it has not seen.
 
 Usage:
-    python scripts/train_demo_model.py --out ov_causal/demo_model --steps 1200
+    python scripts/train_demo_model.py --out ov_causal/demo_model --steps 1000
 """
 
 from __future__ import annotations
@@ -44,6 +44,15 @@ def read_corpus() -> tuple[str, str]:
         (heldout if is_heldout(path) else train).append(text)
     sep = "\n" + SPECIAL_TOKENS[0] + "\n"
     return sep.join(train), sep.join(heldout)
+
+
+def write_texts(out: Path) -> None:
+    """Held-out text (never trained on) and calibration text (a sample of the training files)."""
+    _, heldout_text = read_corpus()
+    (out / "heldout.txt").write_text(heldout_text[:200_000], encoding="utf-8")
+    training = [p for p in stdlib_files() if not is_heldout(p)][::25]
+    calibration = "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in training)
+    (out / "calibration.txt").write_text(calibration[:100_000], encoding="utf-8")
 
 
 def train_tokenizer(text: str):
@@ -122,7 +131,7 @@ def train(out: Path, steps: int, batch_size: int, lr: float, seed: int) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    (out / "heldout.txt").write_text(heldout_text[:200_000], encoding="utf-8")
+    write_texts(out)
     info = {
         "corpus": "Python standard library source, one file in ten held out",
         "train_tokens": len(ids),
@@ -144,7 +153,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--texts-only", action="store_true", help="only (re)write heldout.txt and calibration.txt")
     args = parser.parse_args()
+    if args.texts_only:
+        write_texts(args.out)
+        return
     print(json.dumps(train(args.out, args.steps, args.batch_size, args.lr, args.seed), indent=2))
 
 
