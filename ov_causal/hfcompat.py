@@ -102,4 +102,5 @@ OV_KEYWORDS = (
     "scale_estimation",
     "gptq",
     "sensitivity",
+    "backend",
 )

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from .engines import GenAIEngine, Plan, check_backend, effective_config, plan, tokenizers_ready
 from .errors import ExportError, OptionError, PresetError, UnsupportedModelError
 from .export import IR_FILES, TOKENIZER_FILES, convert_tokenizer, publish, staging_folder
 from .hfcompat import resolve_hf_kwargs
@@ -45,13 +46,22 @@ class OVCausalLM:
     tokenizer: Any
     ov_manifest: Manifest
     ov_runtime: Runtime
+    backend: str  # 'auto', 'genai' or 'optimum'
+    last_engine: str | None  # which engine served the last generate() call
+    last_engine_reason: str | None
+    _genai: GenAIEngine | None
     ov_auto_reason: str | None  # why preset="auto" chose what it chose
     ov_cache_hit: bool | None  # True: loaded from the export cache; False: exported into it; None: not cached
     _ov_workdir: tempfile.TemporaryDirectory | None
 
     @property
     def compiled_model(self) -> Any:
-        """The ``openvino.CompiledModel`` in use, or None before compilation."""
+        """The ``openvino.CompiledModel`` of the transformers-loop engine (compiled now if it is not yet).
+
+        None with ``compile=False`` until ``compile()`` is called.
+        """
+        if self.request is None and self._ov_compile_on_demand:
+            self.compile()
         return self.request.get_compiled_model() if self.request is not None else None
 
     @property
@@ -62,7 +72,40 @@ class OVCausalLM:
         """Move to another OpenVINO device ('CPU', 'GPU', ...); recompiles on next use."""
         if not isinstance(device, str):
             raise OptionError(f"to({device!r}): pass an OpenVINO device name such as 'CPU' or 'GPU'.")
+        self._genai = None
         return self._ov_base.to(self, check_device(device))
+
+    def generate(self, inputs: Any = None, **kwargs: Any) -> Any:
+        """``transformers``' ``generate``, served by OpenVINO GenAI when every argument maps to it.
+
+        ``self.backend`` ('auto', 'genai', 'optimum') forces an engine; ``self.last_engine`` says
+        which one served the last call and ``self.last_engine_reason`` why the GenAI engine was not used.
+        """
+        if inputs is not None:
+            kwargs["input_ids"] = inputs
+        decision = plan(self, kwargs, self.backend)
+        if decision.engine == "genai" and not self.stateful:
+            decision = Plan("optimum", "a stateless export (GenAI needs the stateful form)")
+        engine = self._genai_engine() if decision.engine == "genai" else None
+        if engine is not None:
+            self.last_engine, self.last_engine_reason = "genai", ""
+            config = effective_config(self, kwargs)
+            return engine.generate(kwargs["input_ids"], kwargs.get("attention_mask"), config, kwargs)
+        self.last_engine, self.last_engine_reason = "optimum", decision.reason or "GenAI engine unavailable"
+        for key in ("presence_penalty", "frequency_penalty"):
+            if kwargs.pop(key, None) is not None:
+                raise OptionError(f"{key}= exists only in the GenAI engine, which cannot serve this call "
+                                  f"({self.last_engine_reason}).")
+        return self._ov_base.generate(self, **kwargs)
+
+    def _genai_engine(self) -> GenAIEngine | None:
+        if self._genai is None:
+            folder = Path(self.model_save_dir)
+            if not tokenizers_ready(folder, self.tokenizer):
+                return None
+            self._genai = GenAIEngine(folder, self._device, dict(self.ov_config))
+            self.request = None  # one compiled copy of the weights at a time; the fallback recompiles
+        return self._genai
 
     def save_pretrained(self, save_directory: str | os.PathLike[str], **kwargs: Any) -> None:
         """Write IR, config, generation config, HF and OpenVINO tokenizers and the manifest.
@@ -170,6 +213,7 @@ class AutoModelForCausalLM:
         scale_estimation: bool | None = None,
         gptq: bool | None = None,
         sensitivity: str | None = None,
+        backend: str = "auto",
         **kwargs: Any,
     ) -> OVCausalLM:
         """Load an OpenVINO export, or export a Hugging Face checkpoint on the fly.
@@ -194,6 +238,8 @@ class AutoModelForCausalLM:
             cache: reuse (and publish) exports in the persistent cache; False exports to a temporary folder.
             ov_cache_dir: cache location (default ``$OV_CAUSAL_CACHE_DIR`` or ``~/.cache/ov_causal``).
             calibration: text for data-aware int4 (a file, a string or a list of strings; no Hub dataset).
+            backend: generation engine: ``auto`` (OpenVINO GenAI when the call maps to it, else the
+                transformers loop), ``genai`` or ``optimum``.
             awq, scale_estimation, gptq, sensitivity: int4 overrides: NNCF's data-aware methods and the
                 metric that ranks layers for ``ratio`` < 1 (see ``SENSITIVITY_METRICS``).
             **kwargs: transformers keywords (``revision``, ``token``, ``trust_remote_code``,
@@ -254,6 +300,10 @@ class AutoModelForCausalLM:
         model._ov_workdir = prepared.workdir
         model.ov_cache_hit = None if prepared.cache is None else prepared.cache.hit
         model.ov_auto_reason = auto_reason
+        model.backend = check_backend(backend)
+        model._genai = None
+        model._ov_compile_on_demand = compile
+        model.last_engine = model.last_engine_reason = None
         model._ov_loaded_fingerprint = _fingerprint(model.model)
         model.ov_manifest = manifest
         model.ov_runtime = runtime_preset

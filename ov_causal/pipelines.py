@@ -12,7 +12,7 @@ from .hfcompat import APPLIED
 _MODEL_KEYWORDS = (
     "preset", "runtime", "ov_config", "group_size", "ratio", "dq_group_size", "stateful", "compile",
     "lora", "lora_allow_pickle", "cache", "ov_cache_dir", "calibration", "awq", "scale_estimation", "gptq",
-    "sensitivity",
+    "sensitivity", "backend",
 )
 # transformers.pipeline keywords that it would otherwise forward to model loading.
 _LOADING_KEYWORDS = (*APPLIED, "torch_dtype", "dtype", "device_map")

@@ -49,21 +49,37 @@ def test_beam_search_and_stateless_match_torch(arch, make_checkpoint, make_expor
         ov = AutoModelForCausalLM.from_pretrained(make_export(arch, stateful=stateful), runtime="accuracy")
         assert ov.stateful is stateful
         assert torch.equal(ov.generate(**inputs, **beams), reference_beam), f"beam search, stateful={stateful}"
+        assert ov.last_engine == ("genai" if stateful else "optimum")
         assert torch.equal(ov.generate(**inputs, **GREEDY), reference_greedy), f"greedy, stateful={stateful}"
 
 
 @pytest.mark.parametrize("stateful", [True, False])
-def test_sampling_is_reproducible_and_matches_torch(stateful, make_checkpoint, make_export, torch_model):
+def test_sampling_matches_torch_on_the_transformers_loop(stateful, make_checkpoint, make_export, torch_model):
     tok = _tokenizer(make_checkpoint("llama"))
     inputs = tok(PROMPTS[:1], return_tensors="pt")
     sample = dict(max_new_tokens=12, min_new_tokens=12, do_sample=True, top_k=20, temperature=0.9)
-    ov = AutoModelForCausalLM.from_pretrained(make_export("llama", stateful=stateful), runtime="accuracy")
+    ov = AutoModelForCausalLM.from_pretrained(
+        make_export("llama", stateful=stateful), runtime="accuracy", backend="optimum"
+    )
     torch.manual_seed(7)
     ours = ov.generate(**inputs, **sample)
     torch.manual_seed(7)
     reference = torch_model("llama").generate(**inputs, **sample)
     assert ours.shape == (1, inputs["input_ids"].shape[1] + 12)
-    assert torch.equal(ours, reference)
+    assert torch.equal(ours, reference) and ov.last_engine == "optimum"
+
+
+def test_sampling_is_reproducible_on_the_genai_engine(make_checkpoint, make_export):
+    tok = _tokenizer(make_checkpoint("llama"))
+    inputs = tok(PROMPTS[:1], return_tensors="pt")
+    sample = dict(max_new_tokens=12, min_new_tokens=12, do_sample=True, top_k=20, temperature=0.9)
+    ov = AutoModelForCausalLM.from_pretrained(make_export("llama"), runtime="accuracy")
+    runs = []
+    for seed in (7, 7, 8):
+        torch.manual_seed(seed)
+        runs.append(ov.generate(**inputs, **sample))
+    assert ov.last_engine == "genai"
+    assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
 
 
 def test_logits_close_in_f32(make_checkpoint, make_export, torch_model):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ov_causal import PRESETS, AutoModelForCausalLM, Compression, Preset, get_runtime
+from ov_causal.generation import DEMO_MODEL
 from ov_causal.ir import weight_formats
 from ov_causal.presets import ONE_BILLION, default_compression
 
@@ -21,7 +22,9 @@ def _int4_weights(model):
 
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_compression_preset_in_ir(name, make_export):
-    model = AutoModelForCausalLM.from_pretrained(make_export(preset=name), compile=False)
+    data_aware = PRESETS[name].compression.data_aware
+    calibration = {"calibration": str(DEMO_MODEL / "calibration.txt")} if data_aware else {}
+    model = AutoModelForCausalLM.from_pretrained(make_export(preset=name, **calibration), compile=False)
     formats = weight_formats(model.model)
     assert model.ov_manifest.preset == name
     if name in ("fp32", "fp16"):
