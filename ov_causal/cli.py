@@ -54,6 +54,20 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--objective", choices=["speed", "size"], default="speed")
             cmd.add_argument("--save", default=None, help="save the chosen model to this folder")
         cmd.set_defaults(handler=_eval_or_tune)
+
+    bench = sub.add_parser("bench", help="time engines and presets side by side (medians, JSON, chart)")
+    bench.add_argument("model", nargs="?", default=None,
+                       help="Hub id or checkpoint folder (default: a random-weight model built locally)")
+    bench.add_argument("--presets", default="int8", help="comma-separated presets")
+    bench.add_argument("--prompt-tokens", type=int, default=64)
+    bench.add_argument("--new-tokens", type=int, default=32)
+    bench.add_argument("--runs", type=int, default=5)
+    bench.add_argument("--num-prompts", type=int, default=8)
+    bench.add_argument("--hidden", type=int, default=1024, help="random model: hidden size")
+    bench.add_argument("--layers", type=int, default=16, help="random model: layers")
+    bench.add_argument("--json", default=None)
+    bench.add_argument("--plot", default=None)
+    bench.set_defaults(handler=_bench)
     return parser
 
 
@@ -134,6 +148,26 @@ def _eval_or_tune(args: argparse.Namespace) -> None:
         result.plot(args.plot)
     if args.command == "tune" and result.choice is None:
         raise SystemExit(3)
+
+
+def _bench(args: argparse.Namespace) -> None:
+    import tempfile
+    from pathlib import Path
+
+    from .bench import bench, build_random_checkpoint
+
+    with tempfile.TemporaryDirectory(prefix="ov_causal-bench-") as tmp:
+        model = args.model
+        if model is None:
+            model = build_random_checkpoint(Path(tmp) / "random", args.hidden, args.layers)
+            print(f"built a random-weight Llama ({args.hidden} x {args.layers} layers) in {model}", file=sys.stderr)
+        report = bench(model, [p.strip() for p in args.presets.split(",")], prompt_tokens=args.prompt_tokens,
+                       new_tokens=args.new_tokens, runs=args.runs, num_prompts=args.num_prompts)
+    print(report.table())
+    if args.json:
+        report.to_json(args.json)
+    if args.plot:
+        report.plot(args.plot)
 
 
 def _fuse_lora(args: argparse.Namespace) -> None:

@@ -30,7 +30,12 @@ NEUTRAL = {
     "pad_token_id", "bos_token_id", "use_cache", "cache_implementation", "transformers_version", "_from_model_config",
     "return_dict_in_generate", "output_attentions", "output_hidden_states", "num_assistant_tokens_schedule",
     "assistant_confidence_threshold", "decoder_start_token_id", "_commit_hash", "cache_config",
+    "assistant_lookbehind", "target_lookbehind", "is_assistant",
 }
+# Values that leave the output as it is (transformers fills some of them in for its pipelines).
+NO_OP = {"typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "encoder_repetition_penalty": 1.0,
+         "guidance_scale": 1.0}
+
 # Keywords of generate() itself (not GenerationConfig attributes) that GenAI can serve.
 CALL_KEYWORDS = {"input_ids", "attention_mask", "generation_config", "streamer", "assistant_model", "tokenizer",
                  "position_ids", "presence_penalty", "frequency_penalty"}
@@ -63,7 +68,9 @@ def plan(model: Any, kwargs: dict[str, Any], backend: Backend) -> Plan:
     config = effective_config(model, kwargs)
     defaults = GenerationConfig().to_dict()
     for key, value in config.to_dict().items():
-        if key in MAPPED or key in NEUTRAL or value == defaults.get(key, value) or value in (None, [], {}):
+        if key in MAPPED or key in NEUTRAL or value == defaults.get(key, value) or value == NO_OP.get(key):
+            continue
+        if value is None or value is False or value == [] or value == {} or value == 0:
             continue
         unsupported.append(key)
     if config.return_dict_in_generate or config.output_scores or config.output_logits:

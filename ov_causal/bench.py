@@ -1,0 +1,291 @@
+"""``ov-causal bench``: speed of each engine and preset, side by side in one run, with medians.
+
+Engines: ov_causal on GenAI (``backend='genai'``), ov_causal on the transformers loop
+(``backend='optimum'``), raw optimum-intel ``OVModelForCausalLM`` on the same folder, and plain
+transformers + torch (fp32). Prompts are fresh each run (a prefix cache cannot help) except in the
+repeated-prefix measurement, which reports that case on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import OVCausalError
+
+ENGINES = ("ov_causal-genai", "ov_causal-optimum", "optimum-intel", "transformers")
+
+
+@dataclass(frozen=True)
+class Measure:
+    """Median and range of repeated timings (seconds, or tokens/s for rates)."""
+
+    median: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Measure:
+        return cls(statistics.median(values), min(values), max(values))
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    engine: str
+    preset: str
+    ttft_s: Measure
+    ttft_prefix_s: Measure | None
+    tpot_s: Measure
+    decode_tok_s: Measure
+    e2e_s: Measure
+    throughput_tok_s: float
+    load_s: float
+    ir_mib: float
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    model: str
+    prompt_tokens: int
+    new_tokens: int
+    runs: int
+    num_prompts: int
+    bandwidth_gb_s: float
+    peak_rss_mib: float
+    rows: list[BenchRow] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+
+    def table(self) -> str:
+        head = (f"{'engine':20s} {'preset':16s} {'TTFT ms':>9s} {'prefix ms':>9s} {'TPOT ms':>8s} {'tok/s':>7s} "
+                f"{'range':>13s} {'batch tok/s':>11s} {'load s':>7s} {'ceiling':>8s}")
+        lines = [head, "-" * len(head)]
+        for r in self.rows:
+            prefix = f"{1000 * r.ttft_prefix_s.median:9.1f}" if r.ttft_prefix_s else f"{'-':>9s}"
+            ceiling = self.bandwidth_gb_s * 1e9 / (r.ir_mib * 2**20) if r.ir_mib else float("nan")
+            lines.append(
+                f"{r.engine:20s} {r.preset:16s} {1000 * r.ttft_s.median:9.1f} {prefix} {1000 * r.tpot_s.median:8.2f} "
+                f"{r.decode_tok_s.median:7.1f} {r.decode_tok_s.low:6.1f}-{r.decode_tok_s.high:<6.1f} "
+                f"{r.throughput_tok_s:11.1f} {r.load_s:7.2f} {r.decode_tok_s.median / ceiling:7.0%}"
+            )
+        lines.append(
+            f"({self.prompt_tokens}-token fresh prompts, {self.new_tokens} new tokens, median of {self.runs}; batch: "
+            f"{self.num_prompts} prompts; memory bandwidth {self.bandwidth_gb_s:.1f} GB/s; 'ceiling' = share of the "
+            f"bandwidth-bound decode limit bandwidth / IR size; process peak RSS {self.peak_rss_mib:.0f} MiB)"
+        )
+        for name, error in self.failures.items():
+            lines.append(f"FAILED {name}: {error}")
+        return "\n".join(lines)
+
+    def ratios(self, preset: str) -> dict[str, float]:
+        """Decode speed of each engine relative to raw optimum-intel for one preset."""
+        rows = {r.engine: r for r in self.rows if r.preset in (preset, "fp32 (torch)")}
+        base = rows.get("optimum-intel")
+        return {e: r.decode_tok_s.median / base.decode_tok_s.median for e, r in rows.items()} if base else {}
+
+    def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
+        text = json.dumps(asdict(self), indent=2)
+        if path is not None:
+            Path(path).write_text(text + "\n", encoding="utf-8")
+        return text
+
+    def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
+        """Decode tok/s and time to first token per engine and preset (matplotlib figure)."""
+        import matplotlib
+
+        if path is not None:
+            matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        labels = [f"{r.engine}\n{r.preset}" for r in self.rows]
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+        axes[0].bar(labels, [r.decode_tok_s.median for r in self.rows])
+        axes[0].set_ylabel("decode tokens/s")
+        axes[1].bar(labels, [1000 * r.ttft_s.median for r in self.rows])
+        axes[1].set_ylabel("time to first token (ms)")
+        for ax in axes:
+            ax.tick_params(axis="x", labelsize=7, rotation=45)
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path, dpi=100)
+        return fig
+
+
+def memory_bandwidth_gb_s(size_mib: int = 512, repeats: int = 5) -> float:
+    """Copy bandwidth (read + write) of a large NumPy array, best of ``repeats``."""
+    import numpy as np
+
+    src = np.ones(size_mib * 2**20 // 8)
+    dst = np.empty_like(src)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - start)
+    return 2 * src.nbytes / best / 1e9
+
+
+def build_random_checkpoint(out: Path, hidden: int = 1024, layers: int = 16, vocab: int = 32000) -> Path:
+    """A Llama-shaped checkpoint with random weights and the demo tokenizer (no Hub)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from .generation import DEMO_MODEL
+
+    config = LlamaConfig(
+        vocab_size=vocab, hidden_size=hidden, intermediate_size=int(hidden * 2.75), num_hidden_layers=layers,
+        num_attention_heads=max(1, hidden // 64), num_key_value_heads=max(1, hidden // 64),
+        max_position_embeddings=2048, bos_token_id=0, eos_token_id=0, pad_token_id=1,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(out)
+    AutoTokenizer.from_pretrained(DEMO_MODEL).save_pretrained(out)
+    return out
+
+
+class _Prompts:
+    """Fresh prompts of a fixed length: random token ids, never repeated within a run."""
+
+    def __init__(self, vocab: int, length: int, seed: int = 0) -> None:
+        import torch
+
+        self.generator = torch.Generator().manual_seed(seed)
+        self.vocab, self.length = vocab, length
+
+    def fresh(self, count: int = 1, prefix: Any = None) -> dict[str, Any]:
+        import torch
+
+        ids = torch.randint(2, self.vocab, (count, self.length), generator=self.generator)
+        if prefix is not None:
+            ids = torch.cat([prefix.expand(count, -1), ids[:, : max(1, self.length // 8)]], dim=1)
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+def _time(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _measure(model: Any, prompts: _Prompts, new_tokens: int, runs: int, num_prompts: int,
+             prefix_cache: bool) -> dict[str, Any]:
+    import torch
+
+    one = dict(max_new_tokens=1, min_new_tokens=1, do_sample=False)
+    full = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+    with torch.no_grad():
+        model.generate(**prompts.fresh(), **full)  # warm-up
+        ttft = [_time(lambda: model.generate(**prompts.fresh(), **one)) for _ in range(runs)]
+        e2e = [_time(lambda: model.generate(**prompts.fresh(), **full)) for _ in range(runs)]
+        prefix = None
+        if prefix_cache:
+            shared = prompts.fresh()["input_ids"]
+            model.generate(**prompts.fresh(prefix=shared), **one)
+            prefix = [_time(lambda: model.generate(**prompts.fresh(prefix=shared), **one)) for _ in range(runs)]
+        batch = prompts.fresh(num_prompts)
+        throughput = num_prompts * new_tokens / _time(lambda: model.generate(**batch, **full))
+    tpot = [max(1e-9, (e - statistics.median(ttft)) / max(1, new_tokens - 1)) for e in e2e]
+    return dict(ttft_s=Measure.of(ttft), ttft_prefix_s=Measure.of(prefix) if prefix else None,
+                tpot_s=Measure.of(tpot), decode_tok_s=Measure.of([1 / t for t in tpot]), e2e_s=Measure.of(e2e),
+                throughput_tok_s=throughput)
+
+
+def _peak_rss_mib() -> float:
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM"))
+    except (OSError, StopIteration):
+        return float("nan")
+
+
+def bench(
+    model: str | os.PathLike[str],
+    presets: Sequence[str] = ("int8",),
+    *,
+    prompt_tokens: int = 64,
+    new_tokens: int = 32,
+    runs: int = 5,
+    num_prompts: int = 8,
+    engines: Sequence[str] = ENGINES,
+    device: str = "CPU",
+    ov_cache_dir: str | os.PathLike[str] | None = None,
+) -> BenchReport:
+    """Measure each engine on each preset, side by side in this process.
+
+    Args:
+        model: Hub id or checkpoint folder (see ``build_random_checkpoint`` for a local random one).
+        presets: compression presets to measure; an unknown one or a failed load is reported and skipped.
+        prompt_tokens, new_tokens: prompt length and tokens generated per call.
+        runs: repetitions per measure (medians and min-max are reported); one warm-up run precedes them.
+        num_prompts: prompts in the throughput measurement (one call with a list).
+        engines: a subset of ENGINES.
+    """
+    from .modeling import AutoModelForCausalLM
+
+    rows: list[BenchRow] = []
+    failures: dict[str, str] = {}
+    common = dict(runs=runs, num_prompts=num_prompts, new_tokens=new_tokens)
+    vocab = None
+    for preset in presets:
+        try:
+            start = time.perf_counter()
+            ours = AutoModelForCausalLM.from_pretrained(model, preset=preset, device=device, ov_cache_dir=ov_cache_dir)
+            load_s = time.perf_counter() - start
+        except (OVCausalError, OSError, RuntimeError) as exc:
+            failures[str(preset)] = str(exc).splitlines()[0]
+            continue
+        vocab = ours.config.vocab_size
+        ir_mib = sum(p.stat().st_size for p in Path(ours.model_save_dir).glob("openvino_model.*")) / 2**20
+        for engine in engines:
+            runner = _engine_model(engine, ours, device)
+            if runner is None:
+                continue
+            prompts = _Prompts(vocab, prompt_tokens, seed=len(rows))
+            stats = _measure(runner, prompts, prefix_cache=engine == "ov_causal-genai", **common)
+            rows.append(BenchRow(engine, preset, load_s=load_s, ir_mib=ir_mib, **stats))
+        del ours
+    if "transformers" in engines and vocab is not None:
+        from transformers import AutoModelForCausalLM as TorchModel
+
+        start = time.perf_counter()
+        reference = TorchModel.from_pretrained(model, dtype="float32").eval()
+        load_s = time.perf_counter() - start
+        stats = _measure(reference, _Prompts(vocab, prompt_tokens, seed=99), prefix_cache=False, **common)
+        size = sum(p.numel() * p.element_size() for p in reference.parameters()) / 2**20
+        rows.append(BenchRow("transformers", "fp32 (torch)", load_s=load_s, ir_mib=size, **stats))
+    return BenchReport(str(model), prompt_tokens, new_tokens, runs, num_prompts, memory_bandwidth_gb_s(),
+                       _peak_rss_mib(), rows, failures)
+
+
+def _engine_model(engine: str, ours: Any, device: str) -> Any:
+    if engine == "ov_causal-genai":
+        ours.backend = "genai"
+        return ours
+    if engine == "ov_causal-optimum":
+        clone = _OptimumView(ours)
+        return clone
+    if engine == "optimum-intel":
+        from optimum.intel import OVModelForCausalLM
+
+        return OVModelForCausalLM.from_pretrained(str(ours.model_save_dir), export=False, device=device,
+                                                  ov_config=dict(ours.ov_config))
+    return None
+
+
+class _OptimumView:
+    """ov_causal's model forced onto the transformers loop, for one engine's measurements."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def generate(self, **kwargs: Any) -> Any:
+        self.model.backend = "optimum"
+        try:
+            return self.model.generate(**kwargs)
+        finally:
+            self.model.backend = "auto"
