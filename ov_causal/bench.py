@@ -1,9 +1,10 @@
 """``ov-causal bench``: speed of each engine and preset, side by side in one run, with medians.
 
 Engines: ov_causal on GenAI (``backend='genai'``), ov_causal on the transformers loop
-(``backend='optimum'``), raw optimum-intel ``OVModelForCausalLM`` on the same folder, and plain
-transformers + torch (fp32). Prompts are fresh each run (a prefix cache cannot help) except in the
-repeated-prefix measurement, which reports that case on its own.
+(``backend='optimum'``), raw ``openvino_genai.LLMPipeline`` and raw optimum-intel
+``OVModelForCausalLM`` on the same folder, and plain transformers + torch (fp32). Prompts are fresh
+each run (a prefix cache cannot help) except in the repeated-prefix measurement, which reports that
+case on its own.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 from .errors import OVCausalError
 
-ENGINES = ("ov_causal-genai", "ov_causal-optimum", "optimum-intel", "transformers")
+ENGINES = ("ov_causal-genai", "ov_causal-optimum", "llm-pipeline", "optimum-intel", "transformers")
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,24 @@ class BenchReport:
         rows = {r.engine: r for r in self.rows if r.preset in (preset, "fp32 (torch)")}
         base = rows.get("optimum-intel")
         return {e: r.decode_tok_s.median / base.decode_tok_s.median for e, r in rows.items()} if base else {}
+
+    def summary(self, preset: str) -> str:
+        """The issue's target ratios for one preset, measured in this run."""
+        rows = {r.engine: r for r in self.rows if r.preset in (preset, "fp32 (torch)")}
+        ours, checks = rows.get("ov_causal-genai"), []
+        pairs = (("llm-pipeline", "decode", "decode_tok_s"), ("optimum-intel", "decode", "decode_tok_s"),
+                 ("transformers", "decode", "decode_tok_s"), ("llm-pipeline", "TTFT", "ttft_s"))
+        for other, label, key in pairs:
+            if ours is not None and other in rows:
+                ratio = getattr(ours, key).median / getattr(rows[other], key).median
+                checks.append(f"{label} vs {other}: {ratio:.2f}x")
+        if ours is not None and "llm-pipeline" in rows:
+            ratio = ours.throughput_tok_s / rows["llm-pipeline"].throughput_tok_s
+            checks.append(f"batch throughput vs llm-pipeline: {ratio:.2f}x")
+        if "ov_causal-optimum" in rows and "optimum-intel" in rows:
+            overhead = rows["optimum-intel"].decode_tok_s.median / rows["ov_causal-optimum"].decode_tok_s.median - 1
+            checks.append(f"wrapper overhead on the transformers loop: {overhead:+.1%}")
+        return "; ".join(checks)
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
         text = json.dumps(asdict(self), indent=2)
@@ -269,12 +288,34 @@ def _engine_model(engine: str, ours: Any, device: str) -> Any:
     if engine == "ov_causal-optimum":
         clone = _OptimumView(ours)
         return clone
+    if engine == "llm-pipeline":
+        return _RawLLMPipeline(ours.model_save_dir, device, dict(ours.ov_config))
     if engine == "optimum-intel":
         from optimum.intel import OVModelForCausalLM
 
         return OVModelForCausalLM.from_pretrained(str(ours.model_save_dir), export=False, device=device,
                                                   ov_config=dict(ours.ov_config))
     return None
+
+
+class _RawLLMPipeline:
+    """``openvino_genai.LLMPipeline`` called directly with token ids: the engine without our wrapper."""
+
+    def __init__(self, folder: Any, device: str, properties: dict[str, str]) -> None:
+        import openvino_genai
+
+        self.pipe = openvino_genai.LLMPipeline(str(folder), device, **properties)
+
+    def generate(self, input_ids: Any, attention_mask: Any, max_new_tokens: int, min_new_tokens: int,
+                 do_sample: bool) -> Any:
+        import openvino
+        import openvino_genai
+
+        config = openvino_genai.GenerationConfig(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens)
+        inputs = openvino_genai.TokenizedInputs(
+            openvino.Tensor(input_ids.numpy()), openvino.Tensor(attention_mask.numpy())
+        )
+        return self.pipe.generate(inputs, config)
 
 
 class _OptimumView:

@@ -164,6 +164,8 @@ def _bench(args: argparse.Namespace) -> None:
         report = bench(model, [p.strip() for p in args.presets.split(",")], prompt_tokens=args.prompt_tokens,
                        new_tokens=args.new_tokens, runs=args.runs, num_prompts=args.num_prompts)
     print(report.table())
+    for preset in dict.fromkeys(r.preset for r in report.rows if r.engine != "transformers"):
+        print(f"{preset}: {report.summary(preset)}")
     if args.json:
         report.to_json(args.json)
     if args.plot:

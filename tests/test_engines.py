@@ -164,8 +164,9 @@ def test_bench_measures_every_engine_and_reports_failures(tmp_path):
 
     report = bench(DEMO_MODEL, ["int8", "int9"], runs=2, new_tokens=8, prompt_tokens=16, num_prompts=2,
                    ov_cache_dir=tmp_path)
-    assert [r.engine for r in report.rows] == ["ov_causal-genai", "ov_causal-optimum", "optimum-intel",
-                                               "transformers"]
+    assert [r.engine for r in report.rows] == ["ov_causal-genai", "ov_causal-optimum", "llm-pipeline",
+                                               "optimum-intel", "transformers"]
+    assert "decode vs llm-pipeline" in report.summary("int8")
     assert "int9" in report.failures and "FAILED int9" in report.table()
     genai = report.rows[0]
     assert genai.ttft_prefix_s is not None and genai.decode_tok_s.low <= genai.decode_tok_s.median
