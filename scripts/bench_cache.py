@@ -48,21 +48,10 @@ print(json.dumps({
 
 
 def build_checkpoint(out: Path, hidden: int, layers: int, vocab: int) -> Path:
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from ov_causal.bench import build_random_checkpoint
 
-    from ov_causal.generation import DEMO_MODEL
-
-    config = LlamaConfig(
-        vocab_size=vocab, hidden_size=hidden, intermediate_size=int(hidden * 2.75), num_hidden_layers=layers,
-        num_attention_heads=hidden // 64, num_key_value_heads=hidden // 64, max_position_embeddings=2048,
-        bos_token_id=0, eos_token_id=0, pad_token_id=1,
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(DEMO_MODEL).save_pretrained(out)
-    print(f"built {sum(p.numel() for p in model.parameters()) / 1e6:.0f}M-parameter checkpoint in {out}", flush=True)
+    build_random_checkpoint(out, hidden, layers, vocab)
+    print(f"built a random-weight Llama ({hidden} x {layers} layers) in {out}", flush=True)
     return out
 
 

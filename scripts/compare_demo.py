@@ -10,22 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 PROMPT = "def read_config(path):\n    "
-
-
-def time_generate(model, inputs, new_tokens: int, runs: int) -> list[float]:
-    """Tokens/s of ``runs`` greedy generations of exactly ``new_tokens`` tokens (after one warm-up)."""
-    kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
-    model.generate(**inputs, **kwargs)
-    speeds = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        model.generate(**inputs, **kwargs)
-        speeds.append(new_tokens / (time.perf_counter() - start))
-    return speeds
 
 
 def main() -> None:
@@ -33,6 +19,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM as TorchModel
 
     from ov_causal import AutoModelForCausalLM
+    from ov_causal.evaluate import decode_speed
     from ov_causal.generation import DEMO_MODEL
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -52,8 +39,8 @@ def main() -> None:
     rows = []
     for label, model in engines:
         with torch.no_grad():
-            speeds = time_generate(model, inputs, args.new_tokens, args.runs)
-        rows.append({"engine": label, "median_tok_s": statistics.median(speeds), "runs": speeds})
+            speed = decode_speed(model, inputs, args.new_tokens, args.runs)
+        rows.append({"engine": label, "median_tok_s": speed})
     base = rows[0]["median_tok_s"]
     print(f"{'engine':44s} {'median tok/s':>12s} {'vs transformers':>16s}")
     for row in rows:
