@@ -185,33 +185,53 @@ class _Prompts:
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
-def _time(fn: Callable[[], Any]) -> float:
+def _time(fn: Callable[..., Any], **kwargs: Any) -> float:
     start = time.perf_counter()
-    fn()
+    fn(**kwargs)
     return time.perf_counter() - start
 
 
-def _measure(model: Any, prompts: _Prompts, new_tokens: int, runs: int, num_prompts: int,
-             prefix_cache: bool) -> dict[str, Any]:
+def _measure_all(runners: dict[str, Any], prompts: _Prompts, new_tokens: int, runs: int, num_prompts: int,
+                 prefix_engines: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Time every engine on the same fresh prompts, rotating the order each run so that no engine
+    always runs first (or right after a given other one) on a shared, noisy machine."""
     import torch
 
     one = dict(max_new_tokens=1, min_new_tokens=1, do_sample=False)
     full = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+    names = list(runners)
+    times: dict[str, dict[str, list[float]]] = {n: {"ttft": [], "e2e": [], "prefix": []} for n in names}
+
+    def round_robin(kind: str, options: dict[str, Any], engines: Sequence[str], prefix: Any = None) -> None:
+        for i in range(runs):
+            prompt = prompts.fresh(prefix=prefix)
+            order = list(engines)[i % len(engines):] + list(engines)[: i % len(engines)]
+            for name in order:
+                times[name][kind].append(_time(runners[name].generate, **prompt, **options))
+
     with torch.no_grad():
-        model.generate(**prompts.fresh(), **full)  # warm-up
-        ttft = [_time(lambda: model.generate(**prompts.fresh(), **one)) for _ in range(runs)]
-        e2e = [_time(lambda: model.generate(**prompts.fresh(), **full)) for _ in range(runs)]
-        prefix = None
-        if prefix_cache:
-            shared = prompts.fresh()["input_ids"]
-            model.generate(**prompts.fresh(prefix=shared), **one)
-            prefix = [_time(lambda: model.generate(**prompts.fresh(prefix=shared), **one)) for _ in range(runs)]
+        warm = prompts.fresh()
+        for name in names:
+            runners[name].generate(**warm, **full)
+        round_robin("ttft", one, names)
+        round_robin("e2e", full, names)
+        shared = prompts.fresh()["input_ids"]
+        for name in prefix_engines:
+            runners[name].generate(**prompts.fresh(prefix=shared), **one)
+        if prefix_engines:
+            round_robin("prefix", one, prefix_engines, prefix=shared)
         batch = prompts.fresh(num_prompts)
-        throughput = num_prompts * new_tokens / _time(lambda: model.generate(**batch, **full))
-    tpot = [max(1e-9, (e - statistics.median(ttft)) / max(1, new_tokens - 1)) for e in e2e]
-    return dict(ttft_s=Measure.of(ttft), ttft_prefix_s=Measure.of(prefix) if prefix else None,
-                tpot_s=Measure.of(tpot), decode_tok_s=Measure.of([1 / t for t in tpot]), e2e_s=Measure.of(e2e),
-                throughput_tok_s=throughput)
+        throughput = {n: num_prompts * new_tokens / _time(runners[n].generate, **batch, **full) for n in names}
+    results = {}
+    for name in names:
+        t = times[name]
+        tpot = [max(1e-9, (e - statistics.median(t["ttft"])) / max(1, new_tokens - 1)) for e in t["e2e"]]
+        results[name] = dict(
+            ttft_s=Measure.of(t["ttft"]), ttft_prefix_s=Measure.of(t["prefix"]) if t["prefix"] else None,
+            tpot_s=Measure.of(tpot), decode_tok_s=Measure.of([1 / x for x in tpot]), e2e_s=Measure.of(t["e2e"]),
+            throughput_tok_s=throughput[name],
+        )
+    return results
 
 
 def _peak_rss_mib() -> float:
@@ -249,7 +269,7 @@ def bench(
     rows: list[BenchRow] = []
     failures: dict[str, str] = {}
     common = dict(runs=runs, num_prompts=num_prompts, new_tokens=new_tokens)
-    vocab = None
+    torch_measured = False
     for preset in presets:
         try:
             start = time.perf_counter()
@@ -258,25 +278,24 @@ def bench(
         except (OVCausalError, OSError, RuntimeError) as exc:
             failures[str(preset)] = str(exc).splitlines()[0]
             continue
-        vocab = ours.config.vocab_size
         ir_mib = sum(p.stat().st_size for p in Path(ours.model_save_dir).glob("openvino_model.*")) / 2**20
-        for engine in engines:
-            runner = _engine_model(engine, ours, device)
-            if runner is None:
-                continue
-            prompts = _Prompts(vocab, prompt_tokens, seed=len(rows))
-            stats = _measure(runner, prompts, prefix_cache=engine == "ov_causal-genai", **common)
-            rows.append(BenchRow(engine, preset, load_s=load_s, ir_mib=ir_mib, **stats))
-        del ours
-    if "transformers" in engines and vocab is not None:
-        from transformers import AutoModelForCausalLM as TorchModel
+        runners = {e: r for e in engines if (r := _engine_model(e, ours, device)) is not None}
+        sizes = {e: (preset, load_s, ir_mib) for e in runners}
+        if "transformers" in engines and not torch_measured:
+            from transformers import AutoModelForCausalLM as TorchModel
 
-        start = time.perf_counter()
-        reference = TorchModel.from_pretrained(model, dtype="float32").eval()
-        load_s = time.perf_counter() - start
-        stats = _measure(reference, _Prompts(vocab, prompt_tokens, seed=99), prefix_cache=False, **common)
-        size = sum(p.numel() * p.element_size() for p in reference.parameters()) / 2**20
-        rows.append(BenchRow("transformers", "fp32 (torch)", load_s=load_s, ir_mib=size, **stats))
+            start = time.perf_counter()
+            runners["transformers"] = TorchModel.from_pretrained(model, dtype="float32").eval()
+            torch_mib = sum(p.numel() * p.element_size() for p in runners["transformers"].parameters()) / 2**20
+            sizes["transformers"] = ("fp32 (torch)", time.perf_counter() - start, torch_mib)
+            torch_measured = True
+        prefix_engines = [e for e in ("ov_causal-genai", "llm-pipeline") if e in runners]
+        stats = _measure_all(runners, _Prompts(ours.config.vocab_size, prompt_tokens), prefix_engines=prefix_engines,
+                             **common)
+        for engine, measured in stats.items():
+            label, load, size = sizes[engine]
+            rows.append(BenchRow(engine, label, load_s=load, ir_mib=size, **measured))
+        del ours, runners
     return BenchReport(str(model), prompt_tokens, new_tokens, runs, num_prompts, memory_bandwidth_gb_s(),
                        _peak_rss_mib(), rows, failures)
 
