@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OVCausalError
+from .ir import ir_mib
 
 ENGINES = ("ov_causal-genai", "ov_causal-optimum", "llm-pipeline", "optimum-intel", "transformers")
 
@@ -278,9 +279,9 @@ def bench(
         except (OVCausalError, OSError, RuntimeError) as exc:
             failures[str(preset)] = str(exc).splitlines()[0]
             continue
-        ir_mib = sum(p.stat().st_size for p in Path(ours.model_save_dir).glob("openvino_model.*")) / 2**20
+        size_mib = ir_mib(ours.model_save_dir)
         runners = {e: r for e in engines if (r := _engine_model(e, ours, device)) is not None}
-        sizes = {e: (preset, load_s, ir_mib) for e in runners}
+        sizes = {e: (preset, load_s, size_mib) for e in runners}
         if "transformers" in engines and not torch_measured:
             from transformers import AutoModelForCausalLM as TorchModel
 

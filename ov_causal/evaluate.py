@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OptionError
+from .ir import ir_mib
 from .texts import TextSource, load_texts, token_stream
 
 logger = logging.getLogger(__name__)
@@ -263,7 +264,7 @@ def evaluate(
             preset=name, weights=candidate.ov_manifest.compression.describe(), perplexity=ppl,
             ppl_change=ppl / ref_ppl - 1, top1_agreement=s.agree / s.count, mean_kl=s.kl / s.count,
             first_divergence=first, divergent_fraction=fraction,
-            ir_mib=sum(p.stat().st_size for p in Path(candidate.model_save_dir).glob("openvino_model.*")) / 2**20,
+            ir_mib=ir_mib(candidate.model_save_dir),
             tokens_per_second=decode_speed(fast, prompt_inputs[0], new_tokens, speed_runs),
         ))
     return EvalReport(str(model), len(ids), len(_windows(len(ids), window, stride)), new_tokens, rows)

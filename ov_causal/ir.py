@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 # Element type names of weight constants, as OpenVINO reports them.
@@ -58,6 +57,8 @@ def is_stateful(model: Any) -> bool:
     return len(model.get_sinks()) > 0
 
 
-def folder_size(folder: Path) -> int:
-    """Bytes of the IR files (.xml/.bin) in a folder."""
-    return sum(p.stat().st_size for p in folder.glob("openvino_model.*"))
+def ir_mib(folder: Any) -> float:
+    """Size of the IR files (``openvino_model.xml``/``.bin``) in a folder, in MiB."""
+    from pathlib import Path
+
+    return sum(p.stat().st_size for p in Path(folder).glob("openvino_model.*")) / 2**20
