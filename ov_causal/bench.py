@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -194,8 +195,8 @@ def _time(fn: Callable[..., Any], **kwargs: Any) -> float:
 
 def _measure_all(runners: dict[str, Any], prompts: _Prompts, new_tokens: int, runs: int, num_prompts: int,
                  prefix_engines: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Time every engine on the same fresh prompts, rotating the order each run so that no engine
-    always runs first (or right after a given other one) on a shared, noisy machine."""
+    """Time every engine on the same fresh prompts, in a new shuffled order each run, so that no engine
+    always runs first or right after another one (whose worker threads may still be spinning)."""
     import torch
 
     one = dict(max_new_tokens=1, min_new_tokens=1, do_sample=False)
@@ -206,7 +207,7 @@ def _measure_all(runners: dict[str, Any], prompts: _Prompts, new_tokens: int, ru
     def round_robin(kind: str, options: dict[str, Any], engines: Sequence[str], prefix: Any = None) -> None:
         for i in range(runs):
             prompt = prompts.fresh(prefix=prefix)
-            order = list(engines)[i % len(engines):] + list(engines)[: i % len(engines)]
+            order = random.Random(i).sample(list(engines), len(engines))
             for name in order:
                 times[name][kind].append(_time(runners[name].generate, **prompt, **options))
 
