@@ -47,6 +47,7 @@ class Plan:
 
     engine: Literal["genai", "optimum"]
     reason: str = ""
+    config: Any = None  # the effective transformers GenerationConfig of the call
 
 
 def effective_config(model: Any, kwargs: dict[str, Any]) -> Any:
@@ -81,15 +82,15 @@ def plan(model: Any, kwargs: dict[str, Any], backend: Backend) -> Plan:
     elif kwargs.get("streamer") is not None and (input_ids.shape[0] > 1 or (config.num_beams or 1) > 1):
         unsupported.append("streamer with a batch or beam search")
     if backend == "optimum":
-        return Plan("optimum", "backend='optimum'")
+        return Plan("optimum", "backend='optimum'", config)
     if unsupported:
         if backend == "genai":
             raise OptionError(
                 f"backend='genai' cannot serve {unsupported[0]!r}: OpenVINO GenAI has no equivalent. "
                 "Use backend='auto' (falls back to the transformers loop) or drop that argument."
             )
-        return Plan("optimum", f"{unsupported[0]} is only supported by the transformers loop")
-    return Plan("genai")
+        return Plan("optimum", f"{unsupported[0]} is only supported by the transformers loop", config)
+    return Plan("genai", config=config)
 
 
 def genai_config(config: Any, prompt_length: int, kwargs: dict[str, Any]) -> Any:

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .engines import GenAIEngine, Plan, check_backend, effective_config, plan, tokenizers_ready
+from .engines import GenAIEngine, Plan, check_backend, plan, tokenizers_ready
 from .errors import ExportError, OptionError, PresetError, UnsupportedModelError
 from .export import IR_FILES, TOKENIZER_FILES, convert_tokenizer, publish, staging_folder
 from .hfcompat import resolve_hf_kwargs
@@ -89,8 +89,7 @@ class OVCausalLM:
         engine = self._genai_engine() if decision.engine == "genai" else None
         if engine is not None:
             self.last_engine, self.last_engine_reason = "genai", ""
-            config = effective_config(self, kwargs)
-            return engine.generate(kwargs["input_ids"], kwargs.get("attention_mask"), config, kwargs)
+            return engine.generate(kwargs["input_ids"], kwargs.get("attention_mask"), decision.config, kwargs)
         self.last_engine, self.last_engine_reason = "optimum", decision.reason or "GenAI engine unavailable"
         for key in ("presence_penalty", "frequency_penalty"):
             if kwargs.pop(key, None) is not None:

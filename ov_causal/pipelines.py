@@ -6,14 +6,10 @@ import os
 from typing import Any
 
 from .errors import OptionError
-from .hfcompat import APPLIED
+from .hfcompat import APPLIED, OV_KEYWORDS
 
 # Keywords of ours that pipeline() forwards to from_pretrained.
-_MODEL_KEYWORDS = (
-    "preset", "runtime", "ov_config", "group_size", "ratio", "dq_group_size", "stateful", "compile",
-    "lora", "lora_allow_pickle", "cache", "ov_cache_dir", "calibration", "awq", "scale_estimation", "gptq",
-    "sensitivity", "backend",
-)
+_MODEL_KEYWORDS = tuple(k for k in OV_KEYWORDS if k not in ("device", "load_tokenizer"))  # device: mapped below
 # transformers.pipeline keywords that it would otherwise forward to model loading.
 _LOADING_KEYWORDS = (*APPLIED, "torch_dtype", "dtype", "device_map")
 
