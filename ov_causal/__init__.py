@@ -12,13 +12,24 @@ from typing import Any
 from .errors import (
     DeviceError,
     ExportError,
+    MissingExtraError,
     ModelSourceError,
     OptionError,
     OVCausalError,
     PresetError,
     UnsupportedModelError,
 )
-from .presets import PRESETS, RUNTIMES, Compression, Preset, Runtime, get_preset, get_runtime
+from .presets import (
+    PRESETS,
+    RUNTIMES,
+    Compression,
+    Preset,
+    Runtime,
+    get_preset,
+    get_runtime,
+    presets_table,
+    runtimes_table,
+)
 
 __version__ = "0.1.0"
 
@@ -28,6 +39,9 @@ _LAZY = {
     "pipeline": "ov_causal.pipelines",
     "fuse_lora": "ov_causal.lora",
     "generate": "ov_causal.generation",
+    "stream": "ov_causal.generation",
+    "set_progress": "ov_causal.progress",
+    "cache_table": "ov_causal.cache",
 }
 
 __all__ = [
@@ -35,6 +49,7 @@ __all__ = [
     "Compression",
     "DeviceError",
     "ExportError",
+    "MissingExtraError",
     "ModelSourceError",
     "OVCausalError",
     "OVCausalLM",
@@ -45,11 +60,16 @@ __all__ = [
     "RUNTIMES",
     "Runtime",
     "UnsupportedModelError",
+    "cache_table",
     "fuse_lora",
     "generate",
     "get_preset",
     "get_runtime",
     "pipeline",
+    "presets_table",
+    "runtimes_table",
+    "set_progress",
+    "stream",
 ]
 
 

@@ -9,6 +9,7 @@ case on its own.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import random
@@ -21,6 +22,8 @@ from typing import Any
 
 from .errors import OVCausalError
 from .ir import ir_mib
+from .memory import engine_peak_rss_mib, peak_rss_mib
+from .progress import stage
 
 ENGINES = ("ov_causal-genai", "ov_causal-optimum", "llm-pipeline", "optimum-intel", "transformers")
 
@@ -50,6 +53,7 @@ class BenchRow:
     throughput_tok_s: float
     load_s: float
     ir_mib: float
+    peak_rss_mib: float | None = None  # a fresh process running only this engine (bench(peak_rss=True))
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,8 @@ class BenchReport:
     def table(self) -> str:
         head = (f"{'engine':20s} {'preset':16s} {'TTFT ms':>9s} {'prefix ms':>9s} {'TPOT ms':>8s} {'tok/s':>7s} "
                 f"{'range':>13s} {'batch tok/s':>11s} {'load s':>7s} {'ceiling':>8s}")
+        with_rss = any(r.peak_rss_mib is not None for r in self.rows)
+        head += f" {'RSS MiB':>8s}" if with_rss else ""
         lines = [head, "-" * len(head)]
         for r in self.rows:
             prefix = f"{1000 * r.ttft_prefix_s.median:9.1f}" if r.ttft_prefix_s else f"{'-':>9s}"
@@ -75,11 +81,15 @@ class BenchReport:
                 f"{r.engine:20s} {r.preset:16s} {1000 * r.ttft_s.median:9.1f} {prefix} {1000 * r.tpot_s.median:8.2f} "
                 f"{r.decode_tok_s.median:7.1f} {r.decode_tok_s.low:6.1f}-{r.decode_tok_s.high:<6.1f} "
                 f"{r.throughput_tok_s:11.1f} {r.load_s:7.2f} {r.decode_tok_s.median / ceiling:7.0%}"
+                + (f" {r.peak_rss_mib or float('nan'):8.0f}" if with_rss else "")
             )
         lines.append(
             f"({self.prompt_tokens}-token fresh prompts, {self.new_tokens} new tokens, median of {self.runs}; batch: "
-            f"{self.num_prompts} prompts; memory bandwidth {self.bandwidth_gb_s:.1f} GB/s; 'ceiling' = share of the "
-            f"bandwidth-bound decode limit bandwidth / IR size; process peak RSS {self.peak_rss_mib:.0f} MiB)"
+            f"{self.num_prompts} prompts in one call, median of {max(1, min(self.runs, 3))}; "
+            f"memory bandwidth {self.bandwidth_gb_s:.1f} GB/s; 'ceiling' = share of the "
+            f"bandwidth-bound decode limit bandwidth / IR size; this process's peak RSS, every engine loaded: "
+            f"{self.peak_rss_mib:.0f} MiB" + ("; RSS MiB = peak of a process running that engine alone)" if with_rss
+                                             else ")")
         )
         for name, error in self.failures.items():
             lines.append(f"FAILED {name}: {error}")
@@ -115,22 +125,45 @@ class BenchReport:
             Path(path).write_text(text + "\n", encoding="utf-8")
         return text
 
-    def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
-        """Decode tok/s and time to first token per engine and preset (matplotlib figure)."""
-        import matplotlib
+    def to_pandas(self) -> Any:
+        """One row per engine and preset, with the medians (``pandas.DataFrame``; needs pandas)."""
+        from .display import to_pandas
 
-        if path is not None:
-            matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        return to_pandas([self._flat(r) for r in self.rows])
+
+    @staticmethod
+    def _flat(r: BenchRow) -> dict[str, Any]:
+        return {"engine": r.engine, "preset": r.preset, "ttft_ms": 1000 * r.ttft_s.median,
+                "ttft_prefix_ms": 1000 * r.ttft_prefix_s.median if r.ttft_prefix_s else None,
+                "tpot_ms": 1000 * r.tpot_s.median, "decode_tok_s": r.decode_tok_s.median,
+                "decode_tok_s_low": r.decode_tok_s.low, "decode_tok_s_high": r.decode_tok_s.high,
+                "e2e_s": r.e2e_s.median, "batch_tok_s": r.throughput_tok_s, "load_s": r.load_s, "ir_mib": r.ir_mib,
+                "peak_rss_mib": r.peak_rss_mib}
+
+    def _repr_html_(self) -> str:
+        from .display import html_table
+
+        flat = [self._flat(r) for r in self.rows]
+        columns = ("engine", "preset", "ttft_ms", "ttft_prefix_ms", "tpot_ms", "decode_tok_s", "batch_tok_s",
+                   "load_s", "ir_mib") + (("peak_rss_mib",) if any(r.peak_rss_mib for r in self.rows) else ())
+        caption = (f"{Path(self.model).name}: {self.prompt_tokens}-token fresh prompts, {self.new_tokens} new tokens, "
+                   f"median of {self.runs}")
+        failures = "".join(f"<br>FAILED {html.escape(k)}: {html.escape(v)}" for k, v in self.failures.items())
+        return html_table(columns, [[f[c] for c in columns] for f in flat], caption) + failures
+
+    def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
+        """Decode tok/s and time to first token per engine and preset (a matplotlib Figure, shown inline in Jupyter)."""
+        from .display import new_figure
 
         labels = [f"{r.engine}\n{r.preset}" for r in self.rows]
-        fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+        fig, axes = new_figure(2, (12, 4))
         axes[0].bar(labels, [r.decode_tok_s.median for r in self.rows])
         axes[0].set_ylabel("decode tokens/s")
         axes[1].bar(labels, [1000 * r.ttft_s.median for r in self.rows])
         axes[1].set_ylabel("time to first token (ms)")
         for ax in axes:
             ax.tick_params(axis="x", labelsize=7, rotation=45)
+        fig.suptitle(f"Speed per engine: {Path(self.model).name}")
         fig.tight_layout()
         if path is not None:
             fig.savefig(path, dpi=100)
@@ -194,7 +227,7 @@ def _time(fn: Callable[..., Any], **kwargs: Any) -> float:
 
 
 def _measure_all(runners: dict[str, Any], prompts: _Prompts, new_tokens: int, runs: int, num_prompts: int,
-                 prefix_engines: Sequence[str]) -> dict[str, dict[str, Any]]:
+                 prefix_engines: Sequence[str], tick: Callable[[], None] = lambda: None) -> dict[str, dict[str, Any]]:
     """Time every engine on the same fresh prompts, in a new shuffled order each run, so that no engine
     always runs first or right after another one (whose worker threads may still be spinning)."""
     import torch
@@ -210,6 +243,7 @@ def _measure_all(runners: dict[str, Any], prompts: _Prompts, new_tokens: int, ru
             order = random.Random(i).sample(list(engines), len(engines))
             for name in order:
                 times[name][kind].append(_time(runners[name].generate, **prompt, **options))
+            tick()
 
     with torch.no_grad():
         warm = prompts.fresh()
@@ -222,8 +256,12 @@ def _measure_all(runners: dict[str, Any], prompts: _Prompts, new_tokens: int, ru
             runners[name].generate(**prompts.fresh(prefix=shared), **one)
         if prefix_engines:
             round_robin("prefix", one, prefix_engines, prefix=shared)
-        batch = prompts.fresh(num_prompts)
-        throughput = {n: num_prompts * new_tokens / _time(runners[n].generate, **batch, **full) for n in names}
+        batch_times: dict[str, list[float]] = {n: [] for n in names}
+        for i in range(max(1, min(runs, 3))):  # a batch call is long: up to three, shuffled like the rest
+            batch = prompts.fresh(num_prompts)
+            for name in random.Random(1000 + i).sample(names, len(names)):
+                batch_times[name].append(_time(runners[name].generate, **batch, **full))
+        throughput = {n: num_prompts * new_tokens / statistics.median(batch_times[n]) for n in names}
     results = {}
     for name in names:
         t = times[name]
@@ -234,14 +272,6 @@ def _measure_all(runners: dict[str, Any], prompts: _Prompts, new_tokens: int, ru
             throughput_tok_s=throughput[name],
         )
     return results
-
-
-def _peak_rss_mib() -> float:
-    try:
-        with open("/proc/self/status") as status:
-            return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM"))
-    except (OSError, StopIteration):
-        return float("nan")
 
 
 def bench(
@@ -255,16 +285,20 @@ def bench(
     engines: Sequence[str] = ENGINES,
     device: str = "CPU",
     ov_cache_dir: str | os.PathLike[str] | None = None,
+    peak_rss: bool = False,
 ) -> BenchReport:
     """Measure each engine on each preset, side by side in this process.
 
     Args:
         model: Hub id or checkpoint folder (see ``build_random_checkpoint`` for a local random one).
         presets: compression presets to measure; an unknown one or a failed load is reported and skipped.
-        prompt_tokens, new_tokens: prompt length and tokens generated per call.
+        prompt_tokens: prompt length.
+        new_tokens: tokens generated per call.
         runs: repetitions per measure (medians and min-max are reported); one warm-up run precedes them.
         num_prompts: prompts in the throughput measurement (one call with a list).
         engines: a subset of ENGINES.
+        peak_rss: also measure each engine's peak RSS in a fresh process of its own (one load and two
+            generate calls each: slower, but the only per-engine memory figure that means something).
     """
     from .modeling import AutoModelForCausalLM
 
@@ -292,14 +326,24 @@ def bench(
             sizes["transformers"] = ("fp32 (torch)", time.perf_counter() - start, torch_mib)
             torch_measured = True
         prefix_engines = [e for e in ("ov_causal-genai", "llm-pipeline") if e in runners]
-        stats = _measure_all(runners, _Prompts(ours.config.vocab_size, prompt_tokens), prefix_engines=prefix_engines,
-                             **common)
+        rounds = runs * (3 if prefix_engines else 2)  # TTFT, end to end, repeated prefix: one step per round
+        with stage(f"bench {preset}: {len(runners)} engines", total=rounds, unit="round") as bar:
+            stats = _measure_all(runners, _Prompts(ours.config.vocab_size, prompt_tokens),
+                                 prefix_engines=prefix_engines, tick=bar.update, **common)
         for engine, measured in stats.items():
             label, load, size = sizes[engine]
-            rows.append(BenchRow(engine, label, load_s=load, ir_mib=size, **measured))
+            rss = None
+            if peak_rss:
+                try:
+                    rss = engine_peak_rss_mib(engine, ours.model_save_dir, model, device=device,
+                                              ov_config=dict(ours.ov_config), prompt_tokens=prompt_tokens,
+                                              new_tokens=new_tokens, num_prompts=num_prompts)
+                except (OVCausalError, OSError) as exc:
+                    failures[f"{engine} {label} memory"] = str(exc)
+            rows.append(BenchRow(engine, label, load_s=load, ir_mib=size, peak_rss_mib=rss, **measured))
         del ours, runners
     return BenchReport(str(model), prompt_tokens, new_tokens, runs, num_prompts, memory_bandwidth_gb_s(),
-                       _peak_rss_mib(), rows, failures)
+                       peak_rss_mib(), rows, failures)
 
 
 def _engine_model(engine: str, ours: Any, device: str) -> Any:

@@ -213,3 +213,16 @@ def clear(root: Path, older_than: float | None = None) -> list[Entry]:
         if older_than is None or now - stale.stat().st_mtime > max(older_than, 3600):
             _remove(stale)
     return removed
+
+
+def cache_table(ov_cache_dir: str | os.PathLike[str] | None = None) -> Any:
+    """The export cache's entries (most recently used first) as a table: HTML in Jupyter, text with ``print``."""
+    from .display import Table
+
+    rows = tuple(
+        (e.key[:12], e.source, e.preset, round(e.size / 2**20, 1), time.strftime("%Y-%m-%d %H:%M",
+         time.localtime(e.last_used)), "ok" if e.problem is None else f"DAMAGED: {e.problem}")
+        for e in list_entries(cache_root(ov_cache_dir))
+    )
+    return Table(("key", "source", "preset", "MiB", "last used", "state"), rows,
+                 f"Export cache {cache_root(ov_cache_dir)}")

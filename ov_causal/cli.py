@@ -55,6 +55,38 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--save", default=None, help="save the chosen model to this folder")
         cmd.set_defaults(handler=_eval_or_tune)
 
+    # --- serve (OpenAI-compatible HTTP API on Ray Serve) ---
+    srv = sub.add_parser("serve", help="serve a model behind an OpenAI-compatible HTTP API on Ray Serve")
+    srv.add_argument("model", help="Hub id, checkpoint folder or OpenVINO export folder")
+    srv.add_argument("--preset", default=None, choices=list(PRESETS), help="weight compression preset")
+    srv.add_argument("--replicas", type=int, default=1, help="copies of the model serving requests")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--name", default=None, help="model id clients send (default: MODEL as given)")
+    srv.add_argument("--device", default="CPU")
+    srv.add_argument("--chat-template", default=None, help="Jinja chat template file, for tokenizers without one")
+    srv.set_defaults(handler=_serve)
+    # --- end serve ---
+
+    # --- export (an ov_causal export folder, or an OpenVINO Model Server repository) ---
+    exp = sub.add_parser("export", help="export a model to a folder: ov_causal IR (--for ir) or OVMS (--for ovms)")
+    exp.add_argument("model", help="Hub id, checkpoint folder or OpenVINO export folder")
+    exp.add_argument("out", help="folder to write (new or empty unless --force)")
+    exp.add_argument("--for", dest="target", choices=["ir", "ovms"], default="ir",
+                     help="ir: an export folder any ov_causal loads; ovms: a repository OpenVINO Model Server serves")
+    exp.add_argument("--preset", default=None, choices=list(PRESETS), help="weight compression preset")
+    exp.add_argument("--force", action="store_true", help="write into a non-empty OUT (same-name files replaced)")
+    exp.add_argument("--name", default=None, help="ovms: model name clients send (default: MODEL's last part)")
+    exp.add_argument("--device", default="CPU", help="ovms: device OVMS runs the model on")
+    exp.add_argument("--cache-size", type=int, default=0, help="ovms: KV cache in GB (0: grows as needed)")
+    exp.add_argument("--max-num-seqs", type=int, default=256, help="ovms: sequences generated for at once")
+    exp.add_argument("--no-prefix-caching", dest="enable_prefix_caching", action="store_false",
+                     help="ovms: do not reuse the KV cache of repeated prompt starts")
+    exp.add_argument("--plugin-config", default=None,
+                     help='ovms: OpenVINO properties as JSON, e.g. \'{"KV_CACHE_PRECISION": "u8"}\'')
+    exp.set_defaults(handler=_export)
+    # --- end export ---
+
     bench = sub.add_parser("bench", help="time engines and presets side by side (medians, JSON, chart)")
     bench.add_argument("model", nargs="?", default=None,
                        help="Hub id or checkpoint folder (default: a random-weight model built locally)")
@@ -65,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--num-prompts", type=int, default=8)
     bench.add_argument("--hidden", type=int, default=1024, help="random model: hidden size")
     bench.add_argument("--layers", type=int, default=16, help="random model: layers")
+    bench.add_argument("--peak-rss", action="store_true",
+                       help="also measure each engine's peak RSS in a fresh process of its own (slower)")
     bench.add_argument("--json", default=None)
     bench.add_argument("--plot", default=None)
     bench.set_defaults(handler=_bench)
@@ -162,7 +196,8 @@ def _bench(args: argparse.Namespace) -> None:
             model = build_random_checkpoint(Path(tmp) / "random", args.hidden, args.layers)
             print(f"built a random-weight Llama ({args.hidden} x {args.layers} layers) in {model}", file=sys.stderr)
         report = bench(model, [p.strip() for p in args.presets.split(",")], prompt_tokens=args.prompt_tokens,
-                       new_tokens=args.new_tokens, runs=args.runs, num_prompts=args.num_prompts)
+                       new_tokens=args.new_tokens, runs=args.runs, num_prompts=args.num_prompts,
+                       peak_rss=args.peak_rss)
     print(report.table())
     for preset in dict.fromkeys(r.preset for r in report.rows if r.engine != "transformers"):
         print(f"{preset}: {report.summary(preset)}")
@@ -184,6 +219,61 @@ def _fuse_lora(args: argparse.Namespace) -> None:
             raise OptionError(f"adapter {item!r}: the weight after '=' must be a number, e.g. {path}=0.5") from None
     out = fuse_lora(args.base, pairs, args.out, allow_pickle=args.allow_pickle)
     print(f"fused checkpoint written to {out}")
+
+
+# --- serve ---
+def _serve(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from .serve import serve, wait
+
+    template = None
+    if args.chat_template is not None:
+        try:
+            template = Path(args.chat_template).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise OptionError(f"--chat-template {args.chat_template!r} cannot be read: {exc.strerror}.") from None
+    url = serve(args.model, preset=args.preset, replicas=args.replicas, host=args.host, port=args.port,
+                name=args.name, device=args.device, chat_template=template, blocking=False)
+    name = args.name or args.model
+    print(f"serving {name!r} at {url} ({args.replicas} replica{'s' if args.replicas > 1 else ''}); Ctrl-C stops.\n"
+          "Try it:\n"
+          "  from openai import OpenAI\n"
+          f"  client = OpenAI(base_url={url!r}, api_key='none')\n"
+          f"  print(client.completions.create(model={name!r}, prompt='def add(a, b):', max_tokens=32)"
+          ".choices[0].text)", flush=True)
+    wait()
+# --- end serve ---
+
+
+# --- export ---
+def _export(args: argparse.Namespace) -> None:
+    import json
+
+    from .ovms import export_ir, export_ovms
+
+    if args.target == "ir":
+        ovms_only = [flag for flag, value, default in (
+            ("--name", args.name, None), ("--device", args.device, "CPU"), ("--cache-size", args.cache_size, 0),
+            ("--max-num-seqs", args.max_num_seqs, 256), ("--no-prefix-caching", args.enable_prefix_caching, True),
+            ("--plugin-config", args.plugin_config, None)) if value != default]
+        if ovms_only:
+            raise OptionError(f"{', '.join(ovms_only)} only apply with --for ovms.")
+        print(f"ov_causal export written to {export_ir(args.model, args.out, preset=args.preset, force=args.force)}")
+        return
+    try:
+        plugin = json.loads(args.plugin_config) if args.plugin_config else {}
+    except ValueError as exc:
+        raise OptionError(f"--plugin-config {args.plugin_config!r} is not JSON ({exc}).") from None
+    if not isinstance(plugin, dict):
+        raise OptionError("--plugin-config must be a JSON object such as '{\"KV_CACHE_PRECISION\": \"u8\"}'.")
+    result = export_ovms(args.model, args.out, preset=args.preset, device=args.device, cache_size=args.cache_size,
+                         max_num_seqs=args.max_num_seqs, enable_prefix_caching=args.enable_prefix_caching,
+                         plugin_config=plugin, name=args.name, force=args.force)
+    print(f"OVMS repository written to {result.repository} (model {result.name!r}). Serve it with:")
+    for command in result.commands():
+        print(f"  {command}")
+# --- end export ---
 
 
 def main(argv: Sequence[str] | None = None) -> int:

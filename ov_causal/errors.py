@@ -34,6 +34,10 @@ class ExportError(OVCausalError, RuntimeError):
     """The export or save failed; nothing partial was published."""
 
 
+class MissingExtraError(OVCausalError, ImportError):
+    """A feature needs an optional dependency (an extra such as ``ov_causal[ray]``) that is not installed."""
+
+
 def suggest(given: str, valid: Iterable[str]) -> str:
     """Return ' Did you mean X?' for the closest valid name, or ''."""
     close = difflib.get_close_matches(given, list(valid), n=1, cutoff=0.5)

@@ -19,6 +19,7 @@ from typing import Any
 
 from .errors import OptionError
 from .ir import ir_mib
+from .progress import stage
 from .texts import TextSource, load_texts, token_stream
 
 logger = logging.getLogger(__name__)
@@ -87,17 +88,34 @@ class EvalReport:
             Path(path).write_text(text + "\n", encoding="utf-8")
         return text
 
-    def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
-        """Perplexity change against IR size and against speed, one point per preset (matplotlib figure)."""
-        try:
-            import matplotlib
+    def to_pandas(self) -> Any:
+        """One row per preset (``pandas.DataFrame``; needs pandas)."""
+        from .display import to_pandas
 
-            if path is not None:
-                matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            raise OptionError("plot() needs matplotlib: pip install matplotlib") from None
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        return to_pandas([asdict(r) for r in self.rows], list(EvalRow.__dataclass_fields__))
+
+    def html(self, marked: str | None = None) -> str:
+        from .display import html_table
+
+        rows = [(r.preset, r.weights, r.perplexity, f"{r.ppl_change:+.2%}", f"{r.top1_agreement:.1%}", r.mean_kl,
+                 r.first_divergence, f"{r.divergent_fraction:.1%}", r.ir_mib, r.tokens_per_second) for r in self.rows]
+        marked_index = next((i for i, r in enumerate(self.rows) if r.preset == marked), None)
+        caption = (f"{Path(self.model).name}: {self.text_tokens} tokens in {self.windows} windows; divergence over "
+                   f"{self.new_tokens} greedy tokens")
+        return html_table(("preset", "weights", "ppl", "Δppl", "top1", "KL", "1st div", "div%", "MiB", "tok/s"),
+                          rows, caption, marked_index)
+
+    def _repr_html_(self) -> str:
+        return self.html()
+
+    def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
+        """Perplexity change against IR size and against speed, one point per preset (a matplotlib Figure).
+
+        In Jupyter the returned figure shows inline; ``path`` also saves it (PNG, SVG, ... by suffix).
+        """
+        from .display import new_figure
+
+        fig, axes = new_figure(2, (10, 4))
         for ax, key, label in ((axes[0], "ir_mib", "IR size (MiB)"), (axes[1], "tokens_per_second", "decode tok/s")):
             for r in self.rows:
                 ax.scatter(getattr(r, key), 100 * r.ppl_change)
@@ -140,10 +158,18 @@ class _Scores:
 
 
 def _score_text(reference: Any, models: dict[str, Any], ids: list[int], window: int, stride: int) -> dict[str, _Scores]:
+    scores = {name: _Scores() for name in [REFERENCE, *models]}
+    spans = _windows(len(ids), window, stride)
+    with stage(f"perplexity of {len(scores)} models", total=len(spans), unit="window") as bar:
+        _score_windows(reference, models, ids, spans, scores, bar)
+    return scores
+
+
+def _score_windows(reference: Any, models: dict[str, Any], ids: list[int], spans: list[tuple[int, int, int]],
+                   scores: dict[str, _Scores], bar: Any) -> None:
     import torch
 
-    scores = {name: _Scores() for name in [REFERENCE, *models]}
-    for begin, end, first in _windows(len(ids), window, stride):
+    for begin, end, first in spans:
         chunk = torch.tensor([ids[begin:end]])
         targets = torch.tensor(ids[first:end])
         rows = slice(first - begin - 1, end - begin - 1)  # logits at position t predict token t + 1
@@ -155,7 +181,7 @@ def _score_text(reference: Any, models: dict[str, Any], ids: list[int], window: 
             s.agree += (logp.argmax(-1) == ref.argmax(-1)).sum().item()
             s.kl += (ref.exp() * (ref - logp)).sum().item()
             s.count += len(targets)
-    return scores
+        bar.update()
 
 
 def _divergence(reference: Any, model: Any, prompts: list[Any], new_tokens: int) -> tuple[float, float]:
@@ -219,7 +245,8 @@ def evaluate(
         text: held-out text: a file, a string or a list of strings (default: the built-in text).
         prompts: prompts for the generation-divergence check (default: slices of the text).
         calibration: text for data-aware presets (keep it apart from ``text``).
-        window, stride: perplexity context length and step (default stride: window // 2).
+        window: perplexity context length.
+        stride: perplexity step (default: window // 2).
         max_tokens: evaluate at most this many tokens of the text.
         new_tokens: greedy tokens generated per prompt (divergence) and for decode speed.
 
@@ -242,31 +269,37 @@ def evaluate(
             f"window= (perplexity needs at least window + 1 tokens)."
         )
     models = {}
-    for preset in presets:
-        name = preset if isinstance(preset, str) else getattr(preset, "name", "custom")
-        logger.info("evaluating preset %s", name)
-        models[name] = AutoModelForCausalLM.from_pretrained(
-            model, preset=preset, runtime="accuracy", calibration=calibration if _data_aware(preset) else None,
-            **common,
-        )
+    with stage("load presets", total=len(presets), unit="preset") as bar:
+        for preset in presets:
+            name = preset if isinstance(preset, str) else getattr(preset, "name", "custom")
+            logger.info("evaluating preset %s", name)
+            bar.set_postfix_str(name)
+            models[name] = AutoModelForCausalLM.from_pretrained(
+                model, preset=preset, runtime="accuracy", calibration=calibration if _data_aware(preset) else None,
+                **common,
+            )
+            bar.update()
     scores = _score_text(reference, models, ids, window, stride)
     prompt_inputs = _prompts(reference.tokenizer, ids, prompts, num_prompts, 32)
     ref_ppl = math.exp(scores[REFERENCE].nll / scores[REFERENCE].count)
     rows = []
-    for name, candidate in [(REFERENCE, reference), *models.items()]:
-        s = scores[name]
-        first, fraction = _divergence(reference, candidate, prompt_inputs, new_tokens)
-        fast = AutoModelForCausalLM.from_pretrained(
-            candidate.model_save_dir, runtime="latency", device=device, load_tokenizer=False
-        )
-        ppl = math.exp(s.nll / s.count)
-        rows.append(EvalRow(
-            preset=name, weights=candidate.ov_manifest.compression.describe(), perplexity=ppl,
-            ppl_change=ppl / ref_ppl - 1, top1_agreement=s.agree / s.count, mean_kl=s.kl / s.count,
-            first_divergence=first, divergent_fraction=fraction,
-            ir_mib=ir_mib(candidate.model_save_dir),
-            tokens_per_second=decode_speed(fast, prompt_inputs[0], new_tokens, speed_runs),
-        ))
+    with stage("divergence and speed", total=len(scores), unit="preset") as bar:
+        for name, candidate in [(REFERENCE, reference), *models.items()]:
+            bar.set_postfix_str(name)
+            s = scores[name]
+            first, fraction = _divergence(reference, candidate, prompt_inputs, new_tokens)
+            fast = AutoModelForCausalLM.from_pretrained(
+                candidate.model_save_dir, runtime="latency", device=device, load_tokenizer=False
+            )
+            ppl = math.exp(s.nll / s.count)
+            rows.append(EvalRow(
+                preset=name, weights=candidate.ov_manifest.compression.describe(), perplexity=ppl,
+                ppl_change=ppl / ref_ppl - 1, top1_agreement=s.agree / s.count, mean_kl=s.kl / s.count,
+                first_divergence=first, divergent_fraction=fraction,
+                ir_mib=ir_mib(candidate.model_save_dir),
+                tokens_per_second=decode_speed(fast, prompt_inputs[0], new_tokens, speed_runs),
+            ))
+            bar.update()
     return EvalReport(str(model), len(ids), len(_windows(len(ids), window, stride)), new_tokens, rows)
 
 

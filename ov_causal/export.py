@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -15,6 +16,7 @@ from typing import Any
 from .errors import ExportError, OVCausalError, PresetError
 from .hfcompat import HubOptions
 from .presets import Compression
+from .progress import stage
 from .sources import IR_FILE, TASK, Source
 
 logger = logging.getLogger(__name__)
@@ -54,7 +56,7 @@ def compress_folder(folder: Path, compression: Compression, calibration: Sequenc
     import openvino
 
     model = read_ir(folder)
-    dataset = None
+    dataset, calibrated = None, ""
     if compression.data_aware and calibration:
         from transformers import AutoTokenizer
 
@@ -62,8 +64,10 @@ def compress_folder(folder: Path, compression: Compression, calibration: Sequenc
 
         windows = calibration_windows(list(calibration), AutoTokenizer.from_pretrained(folder))
         dataset = calibration_dataset(model, windows)
-    with quiet_libraries():
+        calibrated = f", calibrated on {len(windows)} windows"
+    with stage(f"compress to {compression.describe()}{calibrated}", total=1) as bar, quiet_libraries():
         model = compress_ir(model, compression, dataset)
+        bar.update()
     openvino.save_model(model, folder / "compressed.xml", compress_to_fp16=False)
     del model
     os.replace(folder / "compressed.bin", folder / IR_FILES[1])
@@ -114,12 +118,38 @@ def quiet_libraries() -> Iterator[None]:
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _quiet_library_bars():
             warnings.simplefilter("ignore")
             yield
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+
+
+@contextmanager
+def _quiet_library_bars() -> Iterator[None]:
+    """Hide the progress bars of transformers (weight loading) and NNCF (rich bars: an Output widget in Jupyter):
+    ours (``ov_causal.progress``) show one bar per stage instead."""
+    hf_logging = sys.modules.get("transformers.utils.logging")
+    hf_bars = hf_logging is not None and hf_logging.is_progress_bar_enabled()
+    if hf_bars:
+        hf_logging.disable_progress_bar()
+    try:
+        import rich  # NNCF's bars go through rich's global console
+
+        console = rich.get_console()
+    except ImportError:
+        console = None
+    saved = (console.quiet, console.is_jupyter) if console is not None else None
+    if console is not None:
+        console.quiet, console.is_jupyter = True, False
+    try:
+        yield
+    finally:
+        if hf_bars:
+            hf_logging.enable_progress_bar()
+        if console is not None and saved is not None:
+            console.quiet, console.is_jupyter = saved
 
 
 @contextmanager
@@ -179,16 +209,18 @@ def export_checkpoint(
 
     with staging_folder(target) as tmp, quiet_libraries():
         try:
-            main_export(
-                str(source.path),
-                output=tmp,
-                task=TASK if hub.use_cache else "text-generation",
-                stateful=stateful and hub.use_cache,
-                ov_config=optimum_export_config(compression),  # fp32/fp16 only: main_export ignores int configs
-                convert_tokenizer=True,
-                trust_remote_code=hub.trust_remote_code,
-                library_name="transformers",
-            )
+            with stage(f"export {Path(source.name).name} to OpenVINO", total=1) as bar:
+                main_export(
+                    str(source.path),
+                    output=tmp,
+                    task=TASK if hub.use_cache else "text-generation",
+                    stateful=stateful and hub.use_cache,
+                    ov_config=optimum_export_config(compression),  # fp32/fp16 only: main_export ignores int configs
+                    convert_tokenizer=True,
+                    trust_remote_code=hub.trust_remote_code,
+                    library_name="transformers",
+                )
+                bar.update()
         except OVCausalError:
             raise
         except Exception as exc:

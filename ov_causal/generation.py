@@ -5,6 +5,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TextIO
+
+from .errors import OptionError
 
 DEMO_MODEL = Path(__file__).parent / "demo_model"
 DEMO_PROMPT = 'def read_config(path):\n    """Read a configuration file."""\n    with open(path'
@@ -41,7 +44,9 @@ def generate(
         prompt: the text to continue.
         model: Hub id, checkpoint or export folder; None uses the demo model shipped with the package
             (a small Llama trained on Python's standard library source by ``scripts/train_demo_model.py``).
-        preset, runtime, device: as in ``AutoModelForCausalLM.from_pretrained``.
+        preset: as in ``AutoModelForCausalLM.from_pretrained``.
+        runtime: as in ``AutoModelForCausalLM.from_pretrained``.
+        device: as in ``AutoModelForCausalLM.from_pretrained``.
         max_new_tokens: how many tokens to generate at most.
         do_sample: sample instead of greedy decoding (seeded by ``seed``).
     """
@@ -63,3 +68,39 @@ def generate(
     seconds = time.perf_counter() - start
     new = output[0, inputs["input_ids"].shape[1] :]
     return Generation(prompt, tokenizer.decode(new, skip_special_tokens=True), len(new), seconds, load_seconds)
+
+
+def stream(model: Any, prompt: str, *, file: TextIO | None = None, **generate_kwargs: Any) -> str:
+    """Print the continuation of ``prompt`` as it is generated (into the cell, in Jupyter) and return it.
+
+    Args:
+        model: an ov_causal model (with its tokenizer) or a ``pipeline("text-generation", ...)``.
+        prompt: the text to continue.
+        file: where to print (default: standard output).
+        **generate_kwargs: ``generate`` keywords (``max_new_tokens``, ``do_sample``, ...).
+
+    Example:
+        >>> text = ov_causal.stream(model, "def read_config(path):", max_new_tokens=40)
+    """
+    from transformers import TextStreamer
+
+    tokenizer = getattr(model, "tokenizer", None)
+    model = getattr(model, "model", model) if not hasattr(model, "ov_manifest") else model
+    if tokenizer is None or not hasattr(model, "generate"):
+        raise OptionError(
+            "stream() needs an ov_causal model loaded with its tokenizer, or a text-generation pipeline; "
+            "load the model with load_tokenizer=True (the default) from a folder that has a tokenizer."
+        )
+    pieces: list[str] = []
+    out = file
+
+    class _Printer(TextStreamer):
+        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+            pieces.append(text)
+            print(text, end="" if not stream_end else "\n", flush=True, file=out)
+
+    inputs = tokenizer(prompt, return_tensors="pt")
+    generate_kwargs.setdefault("max_new_tokens", 64)
+    model.generate(**inputs, streamer=_Printer(tokenizer, skip_prompt=True, skip_special_tokens=True),
+                   **generate_kwargs)
+    return "".join(pieces)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,3 +106,28 @@ OV_KEYWORDS = (
     "sensitivity",
     "backend",
 )
+
+
+class _Drop(logging.Filter):
+    """Drops the log records whose message contains every one of ``fragments``."""
+
+    def __init__(self, *fragments: str) -> None:
+        super().__init__()
+        self.fragments = fragments
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not all(fragment in message for fragment in self.fragments)
+
+
+@contextmanager
+def quiet_offline_folder_check() -> Iterator[None]:
+    """While we load a local folder with ``export=False``: drop optimum-intel's "Could not infer whether the model
+    was already converted" (in offline mode it looks the folder up as a Hub id; the answer is not used)."""
+    optimum_logger = logging.getLogger("optimum.intel.openvino.modeling_base")
+    drop = _Drop("Could not infer whether the model was already converted")
+    optimum_logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        optimum_logger.removeFilter(drop)

@@ -62,3 +62,16 @@ def ir_mib(folder: Any) -> float:
     from pathlib import Path
 
     return sum(p.stat().st_size for p in Path(folder).glob("openvino_model.*")) / 2**20
+
+
+def parameter_count(model: Any) -> int:
+    """Weights in the model: elements of its floating-point and compressed constants, without the
+    per-group scales and zero points of compressed weights (those have a last dimension of 1)."""
+    total = 0
+    for op in model.get_ops():
+        if op.get_type_name() != "Constant" or op.get_element_type().get_type_name() not in _FORMATS:
+            continue
+        shape = list(op.shape)
+        if shape and not (len(shape) >= 2 and shape[-1] == 1):
+            total += _elements(shape)
+    return total

@@ -14,7 +14,7 @@ from typing import Any
 from .engines import GenAIEngine, Plan, check_backend, plan, tokenizers_ready
 from .errors import ExportError, OptionError, PresetError, UnsupportedModelError
 from .export import IR_FILES, TOKENIZER_FILES, convert_tokenizer, publish, staging_folder
-from .hfcompat import resolve_hf_kwargs
+from .hfcompat import quiet_offline_folder_check, resolve_hf_kwargs
 from .loading import ExportRequest, find_tokenizer, manifest_for_ir, prepare_folder, stateful_error
 from .lora import LoraSpec, parse_adapters
 from .manifest import Manifest
@@ -139,6 +139,19 @@ class OVCausalLM:
         elif self.tokenizer is not None:
             convert_tokenizer(self.tokenizer, folder)
 
+    def summary(self) -> list[tuple[str, Any]]:
+        """(field, value) pairs: architecture, parameters, source, preset, runtime, device, engine, IR size, cache."""
+        from .display import model_summary
+
+        return model_summary(self)
+
+    def _repr_html_(self) -> str:
+        """The summary as an HTML table: what Jupyter shows for ``model`` as the last line of a cell."""
+        from .display import html_fields
+
+        note = f"preset='auto': {self.ov_auto_reason}" if self.ov_auto_reason else ""
+        return html_fields(self.summary(), caption=type(self).__name__, note=note)
+
     def __repr__(self) -> str:
         m = self.ov_manifest
         return (
@@ -169,6 +182,14 @@ def _ov_class(optimum_class: type) -> type:
         namespace.update(__module__=__name__, __qualname__=name, _ov_base=optimum_class)
         _CLASSES[optimum_class] = type(name, (optimum_class, OVCausalLM), namespace)
     return _CLASSES[optimum_class]
+
+
+def _register_for_pipelines(model: Any) -> None:
+    """Name our class in transformers' causal-LM mapping, as optimum does for its own at construction, so that
+    ``transformers.pipeline`` accepts the model without logging "not supported for text-generation"."""
+    from transformers import AutoConfig
+
+    model.auto_model_class.register(AutoConfig, type(model), exist_ok=True)
 
 
 def _auto(model_id: Any, hub: Any, ov_cache_dir: Any) -> tuple[str | None, str]:
@@ -225,7 +246,8 @@ class AutoModelForCausalLM:
             runtime: ``latency`` (default), ``throughput``, ``accuracy``, ``memory`` or a ``Runtime``;
                 an export folder restores the runtime it was saved with.
             ov_config: raw OpenVINO properties; each key overrides the runtime preset's.
-            group_size, ratio: int4 overrides of the preset.
+            group_size: int4 override of the preset's group size.
+            ratio: int4 override: share of layers in int4, the rest in int8.
             dq_group_size: dynamic quantization group size (32, 64, 128; 0 turns it off).
             stateful: KV cache inside the model (default True for exports; an export folder keeps its form).
             device: OpenVINO device, e.g. ``CPU`` or ``GPU``.
@@ -239,8 +261,11 @@ class AutoModelForCausalLM:
             calibration: text for data-aware int4 (a file, a string or a list of strings; no Hub dataset).
             backend: generation engine: ``auto`` (OpenVINO GenAI when the call maps to it, else the
                 transformers loop), ``genai`` or ``optimum``.
-            awq, scale_estimation, gptq, sensitivity: int4 overrides: NNCF's data-aware methods and the
-                metric that ranks layers for ``ratio`` < 1 (see ``SENSITIVITY_METRICS``).
+            awq: int4 override: NNCF's AWQ (data-aware, needs ``calibration``).
+            scale_estimation: int4 override: NNCF's scale estimation (data-aware).
+            gptq: int4 override: NNCF's GPTQ (data-aware).
+            sensitivity: int4 override: the metric that ranks layers for ``ratio`` < 1 (see
+                ``SENSITIVITY_METRICS``).
             **kwargs: transformers keywords (``revision``, ``token``, ``trust_remote_code``,
                 ``torch_dtype``, ``device_map``, ...): applied, or ignored with a warning.
 
@@ -286,9 +311,11 @@ class AutoModelForCausalLM:
         if prepared.cache is not None:  # compiled blobs beside the cached export: later loads skip compilation
             full_config.setdefault("CACHE_DIR", str(prepared.cache.compiled_dir))
         try:
-            model = OVModelForCausalLM.from_pretrained(
-                str(folder), export=False, ov_config=full_config, device=device, compile=False, use_cache=hub.use_cache
-            )
+            with quiet_offline_folder_check():
+                model = OVModelForCausalLM.from_pretrained(
+                    str(folder), export=False, ov_config=full_config, device=device, compile=False,
+                    use_cache=hub.use_cache,
+                )
         except ValueError as exc:
             raise UnsupportedModelError(f"OpenVINO could not load {str(folder)!r}: {exc}") from exc
         if stateful is not None and stateful != model.stateful:
@@ -296,6 +323,7 @@ class AutoModelForCausalLM:
         if manifest is None:
             manifest = manifest_for_ir(model, source.name)
         model.__class__ = _ov_class(type(model))
+        _register_for_pipelines(model)
         model._ov_workdir = prepared.workdir
         model.ov_cache_hit = None if prepared.cache is None else prepared.cache.hit
         model.ov_auto_reason = auto_reason

@@ -44,7 +44,9 @@ class Compression:
         sym: int4 only: symmetric (faster) instead of asymmetric (more accurate) quantization.
         group_size: int4 only: weights sharing one scale (64, 128, ...; -1 per channel).
         ratio: int4 only: share of layers in int4, the rest in int8 (0 < ratio <= 1).
-        awq, scale_estimation, gptq: int4 only: data-aware NNCF methods (need calibration text).
+        awq: int4 only: NNCF's AWQ, data-aware (needs calibration text).
+        scale_estimation: int4 only: NNCF's scale estimation, data-aware.
+        gptq: int4 only: NNCF's GPTQ, data-aware.
         sensitivity: int4 with ratio < 1: how NNCF ranks layers for int4, one of SENSITIVITY_METRICS
             (``weight_quantization_error`` is data-free; the others need calibration text).
     """
@@ -139,6 +141,11 @@ class Runtime:
         if self.num_streams is not None and (not isinstance(self.num_streams, int) or self.num_streams < 1):
             raise PresetError(f"num_streams={self.num_streams!r} is not valid: use a positive int or None.")
 
+    def _repr_html_(self) -> str:
+        from .display import html_table
+
+        return html_table(_RUNTIME_COLUMNS, [_runtime_row(self)], caption=f"Runtime {self.name!r}")
+
     def with_group_size(self, group_size: int) -> Runtime:
         """A copy with another dynamic quantization group size (32, 64, 128, or 0 for off)."""
         return dataclasses.replace(self, dynamic_quantization_group_size=group_size)
@@ -165,6 +172,28 @@ class Preset:
     name: str
     compression: Compression
     runtime: Runtime | None = None
+
+    def _repr_html_(self) -> str:
+        from .display import html_table
+
+        return html_table(_PRESET_COLUMNS, [_preset_row(self)], caption=f"Preset {self.name!r}")
+
+
+_PRESET_COLUMNS = ("preset", "weights", "sym", "group size", "ratio", "data-aware", "runtime")
+_RUNTIME_COLUMNS = ("runtime", "hint", "dynamic quantization group", "KV cache", "inference precision", "streams")
+
+
+def _preset_row(p: Preset) -> tuple[Any, ...]:
+    c = p.compression
+    int4 = c.weights == "int4"
+    methods = "+".join(m for m in ("awq", "scale_estimation", "gptq") if getattr(c, m)) or "-"
+    return (p.name, c.weights, c.sym if int4 else "-", c.group_size if int4 else "-", c.ratio if int4 else "-",
+            methods, p.runtime.name if p.runtime else "-")
+
+
+def _runtime_row(r: Runtime) -> tuple[Any, ...]:
+    return (r.name, r.hint, r.dynamic_quantization_group_size or "off", r.kv_cache_precision or "device default",
+            r.inference_precision or "device default", r.num_streams or "by hint")
 
 
 def _int4(sym: bool, group_size: int) -> Preset:
@@ -278,3 +307,17 @@ def resolve_runtime(
     if dq_group_size is not None:
         runtime = (runtime or get_runtime(DEFAULT_RUNTIME)).with_group_size(dq_group_size)
     return runtime
+
+
+def presets_table() -> Any:
+    """The compression presets as a table (HTML in Jupyter, text with ``print``; ``.to_pandas()``)."""
+    from .display import Table
+
+    return Table(_PRESET_COLUMNS, tuple(_preset_row(p) for p in PRESETS.values()), "Compression presets")
+
+
+def runtimes_table() -> Any:
+    """The runtime presets and the OpenVINO options they set, as a table."""
+    from .display import Table
+
+    return Table(_RUNTIME_COLUMNS, tuple(_runtime_row(r) for r in RUNTIMES.values()), "Runtime presets")

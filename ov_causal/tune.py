@@ -46,14 +46,34 @@ class TuneResult:
         )
         return self.report.table(marked=self.choice) + "\n" + verdict
 
-    def to_json(self) -> str:
-        return json.dumps(
-            {"choice": self.choice, "best_available": self.best_available, "objective": self.objective,
-             "max_ppl_increase": self.max_ppl_increase, "report": self.report.to_dict()}, indent=2,
-        )
+    def to_dict(self) -> dict[str, Any]:
+        return {"choice": self.choice, "best_available": self.best_available, "objective": self.objective,
+                "max_ppl_increase": self.max_ppl_increase, "report": self.report.to_dict()}
+
+    def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=2)
+        if path is not None:
+            Path(path).write_text(text + "\n", encoding="utf-8")
+        return text
+
+    def to_pandas(self) -> Any:
+        """The evaluated candidates, with a ``chosen`` column (``pandas.DataFrame``; needs pandas)."""
+        frame = self.report.to_pandas()
+        frame["chosen"] = frame["preset"] == self.choice
+        return frame
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return self.report.html(marked=self.choice) + f"<p>{html.escape(self.table().splitlines()[-1])}</p>"
 
     def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
-        return self.report.plot(path)
+        """The report's plot (perplexity change vs size and speed), the choice in the title."""
+        fig = self.report.plot()
+        fig.suptitle(f"{fig.get_suptitle()} (chosen: {self.choice or 'none'})")
+        if path is not None:
+            fig.savefig(path, dpi=100)
+        return fig
 
 
 def choose(report: EvalReport, max_ppl_increase: float, objective: str) -> tuple[str | None, str]:

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# Reference pages may have no python example (the CLI page is generated, the API page is docstrings).
+NO_EXAMPLES = {"cli.md", "api.md"}
 
 
 def python_blocks(markdown: str) -> list[str]:
@@ -17,19 +19,11 @@ def python_blocks(markdown: str) -> list[str]:
 @pytest.mark.parametrize("page", sorted((ROOT / "docs").glob("*.md")), ids=lambda p: p.name)
 def test_doc_examples_run(page, tmp_path, monkeypatch):
     blocks = python_blocks(page.read_text(encoding="utf-8"))
-    assert blocks, f"{page} has no python examples"
+    assert blocks or page.name in NO_EXAMPLES, f"{page} has no python examples"
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": "__docs__"}
     for number, block in enumerate(blocks, 1):
         exec(compile(block, f"{page.name}[block {number}]", "exec"), namespace)  # noqa: S102
 
 
-@pytest.mark.parametrize("notebook", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
-def test_notebook_executes(notebook, tmp_path):
-    import nbformat
-    from nbclient import NotebookClient
-
-    nb = nbformat.read(notebook, as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
-    assert not errors
+# The notebooks are executed in tests/test_notebooks.py.

@@ -191,3 +191,59 @@ def test_chat_messages_through_the_pipeline(make_checkpoint):
     assert reply["role"] == "assistant" and reply["content"]
     model.backend = "optimum"
     assert pipe(messages, max_new_tokens=6, min_new_tokens=6, do_sample=False) == out
+
+
+def test_dataset_and_generator_inputs_keep_input_order(demo):
+    from transformers.pipelines.pt_utils import KeyDataset
+
+    pipe = ov_causal.pipeline("text-generation", model=demo)
+    prompts = ["def main(", "import os\n", "class A:\n", "for i in range(", "return self."]
+    expected = [pipe(p, max_new_tokens=6, do_sample=False) for p in prompts]
+    rows = [{"text": p, "id": i} for i, p in enumerate(prompts)]
+    from_dataset = list(pipe(KeyDataset(rows, "text"), batch_size=2, max_new_tokens=6, do_sample=False))
+    assert from_dataset == expected and demo.last_engine == "genai"
+    from_generator = list(pipe((p for p in prompts), batch_size=3, max_new_tokens=6, do_sample=False))
+    assert from_generator == expected and demo.last_engine == "genai"
+
+
+def test_folder_without_openvino_tokenizers(make_export, tmp_path, monkeypatch):
+    import shutil
+
+    folder = tmp_path / "no-ov-tokenizer"
+    shutil.copytree(make_export("llama"), folder)
+    for name in ("openvino_tokenizer.xml", "openvino_tokenizer.bin", "openvino_detokenizer.xml",
+                 "openvino_detokenizer.bin"):
+        (folder / name).unlink(missing_ok=True)
+    model = AutoModelForCausalLM.from_pretrained(folder, runtime="accuracy")
+    inputs = _inputs(model, "def parse(")
+    converted = model.generate(**inputs, max_new_tokens=6, do_sample=False)
+    assert model.last_engine == "genai" and (folder / "openvino_tokenizer.xml").is_file()
+
+    for name in ("openvino_tokenizer.xml", "openvino_detokenizer.xml"):
+        (folder / name).unlink()
+    monkeypatch.setattr("ov_causal.export.convert_tokenizer", lambda tokenizer, out: False)
+    fallback = AutoModelForCausalLM.from_pretrained(folder, runtime="accuracy")
+    with pytest.warns(UserWarning, match="no OpenVINO tokenizer and none could be converted"):
+        out = fallback.generate(**inputs, max_new_tokens=6, do_sample=False)
+    assert fallback.last_engine == "optimum" and torch.equal(out, converted)
+
+
+def test_transformers_pipeline_accepts_our_class_without_an_error_log(demo, capfd):
+    from transformers import pipeline
+
+    capfd.readouterr()
+    pipe = pipeline("text-generation", model=demo, tokenizer=demo.tokenizer)
+    assert "is not supported for text-generation" not in capfd.readouterr().err
+    assert pipe("def f(", max_new_tokens=3, do_sample=False)[0]["generated_text"].startswith("def f(")
+
+
+def test_bench_peak_rss_per_engine_in_fresh_processes(tmp_path):
+    from ov_causal.bench import bench
+
+    report = bench(DEMO_MODEL, ["int8"], runs=1, new_tokens=4, prompt_tokens=8, num_prompts=2, ov_cache_dir=tmp_path,
+                   engines=("ov_causal-genai", "llm-pipeline"), peak_rss=True)
+    rss = {r.engine: r.peak_rss_mib for r in report.rows}
+    assert not report.failures and all(v and v > 20 for v in rss.values())
+    # GenAI alone imports neither torch nor transformers: its process is the lighter one.
+    assert rss["llm-pipeline"] < rss["ov_causal-genai"]
+    assert "RSS MiB" in report.table() and report.to_pandas()["peak_rss_mib"].notna().all()

@@ -1,0 +1,19 @@
+"""Optional dependencies (extras): import them on use, or say which extra to install."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from .errors import MissingExtraError
+
+
+def require(module: str, extra: str) -> ModuleType:
+    """Import ``module``, or raise MissingExtraError naming ``pip install "ov_causal[<extra>]"``."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"this feature needs {module.split('.')[0]!r}, which is not installed ({exc}). "
+            f'Install the extra: pip install "ov_causal[{extra}]"'
+        ) from exc

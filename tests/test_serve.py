@@ -1,0 +1,194 @@
+"""The OpenAI-compatible server on Ray Serve: queried with the ``openai`` client on loopback, tiny local model."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+pytest.importorskip("ray.serve")
+openai = pytest.importorskip("openai")
+httpx = pytest.importorskip("httpx")
+
+from ov_causal import ModelSourceError, OptionError  # noqa: E402
+from ov_causal import serve as serving  # noqa: E402
+from ov_causal.openai_api import REPLICA_HEADER  # noqa: E402
+
+NAME = "tiny-llama"
+PROMPT = "def parse_args(argv):\n    "
+TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+            "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+MESSAGES = [{"role": "system", "content": "You write Python."}, {"role": "user", "content": "import json"}]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(make_checkpoint):
+    return make_checkpoint("llama")
+
+
+@pytest.fixture(scope="module")
+def server(checkpoint):
+    """(base url, port): one server for the module, shut down (with Ray) at the end."""
+    port = _free_port()
+    url = serving.serve(str(checkpoint), name=NAME, port=port, chat_template=TEMPLATE, num_cpus=0.5,
+                        blocking=False)
+    yield url, port
+    serving.shutdown()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=server[0], api_key="none", max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def pipe(checkpoint):
+    """The reference: a plain ``ov_causal.pipeline`` on the same model, greedy."""
+    import ov_causal
+
+    generator = ov_causal.pipeline("text-generation", model=str(checkpoint))
+    generator.tokenizer.chat_template = TEMPLATE
+    return generator
+
+
+def test_models_list(client):
+    assert [m.id for m in client.models.list().data] == [NAME]
+    assert client.models.retrieve(NAME).id == NAME
+
+
+def test_completion_equals_pipeline(client, pipe):
+    result = client.completions.create(model=NAME, prompt=PROMPT, max_tokens=12, temperature=0)
+    expected = pipe(PROMPT, max_new_tokens=12, do_sample=False, return_full_text=False)[0]["generated_text"]
+    assert result.choices[0].text == expected
+    assert result.object == "text_completion" and result.id.startswith("cmpl-") and result.model == NAME
+    assert result.usage.prompt_tokens == len(pipe.tokenizer(PROMPT)["input_ids"])
+    assert result.usage.total_tokens == result.usage.prompt_tokens + result.usage.completion_tokens
+    assert result.choices[0].finish_reason in ("stop", "length")
+    if result.choices[0].finish_reason == "length":
+        assert result.usage.completion_tokens == 12
+
+
+def test_streaming_equals_plain(client):
+    plain = client.completions.create(model=NAME, prompt=PROMPT, max_tokens=16, temperature=0)
+    chunks = list(client.completions.create(model=NAME, prompt=PROMPT, max_tokens=16, temperature=0, stream=True,
+                                            stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].text for c in chunks if c.choices)
+    assert text == plain.choices[0].text
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == plain.choices[0].finish_reason
+    assert chunks[-1].usage.completion_tokens == plain.usage.completion_tokens
+
+
+def test_chat_equals_pipeline(client, pipe):
+    result = client.chat.completions.create(model=NAME, messages=MESSAGES, max_tokens=10, temperature=0)
+    expected = pipe(MESSAGES, max_new_tokens=10, do_sample=False)[0]["generated_text"][-1]
+    assert expected["role"] == "assistant"
+    assert result.choices[0].message.content == expected["content"]
+    assert result.choices[0].message.role == "assistant" and result.object == "chat.completion"
+    stream = client.chat.completions.create(model=NAME, messages=MESSAGES, max_tokens=10, temperature=0,
+                                            stream=True)
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == expected["content"]
+    assert chunks[-1].choices[0].finish_reason == result.choices[0].finish_reason
+
+
+def test_n_seed_and_stop(client):
+    sampled = [client.completions.create(model=NAME, prompt=PROMPT, max_tokens=8, n=2, temperature=1.0, seed=7)
+               for _ in range(2)]
+    assert len(sampled[0].choices) == 2 and [c.index for c in sampled[0].choices] == [0, 1]
+    assert [c.text for c in sampled[0].choices] == [c.text for c in sampled[1].choices]  # same seed, same text
+    greedy = client.completions.create(model=NAME, prompt=PROMPT, max_tokens=16, temperature=0).choices[0].text
+    stop = greedy.strip()[3:6]
+    assert stop, greedy
+    cut = client.completions.create(model=NAME, prompt=PROMPT, max_tokens=16, temperature=0, stop=[stop])
+    assert cut.choices[0].text == greedy[: greedy.index(stop)]
+    assert cut.choices[0].finish_reason == "stop"
+    streamed = client.completions.create(model=NAME, prompt=PROMPT, max_tokens=16, temperature=0, stop=stop,
+                                         stream=True)
+    assert "".join(c.choices[0].text for c in streamed) == cut.choices[0].text
+
+
+@pytest.mark.parametrize(("body", "status", "param"), [
+    (b"{not json", 400, None),
+    (b"[1, 2]", 400, None),
+    ({"model": NAME}, 400, "prompt"),
+    ({"model": NAME, "prompt": "x", "max_tokens": -1}, 400, "max_tokens"),
+    ({"model": NAME, "prompt": "x", "temperature": "hot"}, 400, "temperature"),
+    ({"model": NAME, "prompt": "x", "logprobs": 3}, 400, "logprobs"),
+    ({"model": NAME, "prompt": "x", "max_tokens": 10_000}, 400, "max_tokens"),
+    ({"model": NAME, "prompt": "x", "n": 2, "temperature": 0}, 400, "n"),
+    ({"model": "gpt-4o", "prompt": "x"}, 404, "model"),
+])
+def test_bad_request_then_serving_goes_on(server, client, body, status, param):
+    url = server[0] + "/completions"
+    if isinstance(body, bytes):
+        response = httpx.post(url, content=body, headers={"content-type": "application/json"}, timeout=60)
+    else:
+        response = httpx.post(url, json=body, timeout=60)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["message"]
+    assert error["param"] == param
+    if status == 404:
+        assert error["code"] == "model_not_found" and NAME in error["message"]
+    assert client.completions.create(model=NAME, prompt="x", max_tokens=2).choices[0].text is not None
+
+
+def test_openai_client_errors(client):
+    with pytest.raises(openai.NotFoundError, match="does not exist"):
+        client.chat.completions.create(model="other", messages=MESSAGES, max_tokens=2)
+    with pytest.raises(openai.BadRequestError, match="messages"):
+        client.chat.completions.create(model=NAME, messages=[], max_tokens=2)
+
+
+def test_port_in_use(server, checkpoint, monkeypatch):
+    with pytest.raises(OptionError, match=f"{server[1]}.*--port"):
+        serving.check_port("127.0.0.1", server[1])  # the running server holds it
+    with socket.socket() as other:  # another program listening: refused before any model or Ray work
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        monkeypatch.setattr(serving, "_RUNNING", {})
+        with pytest.raises(OptionError, match="--port"):
+            serving.serve(str(checkpoint), port=other.getsockname()[1], blocking=False)
+
+
+def test_unknown_model_fails_before_ray(server, tmp_path, monkeypatch):
+    monkeypatch.setattr(serving, "_RUNNING", {})
+    with pytest.raises(ModelSourceError):
+        serving.serve(str(tmp_path / "no-such-model"), port=_free_port(), blocking=False)
+
+
+def test_missing_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(ImportError, match=r'pip install "ov_causal\[ray\]"'):
+        serving.serve("anything", blocking=False)
+
+
+def test_import_does_not_import_ray():
+    code = "import ov_causal, ov_causal.serve, sys; assert 'ray' not in sys.modules and 'fastapi' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_two_replicas_share_the_load(server, checkpoint, client):
+    """Last: redeploys the module's server with two replicas on the same port."""
+    url = serving.serve(str(checkpoint), name=NAME, port=server[1], replicas=2, chat_template=TEMPLATE,
+                        num_cpus=0.5, blocking=False)
+    assert url == server[0]
+
+    def ask(i: int) -> tuple[str, str]:
+        raw = client.completions.with_raw_response.create(model=NAME, prompt=PROMPT, max_tokens=8, temperature=0)
+        return raw.headers[REPLICA_HEADER], raw.parse().choices[0].text
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(ask, range(16)))
+    assert len({replica for replica, _ in answers}) == 2, answers
+    assert len({text for _, text in answers}) == 1  # every replica answers the same greedy text
