@@ -76,11 +76,30 @@ class Generator:
 
     def generate_one(self, prompt: str) -> tuple[str, int, int]:
         """(generated text, prompt tokens, generated tokens) for one prompt."""
-        inputs = self.tokenizer(prompt, return_tensors="pt")
-        prompt_length = inputs["input_ids"].shape[1]
-        output = self.model.generate(**inputs, **self.generate_kwargs)
-        new = output[0, prompt_length:].tolist()
-        return self.tokenizer.decode(new, skip_special_tokens=True), prompt_length, len(new)
+        return self.generate_many([prompt])[0]
+
+    def generate_many(self, prompts: Sequence[str]) -> list[tuple[str, int, int]]:
+        """(generated text, prompt tokens, generated tokens) per prompt, from one generate() call.
+
+        The prompts go as one left-padded batch, which the GenAI engine runs by continuous batching
+        (each prompt on its own, so greedy output equals one prompt at a time).
+        """
+        tok = self.tokenizer
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token
+        tok.padding_side = "left"
+        inputs = tok(list(prompts), return_tensors="pt", padding=True)
+        width = inputs["input_ids"].shape[1]
+        output = self.model.generate(**inputs, pad_token_id=tok.pad_token_id, **self.generate_kwargs)
+        eos = self.model.generation_config.eos_token_id
+        eos = {eos} if isinstance(eos, int) else set(eos or ())
+        results = []
+        for row, length in enumerate(inputs["attention_mask"].sum(dim=1).tolist()):
+            new = output[row, width:].tolist()
+            ended = next((i for i, t in enumerate(new) if t in eos), None)
+            new = new if ended is None else new[: ended + 1]  # after its end a row is padded to the longest
+            results.append((tok.decode(new, skip_special_tokens=True), int(length), len(new)))
+        return results
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Generate for ``batch[prompt_column]`` (a numpy batch: column name -> array)."""
@@ -91,7 +110,7 @@ class Generator:
                 f"the batch has no column {self.prompt_column!r} (columns: {', '.join(batch)}). "
                 "Pass prompt_column= naming the column that holds the prompts."
             )
-        results = [self.generate_one(str(prompt)) for prompt in batch[self.prompt_column]]
+        results = self.generate_many([str(prompt) for prompt in batch[self.prompt_column]])
         out = dict(batch)
         out["generated_text"] = np.array([r[0] for r in results], dtype=object)
         out["prompt_tokens"] = np.array([r[1] for r in results], dtype=np.int64)

@@ -61,16 +61,32 @@ class Prompt:
         self.length = int(self.input_ids.shape[1])
 
 
+@dataclass(eq=False)
+class _Pending:
+    """A non-streaming request waiting for a generate() call; the call that serves it fills ``output``."""
+
+    prompt: Prompt
+    kwargs: dict[str, Any]
+    key: tuple[Any, ...]
+    output: list[list[int]] | None = None
+    error: BaseException | None = None
+
+
 class Completer:
-    """Tokenize, generate and decode for one loaded ov_causal model; one generation at a time.
+    """Tokenize, generate and decode for one loaded ov_causal model; one generate() call at a time.
+
+    Requests that arrive while a call runs wait for the next one, and waiting requests with the same
+    settings (and no seed) share it: they go to ``generate`` as one left-padded batch, which the GenAI
+    engine runs by continuous batching. Greedy output is the same as one request at a time.
 
     Args:
         model: an ov_causal model with its tokenizer (``model.tokenizer``).
         name: the model id clients send in ``model``.
         chat_template: a Jinja chat template for tokenizers that have none (used by chat completions).
+        max_batch: most requests one generate() call serves (1: no batching).
     """
 
-    def __init__(self, model: Any, name: str, chat_template: str | None = None) -> None:
+    def __init__(self, model: Any, name: str, chat_template: str | None = None, max_batch: int = 16) -> None:
         self.model, self.name, self.tokenizer = model, name, model.tokenizer
         if self.tokenizer is None:
             raise APIError(500, f"model {name!r} has no tokenizer beside it; the server needs one.",
@@ -82,6 +98,10 @@ class Completer:
         eos = model.generation_config.eos_token_id
         self.eos = {eos} if isinstance(eos, int) else set(eos or ())
         self._lock = threading.Lock()  # a GenAI pipeline runs one generate() at a time
+        self._waiting: list[_Pending] = []
+        self._waiting_lock = threading.Lock()
+        self.max_batch = max_batch
+        self.batch_sizes: list[int] = []  # size of each shared generate() call, for tests and logs
 
     def check_model(self, requested: str | None) -> None:
         if requested is not None and requested != self.name:
@@ -149,10 +169,56 @@ class Completer:
                 raise APIError(400, str(exc)) from exc
 
     def complete(self, prompt: Prompt, sampling: Sampling, default_max: int | None = 16) -> list[Output]:
-        """Generate ``sampling.n`` choices for one prompt."""
+        """Generate ``sampling.n`` choices for one prompt (sharing a batched call with others when it can)."""
         kwargs = self.generate_kwargs(prompt, sampling, default_max)
-        output = self._generate(prompt, kwargs, sampling.seed)
-        return [self._output(row[prompt.length:].tolist(), kwargs["max_new_tokens"], sampling.stop) for row in output]
+        if sampling.seed is not None or sampling.n > 1 or self.max_batch < 2:
+            output = self._generate(prompt, kwargs, sampling.seed)
+            rows = [row[prompt.length:].tolist() for row in output]
+        else:
+            rows = [self._generate_shared(prompt, kwargs)]
+        return [self._output(row, kwargs["max_new_tokens"], sampling.stop) for row in rows]
+
+    def _generate_shared(self, prompt: Prompt, kwargs: dict[str, Any]) -> list[int]:
+        """Queue the request; whichever waiting thread gets the model next serves every compatible request."""
+        settings = {k: v for k, v in kwargs.items() if k != "attention_mask"}
+        item = _Pending(prompt, kwargs, tuple(sorted((k, repr(v)) for k, v in settings.items())))
+        with self._waiting_lock:
+            self._waiting.append(item)
+        with self._lock:
+            if item.output is None and item.error is None:
+                with self._waiting_lock:
+                    batch = [p for p in self._waiting if p.key == item.key][: self.max_batch]
+                    if item not in batch:
+                        batch[-1] = item
+                    for p in batch:
+                        self._waiting.remove(p)
+                self._run_batch(batch, settings)
+        if item.error is not None:
+            raise item.error
+        assert item.output is not None
+        return item.output
+
+    def _run_batch(self, batch: list[_Pending], settings: dict[str, Any]) -> None:
+        import torch
+
+        width = max(p.prompt.length for p in batch)
+        pad = settings["pad_token_id"]
+        ids = torch.full((len(batch), width), pad, dtype=batch[0].prompt.input_ids.dtype)
+        mask = torch.zeros((len(batch), width), dtype=batch[0].prompt.attention_mask.dtype)
+        for row, p in enumerate(batch):  # left padding, as decoder-only generation expects
+            ids[row, width - p.prompt.length:] = p.prompt.input_ids[0]
+            mask[row, width - p.prompt.length:] = p.prompt.attention_mask[0]
+        self.batch_sizes.append(len(batch))
+        torch.manual_seed(int.from_bytes(os.urandom(4), "little"))
+        try:
+            output = self.model.generate(ids, **{**settings, "attention_mask": mask})
+        except BaseException as exc:
+            error = APIError(400, str(exc)) if isinstance(exc, OVCausalError) else exc
+            for p in batch:
+                p.error = error
+            return
+        for row, p in enumerate(batch):
+            p.output = output[row, width:].tolist()
 
     def stream(self, prompt: Prompt, sampling: Sampling, default_max: int | None = 16) -> Iterator[str | Output]:
         """Yield text pieces as they are generated, then the finished ``Output`` (n=1)."""

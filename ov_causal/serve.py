@@ -32,6 +32,9 @@ class _Server:
 _RUNNING: dict[str, _Server] = {}  # APP_NAME -> the server this process started
 
 
+MAX_ONGOING = 16  # per replica; the Completer batches the requests that wait
+
+
 def serve(
     model: str | os.PathLike[str],
     *,
@@ -86,7 +89,9 @@ def serve(
         running = _RUNNING[APP_NAME] = _Server(host, port, started_ray)
     running.keep = keep
     cpus = num_cpus if num_cpus is not None else min(1.0, (os.cpu_count() or 1) / replicas)
-    deployment = _deployment(ray_serve).options(num_replicas=replicas, ray_actor_options={"num_cpus": cpus})
+    # Requests a replica takes at once: those waiting share its next generate() call (see Completer).
+    deployment = _deployment(ray_serve).options(num_replicas=replicas, ray_actor_options={"num_cpus": cpus},
+                                                max_ongoing_requests=MAX_ONGOING)
     served = name or os.fspath(model)
     ray_serve.run(deployment.bind(str(folder), served, device, options, chat_template), name=APP_NAME,
                   route_prefix="/")
