@@ -65,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--name", default=None, help="model id clients send (default: MODEL as given)")
     srv.add_argument("--device", default="CPU")
     srv.add_argument("--chat-template", default=None, help="Jinja chat template file, for tokenizers without one")
+    srv.add_argument("--max-batch", type=int, default=16,
+                     help="most waiting requests a replica serves with one generate() call (1: one at a time)")
     srv.set_defaults(handler=_serve)
     # --- end serve ---
 
@@ -234,7 +236,8 @@ def _serve(args: argparse.Namespace) -> None:
         except OSError as exc:
             raise OptionError(f"--chat-template {args.chat_template!r} cannot be read: {exc.strerror}.") from None
     url = serve(args.model, preset=args.preset, replicas=args.replicas, host=args.host, port=args.port,
-                name=args.name, device=args.device, chat_template=template, blocking=False)
+                name=args.name, device=args.device, chat_template=template, max_batch=args.max_batch,
+                blocking=False)
     name = args.name or args.model
     print(f"serving {name!r} at {url} ({args.replicas} replica{'s' if args.replicas > 1 else ''}); Ctrl-C stops.\n"
           "Try it:\n"

@@ -184,6 +184,17 @@ def _ov_class(optimum_class: type) -> type:
     return _CLASSES[optimum_class]
 
 
+def _compile_first_engine(model: Any) -> None:
+    """Compile the engine that will serve ``generate``: GenAI's pipeline when it can (the transformers loop then
+    compiles on its first use), so that the process never holds two compiled copies of the weights at load."""
+    folder = Path(model.model_save_dir)
+    ready = all((folder / f"openvino_{part}.xml").is_file() for part in ("tokenizer", "detokenizer"))
+    if model.backend != "optimum" and model.stateful and ready and model._genai_engine() is not None:
+        model._genai.pipeline()
+    else:
+        model.compile()
+
+
 def _register_for_pipelines(model: Any) -> None:
     """Name our class in transformers' causal-LM mapping, as optimum does for its own at construction, so that
     ``transformers.pipeline`` accepts the model without logging "not supported for text-generation"."""
@@ -338,7 +349,7 @@ class AutoModelForCausalLM:
         model.tokenizer = find_tokenizer(folder, hub) if load_tokenizer else None
         if compile:
             try:
-                model.compile()
+                _compile_first_engine(model)
             except RuntimeError as exc:
                 raise OptionError(
                     f"OpenVINO refused to compile for {device} with ov_config={full_config}: {exc}"

@@ -46,6 +46,7 @@ def serve(
     device: str = "CPU",
     chat_template: str | None = None,
     num_cpus: float | None = None,
+    max_batch: int = 16,
     blocking: bool = True,
     **from_pretrained_kwargs: Any,
 ) -> str:
@@ -60,6 +61,7 @@ def serve(
         device: OpenVINO device of every replica.
         chat_template: Jinja chat template for a tokenizer without one (else chat completions answer 400).
         num_cpus: Ray CPUs reserved per replica (default: this machine's CPUs shared between the replicas, at most 1).
+        max_batch: most waiting requests a replica serves with one generate() call (1: one request at a time).
         blocking: wait until Ctrl-C, then shut down; False returns at once (call ``shutdown()`` later).
         **from_pretrained_kwargs: further ``AutoModelForCausalLM.from_pretrained`` keywords.
 
@@ -72,6 +74,8 @@ def serve(
     require("fastapi", "ray")
     if not isinstance(replicas, int) or replicas < 1:
         raise OptionError(f"replicas={replicas!r} is not valid: pass a whole number of at least 1.")
+    if not isinstance(max_batch, int) or max_batch < 1:
+        raise OptionError(f"max_batch={max_batch!r} is not valid: pass a whole number of at least 1.")
     running = _RUNNING.get(APP_NAME)
     if running is not None and (running.host, running.port) != (host, port):
         raise OptionError(f"a server already runs on {running.host}:{running.port} in this process; call "
@@ -91,9 +95,9 @@ def serve(
     cpus = num_cpus if num_cpus is not None else min(1.0, (os.cpu_count() or 1) / replicas)
     # Requests a replica takes at once: those waiting share its next generate() call (see Completer).
     deployment = _deployment(ray_serve).options(num_replicas=replicas, ray_actor_options={"num_cpus": cpus},
-                                                max_ongoing_requests=MAX_ONGOING)
+                                                max_ongoing_requests=max(MAX_ONGOING, max_batch))
     served = name or os.fspath(model)
-    ray_serve.run(deployment.bind(str(folder), served, device, options, chat_template), name=APP_NAME,
+    ray_serve.run(deployment.bind(str(folder), served, device, options, chat_template, max_batch), name=APP_NAME,
                   route_prefix="/")
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/v1"
     if blocking:
@@ -158,13 +162,13 @@ def _deployment(ray_serve: Any) -> Any:
         """One replica: the model loaded from the export folder, behind the OpenAI API app."""
 
         def __init__(self, folder: str, name: str, device: str, options: dict[str, Any],
-                      chat_template: str | None) -> None:
+                      chat_template: str | None, max_batch: int) -> None:
             # Absolute imports: Ray pickles this class by value, without the package context.
             from ov_causal.completer import Completer
             from ov_causal.modeling import AutoModelForCausalLM
 
             model = AutoModelForCausalLM.from_pretrained(folder, device=device, **options)
-            self.completer = Completer(model, name, chat_template)
+            self.completer = Completer(model, name, chat_template, max_batch=max_batch)
             context = ray_serve.get_replica_context()
             self.replica = f"{context.replica_tag} pid={os.getpid()}"
 

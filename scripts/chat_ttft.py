@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--preset", default="int8")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--turn1-tokens", type=int, default=32, help="tokens of turn 1's reply")
+    parser.add_argument("--turn1-chars", type=int, default=400, help="characters of turn 1's user message")
     args = parser.parse_args()
 
     model = ov_causal.AutoModelForCausalLM.from_pretrained(args.model, preset=args.preset)
@@ -34,7 +35,8 @@ def main() -> None:
     tok.chat_template = TEMPLATE
     pipe = ov_causal.pipeline("text-generation", model=model, tokenizer=tok)
     text = (Path(DEMO_MODEL) / "heldout.txt").read_text(encoding="utf-8")
-    windows = [text[i * 900: i * 900 + 600] for i in range(2 * args.runs + 2)]
+    span = max(600, args.turn1_chars + 400)
+    windows = [text[i * span: (i + 1) * span] for i in range(2 * args.runs + 2)]
     one = dict(max_new_tokens=1, min_new_tokens=1, do_sample=False)
 
     def ttft(messages: list[dict[str, str]]) -> float:
@@ -45,7 +47,7 @@ def main() -> None:
     pipe([{"role": "user", "content": windows[-1]}], **one)  # warm-up
     turn2, fresh, lengths = [], [], []
     for run in range(args.runs):
-        history = [{"role": "user", "content": windows[2 * run][:400]}]
+        history = [{"role": "user", "content": windows[2 * run][: args.turn1_chars]}]
         reply = pipe(history, max_new_tokens=args.turn1_tokens, do_sample=False)[0]["generated_text"][-1]
         history += [reply, {"role": "user", "content": "Now rewrite it with type hints."}]
         length = len(tok.apply_chat_template(history, tokenize=True, return_dict=False))

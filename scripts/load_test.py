@@ -89,7 +89,8 @@ def run_row(model: str, name: str, replicas: int, args: argparse.Namespace) -> R
     from ov_causal.serve import serve
 
     options = {"ov_config": {"INFERENCE_NUM_THREADS": args.threads}} if args.threads else {}
-    url = serve(model, name=name, replicas=replicas, port=args.port, preset=args.preset, blocking=False, **options)
+    url = serve(model, name=name, replicas=replicas, port=args.port, preset=args.preset, max_batch=args.max_batch,
+                blocking=False, **options)
     # Warm-up: every replica compiles and answers once before the clock starts.
     asyncio.run(_drive(url, name, 2 * replicas, 2 * replicas, 120.0, 8))
     latencies, tokens, failures, elapsed = asyncio.run(
@@ -126,6 +127,8 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--threads", type=int, default=None, help="OpenVINO inference threads per replica")
+    parser.add_argument("--max-batch", type=int, default=16,
+                        help="most waiting requests one generate() call serves (1: one request at a time)")
     parser.add_argument("--json", default=None, help="also write the rows as JSON here")
     args = parser.parse_args()
 
