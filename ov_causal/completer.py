@@ -239,17 +239,21 @@ class Completer:
         thread.start()
         held, stopped = "", False
         hold = max((len(s) for s in sampling.stop), default=1) - 1  # a stop string may be split across pieces
-        for piece in streamer:
-            if stopped:
-                continue  # generation ends on its own at the stop string; drain the rest
-            held += piece
-            cut = _first_stop(held, sampling.stop)
-            if cut is not None:
-                held, stopped = held[:cut], True
-            ready = held if stopped else held[: max(0, len(held) - hold)]
-            if ready:
-                yield ready
-                held = held[len(ready):]
+        try:
+            for piece in streamer:
+                if stopped:
+                    continue  # generation ends on its own at the stop string; drain the rest
+                held += piece
+                cut = _first_stop(held, sampling.stop)
+                if cut is not None:
+                    held, stopped = held[:cut], True
+                ready = held if stopped else held[: max(0, len(held) - hold)]
+                if ready:
+                    yield ready
+                    held = held[len(ready):]
+        except GeneratorExit:  # the client went away: GenAI stops at its next token and frees the model
+            streamer.stop_requested = True
+            raise
         thread.join()
         if "error" in result:
             raise result["error"]

@@ -143,7 +143,11 @@ def genai_config(config: Any, prompt_length: int, kwargs: dict[str, Any]) -> Any
 
 
 class TokenStreamer:
-    """Feeds GenAI's tokens to a transformers streamer (``TextStreamer``, ``TextIteratorStreamer``)."""
+    """Feeds GenAI's tokens to a transformers streamer (``TextStreamer``, ``TextIteratorStreamer``).
+
+    A streamer whose ``stop_requested`` attribute turns true (a client that went away) stops the
+    generation at the next token; the tokens so far are returned.
+    """
 
     def __new__(cls, hf_streamer: Any) -> Any:
         import openvino_genai
@@ -153,6 +157,8 @@ class TokenStreamer:
             def write(self, token: Any) -> Any:
                 tokens = token if isinstance(token, list) else [token]
                 hf_streamer.put(torch.tensor(tokens, dtype=torch.long))
+                if getattr(hf_streamer, "stop_requested", False):
+                    return openvino_genai.StreamingStatus.STOP
                 return openvino_genai.StreamingStatus.RUNNING
 
             def end(self) -> None:

@@ -77,3 +77,23 @@ def test_an_error_reaches_every_request_of_the_call(completer, monkeypatch):
     results = _concurrently(completer, Sampling(max_tokens=3, temperature=0), PROMPTS[:3])
     assert all(isinstance(r, APIError) and r.status == 400 and "refused" in r.message for r in results)
     assert not completer._waiting
+
+
+def test_a_stream_closed_early_stops_the_generation(completer, monkeypatch):
+    generated: list[int] = []
+    real = completer.model.generate
+
+    def recording(*args, **kwargs):
+        output = real(*args, **kwargs)
+        generated.append(output.shape[1] - args[0].shape[1])
+        return output
+
+    monkeypatch.setattr(completer.model, "generate", recording)
+    prompt = completer.encode_text("def main(")
+    pieces = completer.stream(prompt, Sampling(max_tokens=400, temperature=0))
+    assert isinstance(next(pieces), str)
+    pieces.close()  # what the server does when the client disconnects
+    assert completer._lock.acquire(timeout=60)
+    completer._lock.release()
+    assert completer.model.last_engine == "genai" and generated and generated[0] < 400
+    assert [o.tokens for o in completer.complete(prompt, Sampling(max_tokens=5, temperature=0))] == [5]
