@@ -10,7 +10,6 @@ case on its own.
 from __future__ import annotations
 
 import html
-import json
 import os
 import random
 import statistics
@@ -120,10 +119,9 @@ class BenchReport:
         return "; ".join(checks)
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
-        text = json.dumps(asdict(self), indent=2)
-        if path is not None:
-            Path(path).write_text(text + "\n", encoding="utf-8")
-        return text
+        from .display import to_json
+
+        return to_json(asdict(self), path)
 
     def to_pandas(self) -> Any:
         """One row per engine and preset, with the medians (``pandas.DataFrame``; needs pandas)."""

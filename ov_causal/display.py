@@ -7,9 +7,12 @@ are imported only when asked for (``pip install "ov_causal[notebook]"``).
 from __future__ import annotations
 
 import html
+import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .errors import OptionError
@@ -61,6 +64,14 @@ def text_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def to_json(data: Any, path: str | os.PathLike[str] | None = None) -> str:
+    """``data`` as indented JSON text, also written to ``path`` when one is given (the results' ``.to_json``)."""
+    text = json.dumps(data, indent=2)
+    if path is not None:
+        Path(path).write_text(text + "\n", encoding="utf-8")
+    return text
 
 
 def to_pandas(records: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> Any:

@@ -247,9 +247,14 @@ def check_backend(backend: str) -> Backend:
     return backend  # type: ignore[return-value]
 
 
+def has_ov_tokenizers(folder: Path) -> bool:
+    """Whether the folder holds the OpenVINO tokenizer and detokenizer GenAI needs."""
+    return (folder / "openvino_tokenizer.xml").is_file() and (folder / "openvino_detokenizer.xml").is_file()
+
+
 def tokenizers_ready(folder: Path, tokenizer: Any) -> bool:
     """GenAI needs openvino_tokenizer/detokenizer in the folder; convert them on the spot when possible."""
-    if (folder / "openvino_tokenizer.xml").is_file() and (folder / "openvino_detokenizer.xml").is_file():
+    if has_ov_tokenizers(folder):
         return True
     if tokenizer is not None:
         from .export import convert_tokenizer

@@ -6,7 +6,6 @@ All models run on OpenVINO; the reference is the same checkpoint exported withou
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -83,10 +82,9 @@ class EvalReport:
         return asdict(self)
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
-        text = json.dumps(self.to_dict(), indent=2)
-        if path is not None:
-            Path(path).write_text(text + "\n", encoding="utf-8")
-        return text
+        from .display import to_json
+
+        return to_json(self.to_dict(), path)
 
     def to_pandas(self) -> Any:
         """One row per preset (``pandas.DataFrame``; needs pandas)."""

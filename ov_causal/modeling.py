@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .engines import GenAIEngine, Plan, check_backend, plan, tokenizers_ready
+from .engines import GenAIEngine, Plan, check_backend, has_ov_tokenizers, plan, tokenizers_ready
 from .errors import ExportError, OptionError, PresetError, UnsupportedModelError
 from .export import IR_FILES, TOKENIZER_FILES, convert_tokenizer, publish, staging_folder
 from .hfcompat import quiet_offline_folder_check, resolve_hf_kwargs
@@ -187,8 +187,7 @@ def _ov_class(optimum_class: type) -> type:
 def _compile_first_engine(model: Any) -> None:
     """Compile the engine that will serve ``generate``: GenAI's pipeline when it can (the transformers loop then
     compiles on its first use), so that the process never holds two compiled copies of the weights at load."""
-    folder = Path(model.model_save_dir)
-    ready = all((folder / f"openvino_{part}.xml").is_file() for part in ("tokenizer", "detokenizer"))
+    ready = has_ov_tokenizers(Path(model.model_save_dir))
     if model.backend != "optimum" and model.stateful and ready and model._genai_engine() is not None:
         model._genai.pipeline()
     else:

@@ -51,10 +51,9 @@ class TuneResult:
                 "max_ppl_increase": self.max_ppl_increase, "report": self.report.to_dict()}
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
-        text = json.dumps(self.to_dict(), indent=2)
-        if path is not None:
-            Path(path).write_text(text + "\n", encoding="utf-8")
-        return text
+        from .display import to_json
+
+        return to_json(self.to_dict(), path)
 
     def to_pandas(self) -> Any:
         """The evaluated candidates, with a ``chosen`` column (``pandas.DataFrame``; needs pandas)."""
