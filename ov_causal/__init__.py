@@ -36,6 +36,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "AutoModelForCausalLM": "ov_causal.modeling",
     "OVCausalLM": "ov_causal.modeling",
+    "OVModelForCausalLM": "ov_causal.modeling",
     "pipeline": "ov_causal.pipelines",
     "fuse_lora": "ov_causal.lora",
     "generate": "ov_causal.generation",
@@ -53,6 +54,7 @@ __all__ = [
     "ModelSourceError",
     "OVCausalError",
     "OVCausalLM",
+    "OVModelForCausalLM",
     "OptionError",
     "PRESETS",
     "Preset",

@@ -27,8 +27,15 @@ IGNORED = {
     "offload_state_dict": "OpenVINO does not offload weights",
     "max_memory": "OpenVINO manages device memory itself",
     "use_safetensors": "the checkpoint's own format is used",
-    "export": "ov_causal exports Hugging Face checkpoints automatically",
     "use_auth_token": "use token= instead",
+}
+
+# optimum-intel keywords whose meaning ov_causal cannot give: refused with what to do instead.
+REFUSED = {
+    "from_onnx": "ov_causal loads OpenVINO IR and Hugging Face checkpoints, not ONNX files",
+    "compile_only": "use compile=True (the default); ov_causal keeps model.model for save_pretrained",
+    "file_name": "ov_causal loads openvino_model.xml; rename the IR, or load it with optimum.intel directly",
+    "model_save_dir": "ov_causal places exports in its cache; use save_pretrained(folder) to write one",
 }
 
 _DTYPE_PRESETS = {"float32": "fp32", "float16": "fp16", "bfloat16": "fp16"}
@@ -65,10 +72,16 @@ def resolve_hf_kwargs(kwargs: dict[str, Any]) -> HubOptions:
     applied = {k: kwargs.pop(k) for k in APPLIED if k in kwargs}
     dtypes = [kwargs.pop(k) for k in ("torch_dtype", "dtype") if k in kwargs]
     use_cache = kwargs.pop("use_cache", True)
+    refused = [k for k in kwargs if k in REFUSED and kwargs[k] not in (None, False)]
+    if refused:
+        raise OptionError(f"from_pretrained({refused[0]}={kwargs[refused[0]]!r}) is not supported: "
+                          f"{REFUSED[refused[0]]}.")
+    for key in [k for k in kwargs if k in REFUSED]:
+        kwargs.pop(key)
     ignored = tuple(k for k in list(kwargs) if k in IGNORED)
     for key in ignored:
         kwargs.pop(key)
-        warnings.warn(f"ov_causal ignores {key}=: {IGNORED[key]}.", UserWarning, stacklevel=3)
+        warnings.warn(f"ov_causal ignores {key}=: {IGNORED[key]}.", UserWarning, stacklevel=5)
     if kwargs:
         key = next(iter(kwargs))
         valid = sorted((*APPLIED, "torch_dtype", "dtype", "use_cache", *IGNORED, *OV_KEYWORDS))
@@ -86,6 +99,13 @@ def resolve_hf_kwargs(kwargs: dict[str, Any]) -> HubOptions:
 
 OV_KEYWORDS = (
     "preset",
+    "compression_option",
+    "load_in_8bit",
+    "quantization_config",
+    "export",
+    "config",
+    "generation_config",
+    "dynamic_shapes",
     "runtime",
     "ov_config",
     "group_size",

@@ -1,4 +1,7 @@
-"""``AutoModelForCausalLM.from_pretrained``: load or export a model, compress it, compile it for a device."""
+"""``OVModelForCausalLM``: optimum-intel's class with ov_causal's presets, export cache and GenAI engine.
+
+This module imports optimum-intel (and so torch) when it is imported; ``ov_causal`` imports it lazily.
+"""
 
 from __future__ import annotations
 
@@ -7,52 +10,95 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from optimum.intel import OVModelForCausalLM as OptimumCausalLM
 
 from .engines import GenAIEngine, Plan, check_backend, has_ov_tokenizers, plan, tokenizers_ready
 from .errors import ExportError, OptionError, PresetError, UnsupportedModelError
-from .export import IR_FILES, TOKENIZER_FILES, convert_tokenizer, publish, staging_folder
+from .export import IR_FILES, TOKENIZER_FILES, convert_tokenizer, publish, read_ir, staging_folder
 from .hfcompat import quiet_offline_folder_check, resolve_hf_kwargs
-from .loading import ExportRequest, find_tokenizer, manifest_for_ir, prepare_folder, stateful_error
+from .ir import dominant_format
+from .loading import ExportRequest, Prepared, find_tokenizer, manifest_for_ir, prepare_folder, stateful_error
 from .lora import LoraSpec, parse_adapters
 from .manifest import Manifest
+from .optimum_keywords import merge_preset
 from .options import check_device, validate_ov_config
-from .presets import (
-    DEFAULT_RUNTIME,
-    Compression,
-    Preset,
-    Runtime,
-    get_runtime,
-    resolve_compression,
-    resolve_runtime,
-)
-from .sources import resolve_source
+from .presets import Compression, Preset, Runtime, default_runtime, resolve_compression, resolve_runtime
+from .sources import Source, resolve_source
 from .texts import TextSource, load_texts
 
 
-class OVCausalLM:
-    """What ov_causal adds to the optimum-intel model class it loads (mixed in by the factory).
+class OVModelForCausalLM(OptimumCausalLM):
+    """optimum-intel's ``OVModelForCausalLM``, with ov_causal's presets, export cache and GenAI engine.
+
+    ``from_pretrained`` accepts every keyword of optimum's (``export``, ``load_in_8bit``,
+    ``quantization_config``, ``compile``, ``ov_config``, ``device``, ``use_cache``, ``stateful``, ...) with
+    optimum's meaning, plus ov_causal's (``preset``, ``runtime``, ``lora``, ...). Every attribute and method
+    of the parent keeps working (``model``, ``request``, ``compile()``, ``to()``, ``save_pretrained``).
+    Where optimum builds a class of its own (phi3, gpt_bigcode, old bloom, SSM), the model is an instance
+    of a subclass of both.
 
     Attributes:
         model: the ``openvino.Model``.
         tokenizer: the Hugging Face tokenizer found beside the model, or None.
         ov_manifest: how the export was made (source, preset, versions).
         ov_runtime: the runtime preset in force; ``ov_config`` holds the resulting properties.
+        backend: the generation engine: 'auto', 'genai' or 'optimum'.
+        last_engine: which engine served the last ``generate()`` call, and ``last_engine_reason`` why.
+        ov_auto_reason: why ``preset="auto"`` chose what it chose.
+        ov_cache_hit: True when loaded from the export cache, False when exported into it, None when not cached.
     """
 
-    _ov_base: type  # the optimum-intel class this instance was built as
-    tokenizer: Any
+    _ov_base: ClassVar[type] = OptimumCausalLM  # the optimum-intel class this instance is built on
+    tokenizer: Any = None
     ov_manifest: Manifest
     ov_runtime: Runtime
-    backend: str  # 'auto', 'genai' or 'optimum'
-    last_engine: str | None  # which engine served the last generate() call
-    last_engine_reason: str | None
-    _genai: GenAIEngine | None
-    ov_auto_reason: str | None  # why preset="auto" chose what it chose
-    ov_cache_hit: bool | None  # True: loaded from the export cache; False: exported into it; None: not cached
-    _ov_workdir: tempfile.TemporaryDirectory | None
+    ov_auto_reason: str | None = None
+    ov_cache_hit: bool | None = None
+    backend: str = "auto"
+    last_engine: str | None = None
+    last_engine_reason: str | None = None
+    _genai: GenAIEngine | None = None
+    _ov_workdir: tempfile.TemporaryDirectory | None = None
+    _ov_compile_on_demand: bool = False  # compiled at load: `request` compiles again when read after being freed
+    _ov_compiling: bool = False
+    _ov_loaded_fingerprint: tuple[int, int] | None = None  # of model.model as loaded from model_save_dir
+    _ov_compiled_fingerprint: tuple[int, int] | None = None  # of the model.model `request` was compiled from
+    _ov_overrides: dict[str, str] = {}  # the user's own ov_config keys (saved with the model)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike[str], **kwargs: Any) -> Any:
+        """Load an OpenVINO export, or export a Hugging Face checkpoint on the fly (see ``load_model``)."""
+        return load_model(pretrained_model_name_or_path, **kwargs)
+
+    @property
+    def request(self) -> Any:
+        """optimum's infer request. Compiled when read, if the GenAI engine serves and it was never compiled."""
+        request = self.__dict__.get("_ov_request")
+        if request is None and self._ov_compile_on_demand and not self._ov_compiling:
+            self.compile()
+            request = self.__dict__.get("_ov_request")
+        return request
+
+    @request.setter
+    def request(self, value: Any) -> None:
+        self.__dict__["_ov_request"] = value
+
+    def compile(self) -> None:
+        """Compile the transformers-loop engine (optimum's ``compile``) for ``model.model`` as it is now."""
+        self._ov_compiling = True
+        try:
+            if self.__dict__.get("_ov_request") is not None and self._ov_compiled_fingerprint != _fingerprint(
+                self.model
+            ):
+                self.request = None  # model.model was replaced since: compile the new one
+            self._ov_base.compile(self)
+            self._ov_compiled_fingerprint = _fingerprint(self.model)
+        finally:
+            self._ov_compiling = False
 
     @property
     def compiled_model(self) -> Any:
@@ -60,15 +106,19 @@ class OVCausalLM:
 
         None with ``compile=False`` until ``compile()`` is called.
         """
-        if self.request is None and self._ov_compile_on_demand:
-            self.compile()
-        return self.request.get_compiled_model() if self.request is not None else None
+        request = self.request
+        return request.get_compiled_model() if request is not None else None
 
     @property
     def preset(self) -> str:
         return self.ov_manifest.preset
 
-    def to(self, device: str) -> OVCausalLM:
+    @property
+    def device_name(self) -> str:
+        """The OpenVINO device the model runs on, e.g. 'CPU'."""
+        return self._device
+
+    def to(self, device: str) -> OVModelForCausalLM:
         """Move to another OpenVINO device ('CPU', 'GPU', ...); recompiles on next use."""
         if not isinstance(device, str):
             raise OptionError(f"to({device!r}): pass an OpenVINO device name such as 'CPU' or 'GPU'.")
@@ -86,6 +136,8 @@ class OVCausalLM:
         decision = plan(self, kwargs, self.backend)
         if decision.engine == "genai" and not self.stateful:
             decision = Plan("optimum", "a stateless export (GenAI needs the stateful form)")
+        if decision.engine == "genai" and _fingerprint(self.model) != self._ov_loaded_fingerprint:
+            decision = Plan("optimum", "model.model was changed since loading (GenAI runs the saved folder)")
         engine = self._genai_engine() if decision.engine == "genai" else None
         if engine is not None:
             self.last_engine, self.last_engine_reason = "genai", ""
@@ -95,6 +147,8 @@ class OVCausalLM:
             if kwargs.pop(key, None) is not None:
                 raise OptionError(f"{key}= exists only in the GenAI engine, which cannot serve this call "
                                   f"({self.last_engine_reason}).")
+        if self.__dict__.get("_ov_request") is not None and self._ov_compiled_fingerprint != _fingerprint(self.model):
+            self.compile()
         return self._ov_base.generate(self, **kwargs)
 
     def _genai_engine(self) -> GenAIEngine | None:
@@ -112,10 +166,13 @@ class OVCausalLM:
         The folder is built beside ``save_directory`` and moved into place when complete. An IR
         unchanged since loading (same object, same number of ops) is copied byte for byte: optimum
         would re-serialize it with the in-memory KV-cache precision of a stateless model baked in.
+        A ``model.model`` replaced since loading (e.g. by ``nncf.compress_weights``) is serialized, and
+        the manifest then describes its weights as they are.
         """
         target = Path(save_directory)
         if target.exists() and not target.is_dir():
             raise ExportError(f"cannot save into {str(target)!r}: it is a file. Pass a folder path.")
+        manifest = replace(self.ov_manifest, runtime=self.ov_runtime, ov_config=self._ov_overrides)
         with staging_folder(target) as tmp:
             if _fingerprint(self.model) == self._ov_loaded_fingerprint:
                 for name in IR_FILES:
@@ -125,8 +182,10 @@ class OVCausalLM:
                     self.generation_config.save_pretrained(tmp)
             else:  # the user replaced model.model (e.g. nncf.compress_weights): serialize it
                 self._ov_base.save_pretrained(self, tmp, **kwargs)
+                described = manifest_for_ir(self, manifest.source)
+                manifest = replace(manifest, preset=described.preset, compression=described.compression)
             self._save_tokenizers(tmp)
-            replace(self.ov_manifest, runtime=self.ov_runtime, ov_config=self._ov_overrides).write(tmp)
+            manifest.write(tmp)
             publish(tmp, target)
 
     def _save_tokenizers(self, folder: Path) -> None:
@@ -161,32 +220,37 @@ class OVCausalLM:
         )
 
 
+OVCausalLM = OVModelForCausalLM  # the name of earlier releases
+
+
 def _fingerprint(model: Any) -> tuple[int, int]:
     """Identity and op count: tells whether ``model.model`` was replaced or rewritten (e.g. by NNCF) since loading."""
     return id(model), len(model.get_ops())
 
 
-_CLASSES: dict[type, type] = {}
+_CLASSES: dict[type, type] = {OptimumCausalLM: OVModelForCausalLM}
 
 
 def _ov_class(optimum_class: type) -> type:
-    """A subclass of whichever class optimum-intel chose (phi3, bloom, SSM... have their own) with our methods.
+    """Our class for whichever class optimum-intel chose (phi3, bloom, SSM... have their own).
 
-    ``OVCausalLM`` comes after the optimum class among the bases (CPython only allows re-classing an
-    instance to a class whose first base has its layout), so its methods are copied in to take precedence.
+    For those, a subclass of both: the optimum class comes first among the bases (CPython only allows
+    re-classing an instance to a class whose first base has its layout), so our methods are copied in
+    to take precedence over its overrides; ``_ov_base`` names it for the calls that go to optimum.
     """
     if optimum_class not in _CLASSES:
         suffix = optimum_class.__name__.removeprefix("OV").removeprefix("ModelFor")
-        name = f"OVCausal{suffix}" if suffix != "CausalLM" else "OVCausalLM"
-        namespace = {k: v for k, v in vars(OVCausalLM).items() if k not in ("__dict__", "__weakref__")}
+        name = f"OVCausal{suffix}"
+        namespace = {k: v for k, v in vars(OVModelForCausalLM).items() if k not in ("__dict__", "__weakref__")}
         namespace.update(__module__=__name__, __qualname__=name, _ov_base=optimum_class)
-        _CLASSES[optimum_class] = type(name, (optimum_class, OVCausalLM), namespace)
+        _CLASSES[optimum_class] = type(name, (optimum_class, OVModelForCausalLM), namespace)
     return _CLASSES[optimum_class]
 
 
 def _compile_first_engine(model: Any) -> None:
     """Compile the engine that will serve ``generate``: GenAI's pipeline when it can (the transformers loop then
-    compiles on its first use), so that the process never holds two compiled copies of the weights at load."""
+    compiles on its first use, or when ``model.request`` is read), so that the process never holds two compiled
+    copies of the weights at load."""
     ready = has_ov_tokenizers(Path(model.model_save_dir))
     if model.backend != "optimum" and model.stateful and ready and model._genai_engine() is not None:
         model._genai.pipeline()
@@ -213,144 +277,216 @@ def _auto(model_id: Any, hub: Any, ov_cache_dir: Any) -> tuple[str | None, str]:
     return auto_preset(os.fspath(model_id), count_parameters(source.path), ov_cache_dir)
 
 
+@dataclass(frozen=True)
+class _Resolved:
+    """Stage 1 of loading: the user's keywords checked and turned into one request."""
+
+    source: Source
+    request: ExportRequest
+    runtime: Runtime | None  # None: the default for the weights (``presets.default_runtime``)
+    overrides: dict[str, str]
+    device: str
+    auto_reason: str | None
+    optimum_kwargs: dict[str, Any]
+
+
+def _resolve(model_id: Any, options: dict[str, Any], kwargs: dict[str, Any]) -> _Resolved:
+    hub = resolve_hf_kwargs(kwargs)
+    device = check_device(options["device"])
+    preset, calibration = merge_preset(
+        options["preset"], options["compression_option"], options["load_in_8bit"], options["quantization_config"]
+    )
+    if options["calibration"] is not None:
+        calibration = tuple(load_texts(options["calibration"], "calibration"))
+    auto_reason = None
+    if preset == "auto":
+        preset, auto_reason = _auto(model_id, hub, options["ov_cache_dir"])
+    overrides = {k: options[k] for k in ("group_size", "ratio", "awq", "scale_estimation", "gptq", "sensitivity")}
+    name, compression = resolve_compression(preset, **overrides)
+    if hub.dtype_preset is not None:
+        if compression is None:
+            name, compression = resolve_compression(hub.dtype_preset)
+        else:
+            warnings.warn(f"torch_dtype/dtype is ignored: preset={name!r} sets the weights.", stacklevel=4)
+    runtime = resolve_runtime(options["runtime"], preset, options["dq_group_size"])
+    ov_cache_dir = options["ov_cache_dir"]
+    request = ExportRequest(
+        name, compression, options["stateful"], hub, tuple(parse_adapters(options["lora"])),
+        options["lora_allow_pickle"], options["cache"], None if ov_cache_dir is None else os.fspath(ov_cache_dir),
+        calibration,
+    )
+    if compression is not None and compression.data_aware and not request.calibration:
+        raise PresetError(
+            f"preset {name!r} ({compression.describe()}) is data-aware: pass calibration= (a file, a string or "
+            "a list of strings of the text the model will see)."
+        )
+    optimum_kwargs = {k: options[k] for k in ("config", "generation_config") if options[k] is not None}
+    optimum_kwargs["dynamic_shapes"] = options["dynamic_shapes"]
+    return _Resolved(
+        resolve_source(model_id, hub), request, runtime, validate_ov_config(options["ov_config"] or {}, device),
+        device, auto_reason, optimum_kwargs,
+    )
+
+
+def _stored_weights(prepared: Prepared) -> str:
+    if prepared.manifest is not None:
+        return prepared.manifest.compression.weights
+    return dominant_format(read_ir(prepared.folder))
+
+
+def _runtime_config(resolved: _Resolved, prepared: Prepared, user_ov_config: bool) -> tuple[Runtime, dict[str, str]]:
+    """Stage 2b: the runtime preset and the full ``ov_config`` (the user's keys win key by key)."""
+    runtime, overrides = resolved.runtime, resolved.overrides
+    manifest = prepared.manifest
+    if manifest is not None and resolved.source.kind == "openvino" and runtime is None and not user_ov_config:
+        runtime, overrides = manifest.runtime, {**manifest.ov_config, **overrides}
+    runtime = runtime or default_runtime(_stored_weights(prepared), overrides)
+    full_config = validate_ov_config({**runtime.ov_config(), **overrides}, resolved.device)
+    if prepared.cache is not None:  # compiled blobs beside the cached export: later loads skip compilation
+        full_config.setdefault("CACHE_DIR", str(prepared.cache.compiled_dir))
+    return runtime, full_config
+
+
+def _load_optimum(folder: Path, full_config: dict[str, str], resolved: _Resolved) -> Any:
+    """Stage 3: optimum-intel reads the IR (not compiled yet)."""
+    try:
+        with quiet_offline_folder_check():
+            return OptimumCausalLM.from_pretrained(
+                str(folder), export=False, ov_config=full_config, device=resolved.device, compile=False,
+                use_cache=resolved.request.hub.use_cache, **resolved.optimum_kwargs,
+            )
+    except ValueError as exc:
+        raise UnsupportedModelError(f"OpenVINO could not load {str(folder)!r}: {exc}") from exc
+
+
+def _attach(model: Any, resolved: _Resolved, prepared: Prepared, runtime: Runtime, backend: str) -> Any:
+    """Stage 4: make the optimum model ours and give it what ov_causal knows about it."""
+    request = model.__dict__.pop("request", None)
+    model.__class__ = _ov_class(type(model))
+    model.request = request
+    _register_for_pipelines(model)
+    model._ov_workdir = prepared.workdir
+    model.ov_cache_hit = None if prepared.cache is None else prepared.cache.hit
+    model.ov_auto_reason = resolved.auto_reason
+    model.backend = check_backend(backend)
+    model._ov_loaded_fingerprint = _fingerprint(model.model)
+    model.ov_manifest = prepared.manifest or manifest_for_ir(model, resolved.source.name)
+    model.ov_runtime = runtime
+    model._ov_overrides = resolved.overrides
+    return model
+
+
+def load_model(
+    pretrained_model_name_or_path: str | os.PathLike[str],
+    *,
+    preset: str | Preset | Compression | None = None,
+    compression_option: str | None = None,
+    load_in_8bit: bool | None = None,
+    quantization_config: Any = None,
+    runtime: str | Runtime | None = None,
+    ov_config: Mapping[str, Any] | None = None,
+    group_size: int | None = None,
+    ratio: float | None = None,
+    dq_group_size: int | None = None,
+    stateful: bool | None = None,
+    device: str = "CPU",
+    compile: bool = True,
+    export: bool | None = None,
+    load_tokenizer: bool = True,
+    lora: LoraSpec | None = None,
+    lora_allow_pickle: bool = False,
+    cache: bool = True,
+    ov_cache_dir: str | os.PathLike[str] | None = None,
+    calibration: TextSource | None = None,
+    awq: bool | None = None,
+    scale_estimation: bool | None = None,
+    gptq: bool | None = None,
+    sensitivity: str | None = None,
+    backend: str = "auto",
+    config: Any = None,
+    generation_config: Any = None,
+    dynamic_shapes: bool = True,
+    **kwargs: Any,
+) -> OVModelForCausalLM:
+    """Load an OpenVINO export, or export a Hugging Face checkpoint on the fly.
+
+    Args:
+        pretrained_model_name_or_path: Hub id, checkpoint folder, or OpenVINO export folder.
+        preset: weight compression: a name (``int8``, ``int4_asym_g64``, ``fp16``, ...), a
+            ``Preset`` or a ``Compression``. Default: int8 above 1B parameters, none below.
+            ``"auto"``: the choice ``ov-causal tune`` made for this model, else a rule by size and CPU.
+        compression_option: the OpenVINO white paper's name for ``preset`` (``"int8"``, ``"int4_sym_g128"``, ...).
+        load_in_8bit: optimum-intel's switch: True is ``preset="int8"``, False keeps the weights uncompressed
+            (even above 1B parameters).
+        quantization_config: optimum-intel's ``OVWeightQuantizationConfig`` (or its dict), honoured exactly:
+            bits, sym, group_size, ratio, sensitivity_metric, quant_method="awq", scale_estimation, gptq and a
+            dataset given as a list of strings; settings ov_causal cannot apply are refused.
+        runtime: ``latency``, ``throughput``, ``accuracy``, ``memory`` or a ``Runtime``. Default:
+            ``latency`` for int8/int4 weights, ``accuracy`` for fp32/fp16 weights or when ``ov_config`` sets
+            ``INFERENCE_PRECISION_HINT="f32"``; an export folder restores the runtime it was saved with.
+        ov_config: raw OpenVINO properties; each key overrides the runtime preset's.
+        group_size: int4 override of the preset's group size.
+        ratio: int4 override: share of layers in int4, the rest in int8.
+        dq_group_size: dynamic quantization group size (32, 64, 128; 0 turns it off).
+        stateful: KV cache inside the model (default True for exports; an export folder keeps its form).
+        device: OpenVINO device, e.g. ``CPU`` or ``GPU``.
+        compile: False defers compilation (use ``model.model`` for native access).
+        export: optimum-intel's flag; accepted for compatibility (checkpoints are exported, export folders loaded).
+        load_tokenizer: load the Hugging Face tokenizer found with the model as ``model.tokenizer``.
+        lora: PEFT LoRA adapter folder(s) fused into the base before export: a path,
+            ``{path: weight}`` or a list of (path, weight) pairs.
+        lora_allow_pickle: accept pickle adapters (``adapter_model.bin``); unpickling runs code.
+        cache: reuse (and publish) exports in the persistent cache; False exports to a temporary folder.
+        ov_cache_dir: cache location (default ``$OV_CAUSAL_CACHE_DIR`` or ``~/.cache/ov_causal``).
+        calibration: text for data-aware int4 (a file, a string or a list of strings; no Hub dataset).
+        awq: int4 override: NNCF's AWQ (data-aware, needs ``calibration``).
+        scale_estimation: int4 override: NNCF's scale estimation (data-aware).
+        gptq: int4 override: NNCF's GPTQ (data-aware).
+        sensitivity: int4 override: the metric that ranks layers for ``ratio`` < 1 (see
+            ``SENSITIVITY_METRICS``).
+        backend: generation engine: ``auto`` (OpenVINO GenAI when the call maps to it, else the
+            transformers loop), ``genai`` or ``optimum``.
+        config: a ``PretrainedConfig`` to use instead of the folder's ``config.json`` (as in optimum).
+        generation_config: a ``GenerationConfig`` to use instead of the folder's (as in optimum).
+        dynamic_shapes: optimum-intel's flag: keep the model's input shapes dynamic (default True).
+        **kwargs: transformers keywords (``revision``, ``token``, ``trust_remote_code``,
+            ``torch_dtype``, ``device_map``, ...): applied, or ignored with a warning.
+
+    Example:
+        >>> model = OVModelForCausalLM.from_pretrained("org/model", preset="int4_asym_g64")
+    """
+    options = dict(locals())
+    options.pop("kwargs")
+    resolved = _resolve(pretrained_model_name_or_path, options, kwargs)
+    prepared = prepare_folder(resolved.source, resolved.request)
+    runtime_preset, full_config = _runtime_config(resolved, prepared, ov_config is not None)
+    model = _load_optimum(prepared.folder, full_config, resolved)
+    if stateful is not None and stateful != model.stateful:
+        raise stateful_error(prepared.folder, stateful)
+    model = _attach(model, resolved, prepared, runtime_preset, backend)
+    model.tokenizer = find_tokenizer(prepared.folder, resolved.request.hub) if load_tokenizer else None
+    model._ov_compile_on_demand = compile
+    if compile:
+        try:
+            _compile_first_engine(model)
+        except RuntimeError as exc:
+            raise OptionError(
+                f"OpenVINO refused to compile for {resolved.device} with ov_config={full_config}: {exc}"
+            ) from exc
+    return model
+
+
 class AutoModelForCausalLM:
-    """Drop-in for ``transformers.AutoModelForCausalLM``: returns an OpenVINO model with the same API."""
+    """Drop-in for ``transformers.AutoModelForCausalLM``: returns an ``OVModelForCausalLM``."""
 
     def __init__(self) -> None:
         raise TypeError("use AutoModelForCausalLM.from_pretrained(...)")
 
     @classmethod
-    def from_pretrained(
-        cls,
-        pretrained_model_name_or_path: str | os.PathLike[str],
-        *,
-        preset: str | Preset | Compression | None = None,
-        runtime: str | Runtime | None = None,
-        ov_config: Mapping[str, Any] | None = None,
-        group_size: int | None = None,
-        ratio: float | None = None,
-        dq_group_size: int | None = None,
-        stateful: bool | None = None,
-        device: str = "CPU",
-        compile: bool = True,
-        load_tokenizer: bool = True,
-        lora: LoraSpec | None = None,
-        lora_allow_pickle: bool = False,
-        cache: bool = True,
-        ov_cache_dir: str | os.PathLike[str] | None = None,
-        calibration: TextSource | None = None,
-        awq: bool | None = None,
-        scale_estimation: bool | None = None,
-        gptq: bool | None = None,
-        sensitivity: str | None = None,
-        backend: str = "auto",
-        **kwargs: Any,
-    ) -> OVCausalLM:
-        """Load an OpenVINO export, or export a Hugging Face checkpoint on the fly.
-
-        Args:
-            pretrained_model_name_or_path: Hub id, checkpoint folder, or OpenVINO export folder.
-            preset: weight compression: a name (``int8``, ``int4_asym_g64``, ``fp16``, ...), a
-                ``Preset`` or a ``Compression``. Default: int8 above 1B parameters, none below.
-                ``"auto"``: the choice ``ov-causal tune`` made for this model, else a rule by size and CPU.
-            runtime: ``latency`` (default), ``throughput``, ``accuracy``, ``memory`` or a ``Runtime``;
-                an export folder restores the runtime it was saved with.
-            ov_config: raw OpenVINO properties; each key overrides the runtime preset's.
-            group_size: int4 override of the preset's group size.
-            ratio: int4 override: share of layers in int4, the rest in int8.
-            dq_group_size: dynamic quantization group size (32, 64, 128; 0 turns it off).
-            stateful: KV cache inside the model (default True for exports; an export folder keeps its form).
-            device: OpenVINO device, e.g. ``CPU`` or ``GPU``.
-            compile: False defers compilation (use ``model.model`` for native access).
-            load_tokenizer: load the Hugging Face tokenizer found with the model as ``model.tokenizer``.
-            lora: PEFT LoRA adapter folder(s) fused into the base before export: a path,
-                ``{path: weight}`` or a list of (path, weight) pairs.
-            lora_allow_pickle: accept pickle adapters (``adapter_model.bin``); unpickling runs code.
-            cache: reuse (and publish) exports in the persistent cache; False exports to a temporary folder.
-            ov_cache_dir: cache location (default ``$OV_CAUSAL_CACHE_DIR`` or ``~/.cache/ov_causal``).
-            calibration: text for data-aware int4 (a file, a string or a list of strings; no Hub dataset).
-            backend: generation engine: ``auto`` (OpenVINO GenAI when the call maps to it, else the
-                transformers loop), ``genai`` or ``optimum``.
-            awq: int4 override: NNCF's AWQ (data-aware, needs ``calibration``).
-            scale_estimation: int4 override: NNCF's scale estimation (data-aware).
-            gptq: int4 override: NNCF's GPTQ (data-aware).
-            sensitivity: int4 override: the metric that ranks layers for ``ratio`` < 1 (see
-                ``SENSITIVITY_METRICS``).
-            **kwargs: transformers keywords (``revision``, ``token``, ``trust_remote_code``,
-                ``torch_dtype``, ``device_map``, ...): applied, or ignored with a warning.
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike[str], **kwargs: Any) -> Any:
+        """Load an OpenVINO export, or export a Hugging Face checkpoint on the fly (see ``load_model``).
 
         Example:
             >>> model = AutoModelForCausalLM.from_pretrained("org/model", preset="int4_asym_g64")
         """
-        from optimum.intel import OVModelForCausalLM
-
-        hub = resolve_hf_kwargs(kwargs)
-        device = check_device(device)
-        auto_reason = None
-        if preset == "auto":
-            preset, auto_reason = _auto(pretrained_model_name_or_path, hub, ov_cache_dir)
-        name, compression = resolve_compression(
-            preset, group_size=group_size, ratio=ratio, awq=awq, scale_estimation=scale_estimation, gptq=gptq,
-            sensitivity=sensitivity,
-        )
-        if hub.dtype_preset is not None:
-            if compression is None:
-                name, compression = resolve_compression(hub.dtype_preset)
-            else:
-                warnings.warn(f"torch_dtype/dtype is ignored: preset={name!r} sets the weights.", stacklevel=2)
-        runtime_preset = resolve_runtime(runtime, preset, dq_group_size)
-        overrides = validate_ov_config(ov_config or {}, device)
-        source = resolve_source(pretrained_model_name_or_path, hub)
-
-        request = ExportRequest(
-            name, compression, stateful, hub, tuple(parse_adapters(lora)), lora_allow_pickle, cache,
-            None if ov_cache_dir is None else os.fspath(ov_cache_dir),
-            tuple(load_texts(calibration, "calibration")) if calibration is not None else (),
-        )
-        if compression is not None and compression.data_aware and not request.calibration:
-            raise PresetError(
-                f"preset {name!r} ({compression.describe()}) is data-aware: pass calibration= (a file, a string or "
-                "a list of strings of the text the model will see)."
-            )
-        prepared = prepare_folder(source, request)
-        folder, manifest = prepared.folder, prepared.manifest
-        if manifest is not None and source.kind == "openvino" and runtime is None and ov_config is None:
-            runtime_preset, overrides = runtime_preset or manifest.runtime, {**manifest.ov_config, **overrides}
-        runtime_preset = runtime_preset or get_runtime(DEFAULT_RUNTIME)
-        full_config = validate_ov_config({**runtime_preset.ov_config(), **overrides}, device)
-        if prepared.cache is not None:  # compiled blobs beside the cached export: later loads skip compilation
-            full_config.setdefault("CACHE_DIR", str(prepared.cache.compiled_dir))
-        try:
-            with quiet_offline_folder_check():
-                model = OVModelForCausalLM.from_pretrained(
-                    str(folder), export=False, ov_config=full_config, device=device, compile=False,
-                    use_cache=hub.use_cache,
-                )
-        except ValueError as exc:
-            raise UnsupportedModelError(f"OpenVINO could not load {str(folder)!r}: {exc}") from exc
-        if stateful is not None and stateful != model.stateful:
-            raise stateful_error(folder, stateful)
-        if manifest is None:
-            manifest = manifest_for_ir(model, source.name)
-        model.__class__ = _ov_class(type(model))
-        _register_for_pipelines(model)
-        model._ov_workdir = prepared.workdir
-        model.ov_cache_hit = None if prepared.cache is None else prepared.cache.hit
-        model.ov_auto_reason = auto_reason
-        model.backend = check_backend(backend)
-        model._genai = None
-        model._ov_compile_on_demand = compile
-        model.last_engine = model.last_engine_reason = None
-        model._ov_loaded_fingerprint = _fingerprint(model.model)
-        model.ov_manifest = manifest
-        model.ov_runtime = runtime_preset
-        model._ov_overrides = overrides
-        model.tokenizer = find_tokenizer(folder, hub) if load_tokenizer else None
-        if compile:
-            try:
-                _compile_first_engine(model)
-            except RuntimeError as exc:
-                raise OptionError(
-                    f"OpenVINO refused to compile for {device} with ov_config={full_config}: {exc}"
-                ) from exc
-        return model
+        return load_model(pretrained_model_name_or_path, **kwargs)

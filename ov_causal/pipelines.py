@@ -9,7 +9,8 @@ from .errors import OptionError
 from .hfcompat import APPLIED, OV_KEYWORDS
 
 # Keywords of ours that pipeline() forwards to from_pretrained.
-_MODEL_KEYWORDS = tuple(k for k in OV_KEYWORDS if k not in ("device", "load_tokenizer"))  # device: mapped below
+# device is mapped below; config and generation_config are transformers.pipeline keywords of its own.
+_MODEL_KEYWORDS = tuple(k for k in OV_KEYWORDS if k not in ("device", "load_tokenizer", "config", "generation_config"))
 # transformers.pipeline keywords that it would otherwise forward to model loading.
 _LOADING_KEYWORDS = (*APPLIED, "torch_dtype", "dtype", "device_map")
 

@@ -179,7 +179,7 @@ class Preset:
         return html_table(_PRESET_COLUMNS, [_preset_row(self)], caption=f"Preset {self.name!r}")
 
 
-_PRESET_COLUMNS = ("preset", "weights", "sym", "group size", "ratio", "data-aware", "runtime")
+_PRESET_COLUMNS = ("preset", "weights", "sym", "group size", "ratio", "data-aware", "default runtime")
 _RUNTIME_COLUMNS = ("runtime", "hint", "dynamic quantization group", "KV cache", "inference precision", "streams")
 
 
@@ -188,7 +188,7 @@ def _preset_row(p: Preset) -> tuple[Any, ...]:
     int4 = c.weights == "int4"
     methods = "+".join(m for m in ("awq", "scale_estimation", "gptq") if getattr(c, m)) or "-"
     return (p.name, c.weights, c.sym if int4 else "-", c.group_size if int4 else "-", c.ratio if int4 else "-",
-            methods, p.runtime.name if p.runtime else "-")
+            methods, p.runtime.name if p.runtime else default_runtime(c.weights).name)
 
 
 def _runtime_row(r: Runtime) -> tuple[Any, ...]:
@@ -229,6 +229,15 @@ RUNTIMES: dict[str, Runtime] = {
 }
 
 DEFAULT_RUNTIME = "latency"
+EXACT_RUNTIME = "accuracy"
+
+
+def default_runtime(weights: str, ov_config: dict[str, str] | None = None) -> Runtime:
+    """The runtime used when none is named: ``latency`` for int8/int4 weights; ``accuracy`` (no dynamic
+    quantization, f32 KV cache and math) for fp32/fp16 weights or when ``ov_config`` asks for
+    ``INFERENCE_PRECISION_HINT=f32``, so that an exact request never gets a quantized KV cache from a default."""
+    exact = weights in ("fp32", "fp16") or str((ov_config or {}).get("INFERENCE_PRECISION_HINT", "")).lower() == "f32"
+    return get_runtime(EXACT_RUNTIME if exact else DEFAULT_RUNTIME)
 
 
 def get_preset(name: str) -> Preset:
@@ -304,7 +313,7 @@ def resolve_runtime(
         raise PresetError(
             f"runtime={runtime!r} is not valid: pass a runtime preset name ({', '.join(RUNTIMES)}) or a Runtime."
         )
-    if dq_group_size is not None:
+    if dq_group_size is not None:  # a quantization setting: it starts from the quantized default
         runtime = (runtime or get_runtime(DEFAULT_RUNTIME)).with_group_size(dq_group_size)
     return runtime
 

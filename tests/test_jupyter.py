@@ -59,7 +59,7 @@ def test_model_shows_an_html_summary_beside_its_repr(model):
     for name in ("architecture", "parameters", "source", "preset", "group size", "int4 ratio", "runtime",
                  "device", "engine", "stateful", "IR size", "from export cache"):
         assert f">{name}</th>" in page
-    assert page.startswith("<div><table") and "OVCausalLM(" in repr(model)
+    assert page.startswith("<div><table") and "OVModelForCausalLM(" in repr(model)
 
 
 def test_html_escapes_every_value():
