@@ -320,8 +320,9 @@ def _resolve(model_id: Any, options: dict[str, Any], kwargs: dict[str, Any]) -> 
             f"preset {name!r} ({compression.describe()}) is data-aware: pass calibration= (a file, a string or "
             "a list of strings of the text the model will see)."
         )
-    optimum_kwargs = {k: options[k] for k in ("config", "generation_config") if options[k] is not None}
-    optimum_kwargs["dynamic_shapes"] = options["dynamic_shapes"]
+    optimum_kwargs = {
+        k: options[k] for k in ("config", "generation_config", "dynamic_shapes") if options[k] is not None
+    }
     return _Resolved(
         resolve_source(model_id, hub), request, runtime, validate_ov_config(options["ov_config"] or {}, device),
         device, auto_reason, optimum_kwargs,
@@ -405,7 +406,7 @@ def load_model(
     backend: str = "auto",
     config: Any = None,
     generation_config: Any = None,
-    dynamic_shapes: bool = True,
+    dynamic_shapes: bool | None = None,
     **kwargs: Any,
 ) -> OVModelForCausalLM:
     """Load an OpenVINO export, or export a Hugging Face checkpoint on the fly.
@@ -448,7 +449,7 @@ def load_model(
             transformers loop), ``genai`` or ``optimum``.
         config: a ``PretrainedConfig`` to use instead of the folder's ``config.json`` (as in optimum).
         generation_config: a ``GenerationConfig`` to use instead of the folder's (as in optimum).
-        dynamic_shapes: optimum-intel's flag: keep the model's input shapes dynamic (default True).
+        dynamic_shapes: optimum-intel's flag (it keeps causal LMs dynamic whatever the value).
         **kwargs: transformers keywords (``revision``, ``token``, ``trust_remote_code``,
             ``torch_dtype``, ``device_map``, ...): applied, or ignored with a warning.
 
