@@ -44,9 +44,11 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     gen.add_argument("--preset", default=None, help=PRESET_HELP)
     gen.add_argument("--runtime", default=None, help=RUNTIME_HELP)
     gen.add_argument("--device", default="CPU", help=DEVICE_HELP)
-    gen.add_argument("--max-new-tokens", type=int, default=64, help="most tokens to generate (default: %(default)s)")
+    gen.add_argument("--max-new-tokens", type=int, metavar="N", default=64,
+                     help="most tokens to generate (default: %(default)s)")
     gen.add_argument("--do-sample", action="store_true", help="sample the tokens instead of greedy decoding")
-    gen.add_argument("--seed", type=int, default=0, help="random seed, with --do-sample (default: %(default)s)")
+    gen.add_argument("--seed", type=int, metavar="N", default=0,
+                     help="random seed, with --do-sample (default: %(default)s)")
     gen.set_defaults(handler=_generate)
 
 
@@ -55,9 +57,9 @@ def _add_cache(sub: argparse._SubParsersAction) -> None:
     cache.add_argument("action", choices=["list", "info", "clear"],
                        help="list: every entry; info KEY: one entry's manifest and state; clear: remove entries")
     cache.add_argument("key", nargs="?", default=None, help="with 'info': the entry's key, or its first characters")
-    cache.add_argument("--older-than", default=None,
-                       help="with 'clear': only entries unused for this long, e.g. 30d, 12h, 45m (default: all)")
-    cache.add_argument("--cache-dir", default=None,
+    cache.add_argument("--older-than", default=None, metavar="AGE",
+                       help="with 'clear': only entries unused this long, e.g. 30d, 12h, 45m (default: every entry)")
+    cache.add_argument("--cache-dir", default=None, metavar="FOLDER",
                        help="cache location (default: $OV_CAUSAL_CACHE_DIR, else ~/.cache/ov_causal)")
     cache.set_defaults(handler=_cache)
 
@@ -66,7 +68,7 @@ def _add_fuse_lora(sub: argparse._SubParsersAction) -> None:
     fuse = _command(sub, "fuse-lora", "write a checkpoint with LoRA adapter(s) fused into the base weights")
     fuse.add_argument("base", help="the base model's transformers checkpoint folder")
     fuse.add_argument("adapter", nargs="+", help="PEFT adapter folder(s); ADAPTER=WEIGHT scales one (default weight 1)")
-    fuse.add_argument("--out", required=True, help="folder to write the fused checkpoint to")
+    fuse.add_argument("--out", required=True, metavar="FOLDER", help="folder to write the fused checkpoint to")
     fuse.add_argument("--allow-pickle", action="store_true",
                       help="accept adapter_model.bin (pickle) adapters: unpickling runs code, trust the source")
     fuse.set_defaults(handler=_fuse_lora)
@@ -89,9 +91,9 @@ def _add_eval_and_tune(sub: argparse._SubParsersAction) -> None:
                          help="held-out text file to measure on (default: built-in Python source never trained on)")
         cmd.add_argument("--calibration", default=None, metavar="FILE",
                          help="text file for data-aware presets (awq, gptq); keep it apart from --text")
-        cmd.add_argument("--max-tokens", type=int, default=4096,
+        cmd.add_argument("--max-tokens", type=int, metavar="N", default=4096,
                          help="most tokens of the text to score (default: %(default)s)")
-        cmd.add_argument("--window", type=int, default=256,
+        cmd.add_argument("--window", type=int, metavar="N", default=256,
                          help="perplexity context length in tokens (default: %(default)s)")
         cmd.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON to this file")
         cmd.add_argument("--plot", default=None, metavar="FILE",
@@ -114,16 +116,16 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     srv.add_argument("model", help=MODEL_HELP)
     srv.add_argument("--preset", default=None, help=PRESET_HELP)
     srv.add_argument("--runtime", default=None, help=RUNTIME_HELP)
-    srv.add_argument("--replicas", type=int, default=1,
+    srv.add_argument("--replicas", type=int, metavar="N", default=1,
                      help="copies of the model serving requests (default: %(default)s)")
     srv.add_argument("--host", default="127.0.0.1",
                      help="address to listen on; 0.0.0.0 for every network (default: %(default)s, this machine only)")
-    srv.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
+    srv.add_argument("--port", type=int, metavar="N", default=8000, help="port to listen on (default: %(default)s)")
     srv.add_argument("--name", default=None, help="model id clients send (default: MODEL as given)")
     srv.add_argument("--device", default="CPU", help=DEVICE_HELP)
     srv.add_argument("--chat-template", default=None, metavar="FILE",
                      help="Jinja chat template file, for tokenizers without one (default: the tokenizer's)")
-    srv.add_argument("--max-batch", type=int, default=16,
+    srv.add_argument("--max-batch", type=int, metavar="N", default=16,
                      help="most waiting requests a replica serves with one generate() call; 1: one at a time "
                      "(default: %(default)s)")
     srv.set_defaults(handler=_serve)
@@ -140,9 +142,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     exp.add_argument("--force", action="store_true", help="write into a non-empty OUT (same-name files replaced)")
     exp.add_argument("--name", default=None, help="ovms: model name clients send (default: MODEL's last part)")
     exp.add_argument("--device", default="CPU", help="ovms: device OVMS runs the model on (default: %(default)s)")
-    exp.add_argument("--cache-size", type=int, default=0,
+    exp.add_argument("--cache-size", type=int, metavar="N", default=0,
                      help="ovms: KV cache in GB; 0 grows it as needed (default: %(default)s)")
-    exp.add_argument("--max-num-seqs", type=int, default=256,
+    exp.add_argument("--max-num-seqs", type=int, metavar="N", default=256,
                      help="ovms: most sequences generated for at once (default: %(default)s)")
     exp.add_argument("--no-prefix-caching", dest="enable_prefix_caching", action="store_false",
                      help="ovms: do not reuse the KV cache of repeated prompt starts")
@@ -156,15 +158,19 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("model", nargs="?", default=None,
                        help="Hub id (org/name) or checkpoint folder (default: a random-weight Llama built locally)")
     bench.add_argument("--presets", default="int8", metavar="NAMES",
-                       help="comma-separated presets to measure, auto included (default: %(default)s)")
-    bench.add_argument("--prompt-tokens", type=int, default=64, help="prompt length in tokens (default: %(default)s)")
-    bench.add_argument("--new-tokens", type=int, default=32, help="tokens generated per call (default: %(default)s)")
-    bench.add_argument("--runs", type=int, default=5,
+                       help="comma-separated presets to measure; auto is allowed (default: %(default)s)")
+    bench.add_argument("--prompt-tokens", type=int, metavar="N", default=64,
+                       help="prompt length in tokens (default: %(default)s)")
+    bench.add_argument("--new-tokens", type=int, metavar="N", default=32,
+                       help="tokens generated per call (default: %(default)s)")
+    bench.add_argument("--runs", type=int, metavar="N", default=5,
                        help="timed repetitions per measure, after one warm-up; medians reported (default: %(default)s)")
-    bench.add_argument("--num-prompts", type=int, default=8,
+    bench.add_argument("--num-prompts", type=int, metavar="N", default=8,
                        help="prompts in the throughput measure (default: %(default)s)")
-    bench.add_argument("--hidden", type=int, default=1024, help="random model: hidden size (default: %(default)s)")
-    bench.add_argument("--layers", type=int, default=16, help="random model: layers (default: %(default)s)")
+    bench.add_argument("--hidden", type=int, metavar="N", default=1024,
+                       help="random model: hidden size (default: %(default)s)")
+    bench.add_argument("--layers", type=int, metavar="N", default=16,
+                       help="random model: layers (default: %(default)s)")
     bench.add_argument("--peak-rss", action="store_true",
                        help="also measure each engine's peak RSS in a fresh process of its own (slower)")
     bench.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON to this file")
