@@ -40,16 +40,9 @@ def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _default(action: argparse.Action) -> str:
-    if action.required or action.default in (None, argparse.SUPPRESS) or isinstance(
-        action, (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse._HelpAction)
-    ):
-        return ""
-    return f"`{action.default}`"
-
-
 def _arguments_table(parser: argparse.ArgumentParser) -> str:
-    rows = ["| argument | choices | default | description |", "|---|---|---|---|"]
+    rows = ["| argument | choices | description (and default) |", "|---|---|---|"]
+    formatter = parser._get_formatter()
     for action in parser._actions:
         if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
             continue
@@ -62,10 +55,10 @@ def _arguments_table(parser: argparse.ArgumentParser) -> str:
             if action.nargs in ("+", "*"):
                 name += " ..."
         choices = ", ".join(f"`{c}`" for c in action.choices) if action.choices else ""
-        help_text = (action.help or "").replace("%%", "%")
+        help_text = formatter._expand_help(action) if action.help else ""  # %(default)s filled in, %% -> %
         if action.required and action.option_strings:
             help_text = f"Required. {help_text}".strip()
-        rows.append(f"| `{_cell(name)}` | {_cell(choices)} | {_cell(_default(action))} | {_cell(help_text)} |")
+        rows.append(f"| `{_cell(name)}` | {_cell(choices)} | {_cell(help_text)} |")
     return "\n".join(rows) if len(rows) > 2 else ""
 
 

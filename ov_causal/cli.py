@@ -4,107 +4,234 @@ from __future__ import annotations
 
 import argparse
 import sys
+from argparse import ArgumentParser
 from collections.abc import Sequence
 
-from .errors import OptionError, OVCausalError
-from .presets import PRESETS, RUNTIMES
+from . import __version__
+from .errors import OptionError, OVCausalError, PresetError
+from .presets import PRESETS, RUNTIMES, get_preset, get_runtime
+from .sources import find_local
+
+AUTO = "auto"
+EXIT_STATUS = """exit status:
+  0  done
+  2  a usage error, or an error ov_causal reports as 'ov-causal: error: ...' (a misspelt preset, a wrong model path)
+  3  'ov-causal tune' found no preset within the budget"""
+MODEL_HELP = "Hub id (org/name) or local folder: a Hugging Face checkpoint or an OpenVINO export"
+PRESET_HELP = (
+    f"weight compression preset: {', '.join(PRESETS)}, or auto (the choice 'ov-causal tune' saved for this model, "
+    "else a rule by model size and CPU) (default: int8 above 1B parameters, none below; an export keeps its weights)"
+)
+RUNTIME_HELP = (
+    f"runtime preset (OpenVINO compile options): {', '.join(RUNTIMES)} (default: the one an export folder was "
+    "saved with, else the default for the model's weights, as in from_pretrained)"
+)
+DEVICE_HELP = "OpenVINO device, e.g. CPU or GPU (default: %(default)s)"
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ov-causal", description="Run Hugging Face causal LMs on OpenVINO.")
-    sub = parser.add_subparsers(dest="command")
-    gen = sub.add_parser("generate", help="generate text (the shipped demo model when --model is not given)")
-    gen.add_argument("prompt", nargs="?", default=None, help="text to continue (default: a Python function header)")
-    gen.add_argument("--model", default=None, help="Hub id, checkpoint folder or OpenVINO export folder")
-    gen.add_argument("--preset", default=None, choices=list(PRESETS), help="weight compression preset")
-    gen.add_argument("--runtime", default=None, choices=list(RUNTIMES), help="runtime preset (default: latency)")
-    gen.add_argument("--device", default="CPU")
-    gen.add_argument("--max-new-tokens", type=int, default=64)
-    gen.add_argument("--do-sample", action="store_true")
-    gen.add_argument("--seed", type=int, default=0)
+def _command(sub: argparse._SubParsersAction, name: str, summary: str, epilog: str | None = None) -> ArgumentParser:
+    """A subcommand whose --help opens with its summary (the same line 'ov-causal --help' lists)."""
+    return sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".", epilog=epilog)
+
+
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    gen = _command(sub, "generate", "generate text (the shipped demo model when --model is not given)")
+    gen.add_argument("prompt", nargs="?", default=None,
+                     help="text to continue (default: a Python function header, for the demo model)")
+    gen.add_argument("--model", default=None,
+                     help=f"{MODEL_HELP} (default: the demo model shipped with ov_causal, a small Llama trained on "
+                     "Python's standard library)")
+    gen.add_argument("--preset", default=None, help=PRESET_HELP)
+    gen.add_argument("--runtime", default=None, help=RUNTIME_HELP)
+    gen.add_argument("--device", default="CPU", help=DEVICE_HELP)
+    gen.add_argument("--max-new-tokens", type=int, metavar="N", default=64,
+                     help="most tokens to generate (default: %(default)s)")
+    gen.add_argument("--do-sample", action="store_true", help="sample the tokens instead of greedy decoding")
+    gen.add_argument("--seed", type=int, metavar="N", default=0,
+                     help="random seed, with --do-sample (default: %(default)s)")
     gen.set_defaults(handler=_generate)
 
-    cache = sub.add_parser("cache", help="list, inspect or clear the export cache")
-    cache.add_argument("action", choices=["list", "info", "clear"])
-    cache.add_argument("key", nargs="?", default=None, help="entry key (or its first characters) for 'info'")
-    cache.add_argument("--older-than", default=None, help="with 'clear': only entries unused for e.g. 30d, 12h")
-    cache.add_argument("--cache-dir", default=None, help="cache location (default $OV_CAUSAL_CACHE_DIR or ~/.cache)")
+
+def _add_cache(sub: argparse._SubParsersAction) -> None:
+    cache = _command(sub, "cache", "list, inspect or clear the export cache")
+    cache.add_argument("action", choices=["list", "info", "clear"],
+                       help="list: every entry; info KEY: one entry's manifest and state; clear: remove entries")
+    cache.add_argument("key", nargs="?", default=None, help="with 'info': the entry's key, or its first characters")
+    cache.add_argument("--older-than", default=None, metavar="AGE",
+                       help="with 'clear': only entries unused this long, e.g. 30d, 12h, 45m (default: every entry)")
+    cache.add_argument("--cache-dir", default=None, metavar="FOLDER",
+                       help="cache location (default: $OV_CAUSAL_CACHE_DIR, else ~/.cache/ov_causal)")
     cache.set_defaults(handler=_cache)
 
-    fuse = sub.add_parser("fuse-lora", help="write a checkpoint with LoRA adapter(s) fused into the base weights")
-    fuse.add_argument("base", help="transformers checkpoint folder")
-    fuse.add_argument("adapter", nargs="+", help="PEFT adapter folder(s); ADAPTER=WEIGHT to weight them")
-    fuse.add_argument("--out", required=True, help="folder for the fused checkpoint")
-    fuse.add_argument("--allow-pickle", action="store_true", help="accept adapter_model.bin (pickle) adapters")
+
+def _add_fuse_lora(sub: argparse._SubParsersAction) -> None:
+    fuse = _command(sub, "fuse-lora", "write a checkpoint with LoRA adapter(s) fused into the base weights")
+    fuse.add_argument("base", help="the base model's transformers checkpoint folder")
+    fuse.add_argument("adapter", nargs="+", help="PEFT adapter folder(s); ADAPTER=WEIGHT scales one (default weight 1)")
+    fuse.add_argument("--out", required=True, metavar="FOLDER", help="folder to write the fused checkpoint to")
+    fuse.add_argument("--allow-pickle", action="store_true",
+                      help="accept adapter_model.bin (pickle) adapters: unpickling runs code, trust the source")
     fuse.set_defaults(handler=_fuse_lora)
 
-    for name, help_text in (("eval", "compare presets with the uncompressed model on held-out text"),
-                            ("tune", "pick the fastest (or smallest) preset within an accuracy budget")):
-        cmd = sub.add_parser(name, help=help_text)
-        cmd.add_argument("model", help="Hub id or checkpoint folder")
-        cmd.add_argument("--text", default=None, help="held-out text file (default: the built-in text)")
-        cmd.add_argument("--calibration", default=None, help="text file for data-aware presets")
-        cmd.add_argument("--max-tokens", type=int, default=4096)
-        cmd.add_argument("--window", type=int, default=256)
-        cmd.add_argument("--json", default=None, help="write the results as JSON here")
-        cmd.add_argument("--plot", default=None, help="write a PNG chart here (needs matplotlib)")
-        cmd.add_argument("--presets", default=None, help="comma-separated presets (default: int8 and int4 ones)")
+
+def _add_eval_and_tune(sub: argparse._SubParsersAction) -> None:
+    from .evaluate import DEFAULT_PRESETS
+    from .tune import CANDIDATES, DATA_AWARE_CANDIDATES
+
+    for name, summary, presets in (
+        ("eval", "compare presets with the uncompressed model on held-out text", ", ".join(DEFAULT_PRESETS)),
+        ("tune", "pick the fastest (or smallest) preset within an accuracy budget",
+         f"{', '.join(CANDIDATES)}; with --calibration also {', '.join(DATA_AWARE_CANDIDATES)}"),
+    ):
+        epilog = "exit status 3: no preset met the budget (the table shows why)." if name == "tune" else None
+        cmd = _command(sub, name, summary, epilog)
+        cmd.add_argument("model", help="Hub id (org/name) or checkpoint folder"
+                         + (", or an fp32/fp16 OpenVINO export folder" if name == "eval" else ""))
+        cmd.add_argument("--text", default=None, metavar="FILE",
+                         help="held-out text file to measure on (default: built-in Python source never trained on)")
+        cmd.add_argument("--calibration", default=None, metavar="FILE",
+                         help="text file for data-aware presets (awq, gptq); keep it apart from --text")
+        cmd.add_argument("--max-tokens", type=int, metavar="N", default=4096,
+                         help="most tokens of the text to score (default: %(default)s)")
+        cmd.add_argument("--window", type=int, metavar="N", default=256,
+                         help="perplexity context length in tokens (default: %(default)s)")
+        cmd.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON to this file")
+        cmd.add_argument("--plot", default=None, metavar="FILE",
+                         help="also write a PNG chart to this file (needs matplotlib)")
+        cmd.add_argument("--presets", default=None, metavar="NAMES",
+                         help=f"comma-separated presets to compare (default: {presets})")
         if name == "tune":
-            cmd.add_argument("--max-ppl-increase", default="2%", help="budget, e.g. 2%% or 0.02")
-            cmd.add_argument("--objective", choices=["speed", "size"], default="speed")
-            cmd.add_argument("--save", default=None, help="save the chosen model to this folder")
+            cmd.add_argument("--max-ppl-increase", default="2%",
+                             help="accuracy budget: perplexity increase over fp32, e.g. 2%% or 0.02 "
+                             "(default: %(default)s)")
+            cmd.add_argument("--objective", choices=["speed", "size"], default="speed",
+                             help="speed: most decode tokens/s on this machine; size: smallest model "
+                             "(default: %(default)s)")
+            cmd.add_argument("--save", default=None, metavar="FOLDER", help="save the chosen model to this folder")
         cmd.set_defaults(handler=_eval_or_tune)
 
-    # --- serve (OpenAI-compatible HTTP API on Ray Serve) ---
-    srv = sub.add_parser("serve", help="serve a model behind an OpenAI-compatible HTTP API on Ray Serve")
-    srv.add_argument("model", help="Hub id, checkpoint folder or OpenVINO export folder")
-    srv.add_argument("--preset", default=None, choices=list(PRESETS), help="weight compression preset")
-    srv.add_argument("--replicas", type=int, default=1, help="copies of the model serving requests")
-    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
-    srv.add_argument("--port", type=int, default=8000)
-    srv.add_argument("--name", default=None, help="model id clients send (default: MODEL as given)")
-    srv.add_argument("--device", default="CPU")
-    srv.add_argument("--chat-template", default=None, help="Jinja chat template file, for tokenizers without one")
-    srv.add_argument("--max-batch", type=int, default=16,
-                     help="most waiting requests a replica serves with one generate() call (1: one at a time)")
-    srv.set_defaults(handler=_serve)
-    # --- end serve ---
 
-    # --- export (an ov_causal export folder, or an OpenVINO Model Server repository) ---
-    exp = sub.add_parser("export", help="export a model to a folder: ov_causal IR (--for ir) or OVMS (--for ovms)")
-    exp.add_argument("model", help="Hub id, checkpoint folder or OpenVINO export folder")
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    srv = _command(sub, "serve", "serve a model behind an OpenAI-compatible HTTP API on Ray Serve")
+    srv.add_argument("model", help=MODEL_HELP)
+    srv.add_argument("--preset", default=None, help=PRESET_HELP)
+    srv.add_argument("--runtime", default=None, help=RUNTIME_HELP)
+    srv.add_argument("--replicas", type=int, metavar="N", default=1,
+                     help="copies of the model serving requests (default: %(default)s)")
+    srv.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on; 0.0.0.0 for every network (default: %(default)s, this machine only)")
+    srv.add_argument("--port", type=int, metavar="N", default=8000, help="port to listen on (default: %(default)s)")
+    srv.add_argument("--name", default=None, help="model id clients send (default: MODEL as given)")
+    srv.add_argument("--device", default="CPU", help=DEVICE_HELP)
+    srv.add_argument("--chat-template", default=None, metavar="FILE",
+                     help="Jinja chat template file, for tokenizers without one (default: the tokenizer's)")
+    srv.add_argument("--max-batch", type=int, metavar="N", default=16,
+                     help="most waiting requests a replica serves with one generate() call; 1: one at a time "
+                     "(default: %(default)s)")
+    srv.set_defaults(handler=_serve)
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    exp = _command(sub, "export", "export a model to a folder: ov_causal IR (--for ir) or OVMS (--for ovms)")
+    exp.add_argument("model", help=MODEL_HELP)
     exp.add_argument("out", help="folder to write (new or empty unless --force)")
     exp.add_argument("--for", dest="target", choices=["ir", "ovms"], default="ir",
-                     help="ir: an export folder any ov_causal loads; ovms: a repository OpenVINO Model Server serves")
-    exp.add_argument("--preset", default=None, choices=list(PRESETS), help="weight compression preset")
+                     help="ir: an export folder any ov_causal loads; ovms: a repository OpenVINO Model Server serves "
+                     "(default: %(default)s)")
+    exp.add_argument("--preset", default=None, help=PRESET_HELP)
     exp.add_argument("--force", action="store_true", help="write into a non-empty OUT (same-name files replaced)")
     exp.add_argument("--name", default=None, help="ovms: model name clients send (default: MODEL's last part)")
-    exp.add_argument("--device", default="CPU", help="ovms: device OVMS runs the model on")
-    exp.add_argument("--cache-size", type=int, default=0, help="ovms: KV cache in GB (0: grows as needed)")
-    exp.add_argument("--max-num-seqs", type=int, default=256, help="ovms: sequences generated for at once")
+    exp.add_argument("--device", default="CPU", help="ovms: device OVMS runs the model on (default: %(default)s)")
+    exp.add_argument("--cache-size", type=int, metavar="N", default=0,
+                     help="ovms: KV cache in GB; 0 grows it as needed (default: %(default)s)")
+    exp.add_argument("--max-num-seqs", type=int, metavar="N", default=256,
+                     help="ovms: most sequences generated for at once (default: %(default)s)")
     exp.add_argument("--no-prefix-caching", dest="enable_prefix_caching", action="store_false",
                      help="ovms: do not reuse the KV cache of repeated prompt starts")
-    exp.add_argument("--plugin-config", default=None,
-                     help='ovms: OpenVINO properties as JSON, e.g. \'{"KV_CACHE_PRECISION": "u8"}\'')
+    exp.add_argument("--plugin-config", default=None, metavar="JSON",
+                     help='ovms: OpenVINO properties as JSON, e.g. \'{"KV_CACHE_PRECISION": "u8"}\' (default: none)')
     exp.set_defaults(handler=_export)
-    # --- end export ---
 
-    bench = sub.add_parser("bench", help="time engines and presets side by side (medians, JSON, chart)")
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    bench = _command(sub, "bench", "time engines and presets side by side (medians, JSON, chart)")
     bench.add_argument("model", nargs="?", default=None,
-                       help="Hub id or checkpoint folder (default: a random-weight model built locally)")
-    bench.add_argument("--presets", default="int8", help="comma-separated presets")
-    bench.add_argument("--prompt-tokens", type=int, default=64)
-    bench.add_argument("--new-tokens", type=int, default=32)
-    bench.add_argument("--runs", type=int, default=5)
-    bench.add_argument("--num-prompts", type=int, default=8)
-    bench.add_argument("--hidden", type=int, default=1024, help="random model: hidden size")
-    bench.add_argument("--layers", type=int, default=16, help="random model: layers")
+                       help="Hub id (org/name) or checkpoint folder (default: a random-weight Llama built locally)")
+    bench.add_argument("--presets", default="int8", metavar="NAMES",
+                       help="comma-separated presets to measure; auto is allowed (default: %(default)s)")
+    bench.add_argument("--prompt-tokens", type=int, metavar="N", default=64,
+                       help="prompt length in tokens (default: %(default)s)")
+    bench.add_argument("--new-tokens", type=int, metavar="N", default=32,
+                       help="tokens generated per call (default: %(default)s)")
+    bench.add_argument("--runs", type=int, metavar="N", default=5,
+                       help="timed repetitions per measure, after one warm-up; medians reported (default: %(default)s)")
+    bench.add_argument("--num-prompts", type=int, metavar="N", default=8,
+                       help="prompts in the throughput measure (default: %(default)s)")
+    bench.add_argument("--hidden", type=int, metavar="N", default=1024,
+                       help="random model: hidden size (default: %(default)s)")
+    bench.add_argument("--layers", type=int, metavar="N", default=16,
+                       help="random model: layers (default: %(default)s)")
     bench.add_argument("--peak-rss", action="store_true",
                        help="also measure each engine's peak RSS in a fresh process of its own (slower)")
-    bench.add_argument("--json", default=None)
-    bench.add_argument("--plot", default=None)
+    bench.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON to this file")
+    bench.add_argument("--plot", default=None, metavar="FILE",
+                       help="also write a PNG chart to this file (needs matplotlib)")
     bench.set_defaults(handler=_bench)
+
+
+def _parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="ov-causal", description="Run Hugging Face causal LMs on OpenVINO. Without a command: generate.",
+        epilog=f"Run 'ov-causal COMMAND --help' for a command's options.\n\n{EXIT_STATUS}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
+                        help="print the version of ov_causal and exit")
+    sub = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
+    for add in (_add_generate, _add_cache, _add_fuse_lora, _add_eval_and_tune, _add_serve, _add_export, _add_bench):
+        add(sub)
     return parser
+
+
+def _check_preset(flag: str, name: str, allow_auto: bool) -> None:
+    """The API's message (with its did-you-mean) for an unknown name, naming the flag it came with."""
+    if name == AUTO:
+        if allow_auto:
+            return
+        raise PresetError(f"{flag}: {AUTO!r} picks one preset when a model is loaded; here name the presets to "
+                          "compare, e.g. int8,int4_asym_g128 (or leave the option out for the default list).")
+    try:
+        get_preset(name)
+    except PresetError as exc:
+        also = f" {flag} also takes {AUTO!r}." if allow_auto else ""
+        raise PresetError(f"{flag}: {exc}{also}") from None
+
+
+def _check_runtime(name: str) -> None:
+    try:
+        get_runtime(name)
+    except PresetError as exc:
+        raise PresetError(f"--runtime: {exc}") from None
+
+
+def _validate(args: argparse.Namespace) -> None:
+    """Names and paths the user typed, checked before anything heavy (torch, optimum, OpenVINO) is imported."""
+    if getattr(args, "preset", None) is not None:
+        _check_preset("--preset", args.preset, allow_auto=True)
+    if getattr(args, "runtime", None) is not None:
+        _check_runtime(args.runtime)
+    if getattr(args, "presets", None):
+        for name in _split(args.presets):
+            _check_preset("--presets", name, allow_auto=args.command == "bench")
+    if args.command == "tune":
+        _percent(args.max_ppl_increase)
+    model = args.base if args.command == "fuse-lora" else getattr(args, "model", None)
+    if model is not None:
+        find_local(model)  # a Hub id (org/name) is left to the API
+
+
+def _split(names: str) -> list[str]:
+    return [name.strip() for name in names.split(",")]
 
 
 def _generate(args: argparse.Namespace) -> None:
@@ -159,11 +286,8 @@ def _eval_or_tune(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from .evaluate import DEFAULT_PRESETS, evaluate
-    from .presets import get_preset
 
-    presets = tuple(p.strip() for p in args.presets.split(",")) if args.presets else None
-    for preset in presets or ():
-        get_preset(preset)  # an unknown name fails before any model work
+    presets = tuple(_split(args.presets)) if args.presets else None
     calibration = Path(args.calibration) if args.calibration else None
     text = Path(args.text) if args.text else None
     common = dict(calibration=calibration, max_tokens=args.max_tokens, window=args.window)
@@ -197,7 +321,7 @@ def _bench(args: argparse.Namespace) -> None:
         if model is None:
             model = build_random_checkpoint(Path(tmp) / "random", args.hidden, args.layers)
             print(f"built a random-weight Llama ({args.hidden} x {args.layers} layers) in {model}", file=sys.stderr)
-        report = bench(model, [p.strip() for p in args.presets.split(",")], prompt_tokens=args.prompt_tokens,
+        report = bench(model, _split(args.presets), prompt_tokens=args.prompt_tokens,
                        new_tokens=args.new_tokens, runs=args.runs, num_prompts=args.num_prompts,
                        peak_rss=args.peak_rss)
     print(report.table())
@@ -235,9 +359,10 @@ def _serve(args: argparse.Namespace) -> None:
             template = Path(args.chat_template).read_text(encoding="utf-8")
         except OSError as exc:
             raise OptionError(f"--chat-template {args.chat_template!r} cannot be read: {exc.strerror}.") from None
+    runtime = {} if args.runtime is None else {"runtime": args.runtime}
     url = serve(args.model, preset=args.preset, replicas=args.replicas, host=args.host, port=args.port,
                 name=args.name, device=args.device, chat_template=template, max_batch=args.max_batch,
-                blocking=False)
+                blocking=False, **runtime)
     name = args.name or args.model
     print(f"serving {name!r} at {url} ({args.replicas} replica{'s' if args.replicas > 1 else ''}); Ctrl-C stops.\n"
           "Try it:\n"
@@ -280,10 +405,12 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``ov-causal`` with ``argv`` (default: the command line); returns the exit status (see EXIT_STATUS)."""
     args = _parser().parse_args(["generate"] if argv is not None and not argv else argv)
     if args.command is None:
         args = _parser().parse_args(["generate"])
     try:
+        _validate(args)
         args.handler(args)
     except OVCausalError as exc:
         print(f"ov-causal: error: {exc}", file=sys.stderr)

@@ -14,6 +14,7 @@ from .hfcompat import HubOptions
 
 IR_FILE = "openvino_model.xml"
 TASK = "text-generation-with-past"
+MODEL_FOLDER = f"config.json and the weights of a Hugging Face checkpoint, or the {IR_FILE} of an OpenVINO export"
 
 
 @dataclass(frozen=True)
@@ -70,16 +71,34 @@ def classify(folder: Path, name: str) -> Source:
     )
 
 
-def resolve_source(model_id: str | os.PathLike[str], hub: HubOptions) -> Source:
-    """Find the model: local folder first, then the Hub (downloaded to its usual cache)."""
+def find_local(model_id: str | os.PathLike[str], subfolder: str = "") -> Source | None:
+    """The local model ``model_id`` names, or None when it reads as a Hub id (``org/name``) and is not a folder here.
+
+    Reads only the folder listing (no torch, transformers or optimum import), so the CLI checks a path with it
+    before loading anything. Raises ModelSourceError for a path that does not exist, a file, or a folder that
+    holds neither an OpenVINO export nor a checkpoint.
+    """
     name = os.fspath(model_id)
     path = Path(name).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise ModelSourceError(f"{name!r} is a file; pass the folder that holds the model.")
-        return classify(path / hub.subfolder if hub.subfolder else path, name)
+            raise ModelSourceError(f"{name!r} is a file; pass the folder that holds the model: {MODEL_FOLDER}.")
+        return classify(path / subfolder if subfolder else path, name)
     if _looks_like_path(name):
-        raise ModelSourceError(f"{name!r} does not exist. Check the path, or pass a Hub id such as 'org/model'.")
+        relative = "" if path.is_absolute() else f" A relative path starts from {os.getcwd()}."
+        raise ModelSourceError(
+            f"{name!r} does not exist. Check the path, or pass a Hub id such as 'org/model'. "
+            f"A model folder holds {MODEL_FOLDER}.{relative}"
+        )
+    return None
+
+
+def resolve_source(model_id: str | os.PathLike[str], hub: HubOptions) -> Source:
+    """Find the model: local folder first, then the Hub (downloaded to its usual cache)."""
+    name = os.fspath(model_id)
+    local = find_local(name, hub.subfolder)
+    if local is not None:
+        return local
     folder = _download(name, hub)
     source = classify(folder / hub.subfolder if hub.subfolder else folder, name)
     commit = folder.name if folder.parent.name == "snapshots" else None
