@@ -19,7 +19,8 @@ from .errors import ExportError, OVCausalError
 from .presets import Compression
 
 _FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
-_FULL_TEXTS = ("No space left on device", "Disk quota exceeded", "iostream error", "basic_ios::clear")
+_FULL_TEXTS = ("No space left on device", "Disk quota exceeded")
+_WRITE_ERRORS = ("iostream error", "basic_ios::clear")
 _MARGIN = 32 * 2**20  # tokenizers, config and manifest files, filesystem slack
 _STORED_BYTES = {"fp32": 4.0, "fp16": 2.0, "int8": 1.0, "int4": 0.6}  # int4: groups' scales, int8 head and embeddings
 
@@ -89,15 +90,17 @@ def _full_errno(exc: BaseException) -> bool:
     return False
 
 
+def is_write_error(exc: BaseException) -> bool:
+    """OpenVINO's failed write: 'basic_ios::clear: iostream error' (its message on a full disk, among others)."""
+    return any(t in str(exc) for t in _WRITE_ERRORS)
+
+
 def is_disk_full(exc: BaseException, folder: Path, needed: int) -> bool:
     """Whether ``exc`` came from a full disk: ENOSPC/EDQUOT anywhere in its chain, or a write error
-    (OpenVINO's iostream error, ...) while ``folder`` has less free space than the export needs."""
-    if _full_errno(exc):
+    (OpenVINO's iostream error) while ``folder`` has less free space than the export needs."""
+    if _full_errno(exc) or any(t in str(exc) for t in _FULL_TEXTS):
         return True
-    text = str(exc)
-    if any(t in text for t in _FULL_TEXTS[:2]):
-        return True
-    return any(t in text for t in _FULL_TEXTS[2:]) and free_bytes(folder) < needed
+    return is_write_error(exc) and free_bytes(folder) < needed
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .diskspace import check_free_space, disk_full_errors, export_bytes, is_disk_full
+from .diskspace import check_free_space, disk_full_errors, export_bytes, free_bytes, is_disk_full, is_write_error
 from .errors import ExportError, OVCausalError, PresetError
 from .hfcompat import HubOptions
 from .presets import Compression
@@ -248,6 +248,8 @@ def _explained(step: str, advice: str, folder: Path, needed: int) -> Iterator[No
     except Exception as exc:
         if is_disk_full(exc, folder, needed):
             raise
+        if is_write_error(exc):
+            advice = f"Check that {str(folder)!r} is writable and has room ({free_bytes(folder) / 2**20:.0f} MiB free)."
         raise ExportError(f"{step} failed: {summarize(exc)}. Nothing was written. {advice}") from exc
 
 
