@@ -53,14 +53,14 @@ def _gib(size: float) -> str:
 
 
 def _advice(folder: Path) -> str:
-    temp = Path(tempfile.gettempdir()).absolute()
-    where = (
-        " This export went to the temporary folder (cache=False): set TMPDIR to a disk with room, or"
-        if Path(folder).absolute().is_relative_to(temp) else " Free space there, or"
-    )
+    if Path(folder).absolute().is_relative_to(Path(tempfile.gettempdir()).absolute()):
+        return (
+            " It was written to the temporary folder: set TMPDIR to a disk with room, or export into the export "
+            f"cache ({CACHE_ENV}=/path/with/space) or a folder of your own. Nothing was written."
+        )
     return (
-        f"{where} move the export cache to a disk with room: set {CACHE_ENV}=/path/with/space (or pass "
-        "ov_cache_dir=); `ov-causal cache clear` removes old cached exports. Nothing was written."
+        f" Free space there, or move the export cache to a disk with room: set {CACHE_ENV}=/path/with/space (or "
+        "pass ov_cache_dir=); `ov-causal cache clear` removes old cached exports. Nothing was written."
     )
 
 
