@@ -164,14 +164,13 @@ def smollm2_checkpoint() -> Path:
 
 
 @pytest.fixture(scope="session")
-def smollm2_export(tmp_path_factory, smollm2_checkpoint) -> Path:
-    """SmolLM2 exported once per session with preset="fp32" and saved: the base of every compressed preset."""
+def smollm2_export(smollm2_checkpoint) -> Path:
+    """SmolLM2 exported once per session with preset="fp32" (its entry in the session's export cache):
+    the base of every compressed preset."""
     from ov_causal import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(smollm2_checkpoint, preset="fp32", compile=False)
-    out = tmp_path_factory.mktemp("ov-smollm2-fp32")
-    model.save_pretrained(out)
-    return out
+    return Path(model.model_save_dir)
 
 
 @pytest.fixture(scope="session")
