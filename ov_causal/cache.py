@@ -145,9 +145,13 @@ def get_or_build(root: Path, key: str, parts: dict[str, Any], build: Callable[[P
         for stale in entries.glob(f".{key}.partial-*"):  # left by a killed process
             _remove(stale)
         build(entry)
-        records = {"key": key, "parts": parts, "files": _file_records(entry), "created": time.time()}
-        (entry / ENTRY_FILE).write_text(json.dumps(records, indent=2, default=str), encoding="utf-8")
-        (entry / USED_FILE).write_text(str(time.time()))
+        try:
+            records = {"key": key, "parts": parts, "files": _file_records(entry), "created": time.time()}
+            (entry / ENTRY_FILE).write_text(json.dumps(records, indent=2, default=str), encoding="utf-8")
+            (entry / USED_FILE).write_text(str(time.time()))
+        except BaseException:  # e.g. the disk filled up: leave no entry without its records
+            _remove(entry)
+            raise
         return Hit(entry, hit=False)
 
 

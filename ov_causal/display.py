@@ -131,6 +131,15 @@ def _cache_origin(hit: bool | None) -> str:
     return "yes: loaded from the export cache" if hit else "no: exported now, and stored in the export cache"
 
 
+def _fallback_text(fallback: dict[str, str], summary: str, shown: int = 3) -> str:
+    """'none', or the summary and the first layers: '2 layers: int4 g64 (2): model.layers.0.mlp.up_proj, ...'."""
+    if not fallback:
+        return "none: every int4 layer uses the preset's group size"
+    names = list(fallback)
+    more = f", ... ({len(names) - shown} more)" if len(names) > shown else ""
+    return f"{summary}: {', '.join(f'{n} ({fallback[n]})' for n in names[:shown])}{more}"
+
+
 def model_summary(model: Any) -> list[tuple[str, Any]]:
     """(field, value) pairs describing an ov_causal model: what it is, how it was made, how it runs."""
     from .ir import ir_mib, parameter_count
@@ -150,6 +159,8 @@ def model_summary(model: Any) -> list[tuple[str, Any]]:
         ("group size", c.group_size if c.weights == "int4" else "-"),
         ("int4 ratio", c.ratio if c.weights == "int4" else "-"),
     ]
+    if c.weights == "int4":
+        fields.append(("group-size fallback", _fallback_text(m.fallback, m.fallback_summary())))
     if m.adapters:
         fields.append(("LoRA adapters", ", ".join(f"{a['path']} x{a['weight']:g}" for a in m.adapters)))
     options = ", ".join(f"{k}={v}" for k, v in model.ov_config.items() if k != "CACHE_DIR")

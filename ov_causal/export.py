@@ -13,11 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .diskspace import check_free_space, disk_full_errors, export_bytes, free_bytes, is_disk_full, is_write_error
 from .errors import ExportError, OVCausalError, PresetError
 from .hfcompat import HubOptions
 from .presets import Compression
 from .progress import stage
-from .sources import IR_FILE, TASK, Source
+from .sources import IR_FILE, TASK, Source, count_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +49,11 @@ def read_ir(folder: Path) -> Any:
     return core().read_model(folder / IR_FILE)
 
 
-def compress_folder(folder: Path, compression: Compression, calibration: Sequence[str] = ()) -> None:
+def compress_folder(folder: Path, compression: Compression, calibration: Sequence[str] = ()) -> dict[str, str]:
     """Compress the IR in ``folder`` in place (written under a new name, then renamed over the old).
 
     ``calibration`` texts (tokenized with the folder's tokenizer) feed the data-aware methods.
+    Returns the layers that fell back from the int4 group size ({layer: "int4 g64" | "int8"}).
     """
     import openvino
 
@@ -68,10 +70,36 @@ def compress_folder(folder: Path, compression: Compression, calibration: Sequenc
     with stage(f"compress to {compression.describe()}{calibrated}", total=1) as bar, quiet_libraries():
         model = compress_ir(model, compression, dataset)
         bar.update()
+    fallback = model_fallback(model, compression)
     openvino.save_model(model, folder / "compressed.xml", compress_to_fp16=False)
     del model
     os.replace(folder / "compressed.bin", folder / IR_FILES[1])
     os.replace(folder / "compressed.xml", folder / IR_FILE)
+    return fallback
+
+
+def model_fallback(model: Any, compression: Compression) -> dict[str, str]:
+    """The layers of a compressed ``openvino.Model`` that fell back from the preset's int4 group size."""
+    from .ir import group_size_fallback
+
+    if compression.weights != "int4" or not compression.group_size or compression.group_size <= 0:
+        return {}
+    return group_size_fallback(model, compression.group_size, MIN_GROUP_SIZE)
+
+
+def folder_fallback(folder: Path, compression: Compression) -> dict[str, str]:
+    """``model_fallback`` of the IR in an export folder."""
+    if compression.weights != "int4":
+        return {}
+    return model_fallback(read_ir(folder), compression)
+
+
+def summarize(exc: BaseException, lines: int = 4, width: int = 300) -> str:
+    """'Type: message' cut to a few lines (NNCF lists every failing layer: hundreds of lines)."""
+    text = str(exc).strip().splitlines() or [""]
+    kept = [line if len(line) <= width else line[:width] + "..." for line in text[:lines]]
+    more = f" [... {len(text) - lines} more lines]" if len(text) > lines else ""
+    return f"{type(exc).__name__}: {' '.join(line.strip() for line in kept)}{more}"
 
 
 def compress_ir(model: Any, compression: Compression, dataset: Any = None) -> Any:
@@ -81,24 +109,49 @@ def compress_ir(model: Any, compression: Compression, dataset: Any = None) -> An
     """
     import nncf
 
-    if compression.weights == "int8":
-        return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
     if compression.data_aware and dataset is None:
         raise PresetError(
             f"{compression.describe()} is data-aware: pass calibration= (a file, a string or a list of strings "
             "of the text the model will see)."
         )
-    mode = nncf.CompressWeightsMode.INT4_SYM if compression.sym else nncf.CompressWeightsMode.INT4_ASYM
-    options: dict[str, Any] = dict(group_size=compression.group_size, ratio=compression.ratio)
+    try:
+        return nncf.compress_weights(model, **nncf_options(compression, dataset))
+    except Exception as exc:  # NNCF and OpenVINO raise many types (InvalidGroupSizeError is a bare Exception)
+        raise ExportError(
+            f"NNCF could not compress the weights as {compression.describe()}: {summarize(exc)}. "
+            "Nothing was written. Try another preset (int8 works for every model), or report the error with "
+            "OV_CAUSAL_VERBOSE=1 output."
+        ) from exc
+
+
+MIN_GROUP_SIZE = 32  # NNCF's own minimum for an adjusted group: smaller groups slow inference down
+
+
+def nncf_options(compression: Compression, dataset: Any = None) -> dict[str, Any]:
+    """Keywords of ``nncf.compress_weights`` for a quantized ``compression``.
+
+    A layer whose input channels the group size does not divide gets the largest power-of-two group
+    that does (NNCF's ADJUST fallback, down to ``MIN_GROUP_SIZE``), else int8 (NNCF's backup mode).
+    """
+    import nncf
+
+    if compression.weights == "int8":
+        return dict(mode=nncf.CompressWeightsMode.INT8_ASYM)
+    options: dict[str, Any] = dict(
+        mode=nncf.CompressWeightsMode.INT4_SYM if compression.sym else nncf.CompressWeightsMode.INT4_ASYM,
+        group_size=compression.group_size,
+        ratio=compression.ratio,
+        backup_mode=nncf.BackupMode.INT8_ASYM,
+        advanced_parameters=nncf.AdvancedCompressionParameters(
+            group_size_fallback_mode=nncf.GroupSizeFallbackMode.ADJUST, min_adjusted_group_size=MIN_GROUP_SIZE
+        ),
+    )
     if compression.data_aware:
         options.update(dataset=dataset, awq=compression.awq, scale_estimation=compression.scale_estimation,
                        gptq=compression.gptq, subset_size=128)  # calibration_windows yields at most 128
     if compression.sensitivity is not None:
         options["sensitivity_metric"] = nncf.SensitivityMetric[compression.sensitivity.upper()]
-    try:
-        return nncf.compress_weights(model, mode=mode, **options)
-    except (ValueError, RuntimeError, nncf.ValidationError) as exc:
-        raise ExportError(f"NNCF could not compress the weights as {compression.describe()}: {exc}") from exc
+    return options
 
 
 _NOISY_LOGGERS = ("transformers", "optimum", "nncf", "torch", "openvino_tokenizers")
@@ -185,6 +238,21 @@ def publish(tmp: Path, target: Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextmanager
+def _explained(step: str, advice: str, folder: Path, needed: int) -> Iterator[None]:
+    """Turn a library failure in ``step`` into a short ``ExportError``; a full disk is left to ``disk_full_errors``."""
+    try:
+        yield
+    except OVCausalError:
+        raise
+    except Exception as exc:
+        if is_disk_full(exc, folder, needed):
+            raise
+        if is_write_error(exc):
+            advice = f"Check that {str(folder)!r} is writable and has room ({free_bytes(folder) / 2**20:.0f} MiB free)."
+        raise ExportError(f"{step} failed: {summarize(exc)}. Nothing was written. {advice}") from exc
+
+
 def export_checkpoint(
     source: Source,
     target: Path,
@@ -207,31 +275,30 @@ def export_checkpoint(
     """
     from optimum.exporters.openvino import main_export
 
-    with staging_folder(target) as tmp, quiet_libraries():
-        try:
-            with stage(f"export {Path(source.name).name} to OpenVINO", total=1) as bar:
-                main_export(
-                    str(source.path),
-                    output=tmp,
-                    task=TASK if hub.use_cache else "text-generation",
-                    stateful=stateful and hub.use_cache,
-                    ov_config=optimum_export_config(compression),  # fp32/fp16 only: main_export ignores int configs
-                    convert_tokenizer=True,
-                    trust_remote_code=hub.trust_remote_code,
-                    library_name="transformers",
-                )
-                bar.update()
-        except OVCausalError:
-            raise
-        except Exception as exc:
-            raise ExportError(
-                f"exporting {source.name!r} to OpenVINO failed: {type(exc).__name__}: {exc}. "
-                "Nothing was written. Check that the checkpoint loads with transformers."
-            ) from exc
+    needed = export_bytes(count_parameters(source.path), compression)
+    check_free_space(target.parent, needed, source.name)
+    with staging_folder(target) as tmp, quiet_libraries(), disk_full_errors(target.parent, needed, source.name):
+        with stage(f"export {Path(source.name).name} to OpenVINO", total=1) as bar, _explained(
+            f"exporting {source.name!r} to OpenVINO", "Check that the checkpoint loads with transformers.",
+            target.parent, needed,
+        ):
+            main_export(
+                str(source.path),
+                output=tmp,
+                task=TASK if hub.use_cache else "text-generation",
+                stateful=stateful and hub.use_cache,
+                ov_config=optimum_export_config(compression),  # fp32/fp16 only: main_export ignores int configs
+                convert_tokenizer=True,
+                trust_remote_code=hub.trust_remote_code,
+                library_name="transformers",
+            )
+            bar.update()
         if not (tmp / IR_FILE).is_file():
             raise ExportError(f"exporting {source.name!r} produced no {IR_FILE}; nothing was written.")
         if compression.quantized:
-            compress_folder(tmp, compression, calibration)
+            with _explained(f"compressing {source.name!r} to {compression.describe()}",
+                            "Try another preset (int8 works for every model).", target.parent, needed):
+                compress_folder(tmp, compression, calibration)
         if finish is not None:
             finish(tmp)
         publish(tmp, target)

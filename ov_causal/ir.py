@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 # Element type names of weight constants, as OpenVINO reports them.
@@ -42,15 +43,96 @@ def dominant_format(model: Any) -> str:
 
 
 def int4_layout(model: Any) -> tuple[bool, int]:
-    """(symmetric, group size) of the first int4 weight: signed i4 is symmetric, u4 asymmetric."""
+    """(symmetric, group size) of the int4 weights: signed i4 is symmetric, u4 asymmetric.
+
+    The group size is the largest one used: layers whose channels it does not divide were given a
+    smaller group (NNCF's group-size fallback), never a larger one; -1 when every layer is per-channel.
+    """
+    symmetric, groups = None, []
     for op in model.get_ops():
         if op.get_type_name() == "Constant" and op.get_element_type().get_type_name() in ("u4", "i4"):
             shape = list(op.shape)
-            if len(shape) == 3 and shape[-1] > 1:
-                return op.get_element_type().get_type_name() == "i4", shape[-1]
-            if len(shape) == 2 and shape[-1] > 1:
-                return op.get_element_type().get_type_name() == "i4", -1
-    raise ValueError("the model has no int4 weights")
+            if len(shape) in (2, 3) and shape[-1] > 1:
+                symmetric = op.get_element_type().get_type_name() == "i4" if symmetric is None else symmetric
+                groups.append(shape[-1] if len(shape) == 3 else -1)
+    if symmetric is None:
+        raise ValueError("the model has no int4 weights")
+    return symmetric, max(groups)
+
+
+@dataclass(frozen=True)
+class LayerWeight:
+    """How one MatMul's weight is stored: format, int4 group size (-1 per channel, 0 not int4), input channels."""
+
+    format: str
+    group_size: int
+    channels: int
+
+    def describe(self) -> str:
+        if self.format != "int4":
+            return self.format
+        return "int4 per-channel" if self.group_size == -1 else f"int4 g{self.group_size}"
+
+
+_DECOMPRESSION_OPS = ("Convert", "Reshape", "Multiply", "Subtract", "Transpose")
+
+
+def _weight_constant(node: Any) -> Any | None:
+    """The Constant behind a MatMul weight input, through its decompression ops (Convert, Multiply, ...)."""
+    for _ in range(8):
+        if node.get_type_name() == "Constant":
+            return node
+        if node.get_type_name() not in _DECOMPRESSION_OPS:
+            return None
+        node = node.input_value(0).get_node()
+    return None
+
+
+def layer_name(matmul: Any) -> str:
+    """'model.layers.0.mlp.down_proj' from '__module.model.layers.0.mlp.down_proj/aten::linear/MatMul'."""
+    name = matmul.get_friendly_name().split("/")[0]
+    return name.removeprefix("__module.")
+
+
+def layer_weights(model: Any) -> dict[str, LayerWeight]:
+    """Every MatMul with a constant weight, in execution order, with how that weight is stored."""
+    layers: dict[str, LayerWeight] = {}
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != "MatMul":
+            continue
+        const = _weight_constant(op.input_value(1).get_node())
+        if const is None:
+            continue
+        fmt = _FORMATS.get(const.get_element_type().get_type_name())
+        weight_shape = list(op.input_value(1).get_partial_shape().to_shape())
+        if fmt is None or len(weight_shape) != 2:
+            continue
+        channels = weight_shape[-1] if op.get_attributes().get("transpose_b") else weight_shape[-2]
+        shape = list(const.shape)
+        group = (shape[-1] if len(shape) == 3 else -1) if fmt == "int4" else 0
+        layers[layer_name(op)] = LayerWeight(fmt, group, channels)
+    return layers
+
+
+def group_size_fallback(model: Any, group_size: int, min_group_size: int = 32) -> dict[str, str]:
+    """The layers of an int4 model that could not use ``group_size``, and what they got instead.
+
+    A layer falls back when ``group_size`` does not divide its input channels: NNCF's ADJUST mode gives
+    it the largest power-of-two group that does (if >= ``min_group_size``), else int8. Returns
+    {layer name: "int4 g64" | "int8"}; the last MatMul (the LM head, int8 in every int4 preset)
+    and layers a ratio < 1 put in int8 on purpose are not fallbacks.
+    """
+    if group_size <= 0:
+        return {}
+    layers = list(layer_weights(model).items())[:-1]  # the LM head is int8 by design
+    fallback = {}
+    for name, weight in layers:
+        if weight.channels % group_size == 0:
+            continue
+        adjustable = weight.channels & -weight.channels >= min_group_size  # largest power of two dividing it
+        if not (weight.format == "int8" and adjustable):
+            fallback[name] = weight.describe()
+    return fallback
 
 
 def is_stateful(model: Any) -> bool:

@@ -6,13 +6,22 @@ import hashlib
 import shutil
 import tempfile
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from .cache import Hit, cache_root, folder_fingerprint, get_or_build, make_key
+from .diskspace import check_free_space, compress_bytes, disk_full_errors, export_bytes
 from .errors import UnsupportedModelError
-from .export import compress_folder, export_checkpoint, publish, read_ir, staging_folder
+from .export import (
+    compress_folder,
+    export_checkpoint,
+    folder_fallback,
+    model_fallback,
+    publish,
+    read_ir,
+    staging_folder,
+)
 from .hfcompat import HubOptions
 from .ir import dominant_format, int4_layout, is_stateful
 from .lora import Adapter, check_adapter, fused_checkpoint
@@ -76,27 +85,36 @@ def _export(source: Source, request: ExportRequest) -> Prepared:
     adapters = [{"path": str(a.path), "weight": a.weight} for a in request.adapters]
     manifest = Manifest(source.name, name or "custom", compression, stateful, adapters=adapters)
 
+    def finish(folder: Path) -> None:
+        replace(manifest, fallback=folder_fallback(folder, compression)).write(folder)
+
     def build(target: Path) -> None:
         if not request.adapters:
-            export_checkpoint(source, target, compression, stateful, request.hub, manifest.write, request.calibration)
+            export_checkpoint(source, target, compression, stateful, request.hub, finish, request.calibration)
             return
         options = dict(allow_pickle=request.lora_allow_pickle, trust_remote_code=request.hub.trust_remote_code)
         with fused_checkpoint(source.path, list(request.adapters), **options) as fused:
             fused_source = Source(source.kind, fused, source.name)
-            export_checkpoint(
-                fused_source, target, compression, stateful, request.hub, manifest.write, request.calibration
-            )
+            export_checkpoint(fused_source, target, compression, stateful, request.hub, finish, request.calibration)
 
     if not request.cache:
         workdir = tempfile.TemporaryDirectory(prefix="ov_causal-")
         target = Path(workdir.name) / "model"
         build(target)
-        return Prepared(target, manifest, workdir)
+        return Prepared(target, _with_fallback(manifest, target), workdir)
     parts = _cache_parts(source, compression, stateful, request)
-    hit = get_or_build(cache_root(request.ov_cache_dir), make_key(parts), parts, build)
+    root = cache_root(request.ov_cache_dir)
+    with disk_full_errors(root, export_bytes(count_parameters(source.path), compression), source.name):
+        hit = get_or_build(root, make_key(parts), parts, build)
     # The entry may have been built for another name of the same files (a copy of the folder, a preset
     # object equal to a named one): describe it as this request names it.
-    return Prepared(hit.folder, manifest, cache=hit)
+    return Prepared(hit.folder, _with_fallback(manifest, hit.folder), cache=hit)
+
+
+def _with_fallback(manifest: Manifest, folder: Path) -> Manifest:
+    """``manifest`` with the group-size fallback recorded by the export in ``folder``."""
+    stored = Manifest.read(folder)
+    return replace(manifest, fallback=stored.fallback) if stored is not None else manifest
 
 
 def stateful_error(folder: Path, stateful: bool) -> UnsupportedModelError:
@@ -124,17 +142,23 @@ def _check_ir_matches(folder: Path, compression: Compression, stateful: bool | N
 
 def _compressed_copy(
     folder: Path, compression: Compression, calibration: tuple[str, ...]
-) -> tuple[tempfile.TemporaryDirectory, Path]:
+) -> tuple[tempfile.TemporaryDirectory, Path, dict[str, str]]:
     """Compress an uncompressed export into a temporary folder (the original stays as it is)."""
     workdir = tempfile.TemporaryDirectory(prefix="ov_causal-")
     target = Path(workdir.name) / "model"
-    with staging_folder(target) as tmp:
-        for item in folder.iterdir():
-            if item.is_file() and item.name != MANIFEST_FILE:
-                shutil.copy2(item, tmp / item.name)
-        compress_folder(tmp, compression, calibration)
-        publish(tmp, target)
-    return workdir, target
+    needed = compress_bytes(folder, compression)
+    try:
+        check_free_space(target.parent, needed, str(folder))
+        with staging_folder(target) as tmp, disk_full_errors(target.parent, needed, str(folder)):
+            for item in folder.iterdir():
+                if item.is_file() and item.name != MANIFEST_FILE:
+                    shutil.copy2(item, tmp / item.name)
+            fallback = compress_folder(tmp, compression, calibration)
+            publish(tmp, target)
+    except BaseException:
+        workdir.cleanup()
+        raise
+    return workdir, target, fallback
 
 
 def prepare_folder(source: Source, request: ExportRequest) -> Prepared:
@@ -151,9 +175,9 @@ def prepare_folder(source: Source, request: ExportRequest) -> Prepared:
         return Prepared(source.path, manifest)
     stored, ir_stateful = _check_ir_matches(source.path, request.compression, request.stateful)
     if request.compression.quantized and stored in ("fp32", "fp16"):
-        workdir, folder = _compressed_copy(source.path, request.compression, request.calibration)
-        return Prepared(folder, Manifest(source.name, request.name or "custom", request.compression, ir_stateful),
-                        workdir)
+        workdir, folder, fallback = _compressed_copy(source.path, request.compression, request.calibration)
+        manifest = Manifest(source.name, request.name or "custom", request.compression, ir_stateful, fallback=fallback)
+        return Prepared(folder, manifest, workdir)
     return Prepared(source.path, manifest)
 
 
@@ -166,7 +190,8 @@ def manifest_for_ir(model: Any, source: str) -> Manifest:
         name = f"int4_{'sym' if sym else 'asym'}_g{group_size}"
     else:
         name, compression = stored, PRESETS[stored].compression
-    return Manifest(source=source, preset=name, compression=compression, stateful=is_stateful(model.model))
+    return Manifest(source=source, preset=name, compression=compression, stateful=is_stateful(model.model),
+                    fallback=model_fallback(model.model, compression))
 
 
 def find_tokenizer(folder: Path, hub: HubOptions) -> Any:

