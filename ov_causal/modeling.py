@@ -213,10 +213,12 @@ class OVModelForCausalLM(OptimumCausalLM):
 
     def __repr__(self) -> str:
         m = self.ov_manifest
+        fallback = m.fallback_summary()
         return (
             f"{type(self).__name__}(source={m.source!r}, model_type={self.config.model_type!r}, "
-            f"preset={m.preset!r}, weights={m.compression.describe()!r}, runtime={self.ov_runtime.name!r}, "
-            f"device={self._device!r}, stateful={self.stateful})"
+            f"preset={m.preset!r}, weights={m.compression.describe()!r}, "
+            + (f"group_size_fallback={fallback!r}, " if fallback else "")
+            + f"runtime={self.ov_runtime.name!r}, device={self._device!r}, stateful={self.stateful})"
         )
 
 

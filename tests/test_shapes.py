@@ -66,12 +66,14 @@ def test_fallback_model_generates(odd_export):
     out = model.generate(input_ids=torch.tensor([[5, 6, 7, 8]]), max_new_tokens=5, do_sample=False)
     assert out.shape == (1, 9)
     assert "group-size fallback" in model._repr_html_()
+    assert "group_size_fallback='" in repr(model) and "int8 (" in repr(model)
 
 
 def test_divisible_model_has_no_fallback(make_export):
     model = AutoModelForCausalLM.from_pretrained(make_export("llama", preset="int4_sym_g64"), compile=False)
     assert model.ov_manifest.fallback == {}
     assert model.ov_manifest.fallback_summary() == ""
+    assert "group_size_fallback" not in repr(model)
     assert dict(model_summary(model))["group-size fallback"].startswith("none")
 
 
