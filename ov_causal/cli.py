@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .errors import OptionError, OVCausalError
+from .errors import LoraError, OptionError, OVCausalError
 from .presets import PRESETS, RUNTIMES
 
 
@@ -25,8 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     gen.set_defaults(handler=_generate)
 
     cache = sub.add_parser("cache", help="list, inspect or clear the export cache")
-    cache.add_argument("action", choices=["list", "info", "clear"])
-    cache.add_argument("key", nargs="?", default=None, help="entry key (or its first characters) for 'info'")
+    cache.add_argument("action", choices=["list", "info", "clear", "verify"])
+    cache.add_argument("key", nargs="?", default=None,
+                       help="entry key (or its first characters) for 'info'; for 'verify' (default: every entry)")
     cache.add_argument("--older-than", default=None, help="with 'clear': only entries unused for e.g. 30d, 12h")
     cache.add_argument("--cache-dir", default=None, help="cache location (default $OV_CAUSAL_CACHE_DIR or ~/.cache)")
     cache.set_defaults(handler=_cache)
@@ -134,6 +135,9 @@ def _cache(args: argparse.Namespace) -> None:
         print(f"removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'} "
               f"({sum(e.size for e in removed) / 2**20:.1f} MiB) from {root}")
         return
+    if args.action == "verify":
+        _verify(cache.verify_entries(root, args.key), root)
+        return
     entries = cache.list_entries(root)
     if args.action == "list":
         print(f"{len(entries)} entries in {root}")
@@ -146,6 +150,16 @@ def _cache(args: argparse.Namespace) -> None:
                           f"{len(matches)}. See 'ov-causal cache list'.")
     print((matches[0].folder / cache.ENTRY_FILE).read_text())
     print(f"state: {'ok' if matches[0].problem is None else 'DAMAGED: ' + matches[0].problem}")
+
+
+def _verify(results: dict[str, str | None], root: object) -> None:
+    """Print each entry's state after a full re-hash; exit 1 when one is damaged."""
+    print(f"verified {len(results)} entr{'y' if len(results) == 1 else 'ies'} in {root} (every file re-hashed)")
+    for key, problem in results.items():
+        print(f"{key[:12]}  {'ok' if problem is None else 'DAMAGED: ' + problem}")
+    if any(results.values()):
+        print("damaged entries are rebuilt by the next load that needs them; 'ov-causal cache clear' removes all.")
+        raise SystemExit(1)
 
 
 def _percent(text: str) -> float:
@@ -219,7 +233,10 @@ def _fuse_lora(args: argparse.Namespace) -> None:
             pairs.append((path, float(weight) if weight else 1.0))
         except ValueError:
             raise OptionError(f"adapter {item!r}: the weight after '=' must be a number, e.g. {path}=0.5") from None
-    out = fuse_lora(args.base, pairs, args.out, allow_pickle=args.allow_pickle)
+    try:
+        out = fuse_lora(args.base, pairs, args.out, allow_pickle=args.allow_pickle)
+    except LoraError as exc:
+        raise exc.naming("--allow-pickle") from None
     print(f"fused checkpoint written to {out}")
 
 

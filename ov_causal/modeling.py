@@ -11,11 +11,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from .cache import compiling
 from .engines import GenAIEngine, Plan, check_backend, has_ov_tokenizers, plan, tokenizers_ready
 from .errors import ExportError, OptionError, PresetError, UnsupportedModelError
 from .export import IR_FILES, TOKENIZER_FILES, convert_tokenizer, publish, staging_folder
 from .hfcompat import quiet_offline_folder_check, resolve_hf_kwargs
-from .loading import ExportRequest, find_tokenizer, manifest_for_ir, prepare_folder, stateful_error
+from .loading import ExportRequest, damaged_ir, find_tokenizer, manifest_for_ir, prepare_folder, stateful_error
 from .lora import LoraSpec, parse_adapters
 from .manifest import Manifest
 from .options import check_device, validate_ov_config
@@ -67,6 +68,12 @@ class OVCausalLM:
     @property
     def preset(self) -> str:
         return self.ov_manifest.preset
+
+    def compile(self) -> None:
+        """Compile the transformers-loop engine; a blob OpenVINO caches in an export-cache entry is written under
+        that entry's lock, so a concurrent process never maps it half-written."""
+        with compiling(self.ov_config):
+            self._ov_base.compile(self)
 
     def to(self, device: str) -> OVCausalLM:
         """Move to another OpenVINO device ('CPU', 'GPU', ...); recompiles on next use."""
@@ -328,6 +335,8 @@ class AutoModelForCausalLM:
                 )
         except ValueError as exc:
             raise UnsupportedModelError(f"OpenVINO could not load {str(folder)!r}: {exc}") from exc
+        except RuntimeError as exc:  # OpenVINO's "Unable to read the model", "Incorrect weights in bin file"
+            raise damaged_ir(folder, exc) from exc
         if stateful is not None and stateful != model.stateful:
             raise stateful_error(folder, stateful)
         if manifest is None:
