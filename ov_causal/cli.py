@@ -148,7 +148,10 @@ def _cache(args: argparse.Namespace) -> None:
     if len(matches) != 1:
         raise OptionError(f"'cache info' needs the key (or its start) of one entry; {args.key!r} matches "
                           f"{len(matches)}. See 'ov-causal cache list'.")
-    print((matches[0].folder / cache.ENTRY_FILE).read_text())
+    try:
+        print((matches[0].folder / cache.ENTRY_FILE).read_text())
+    except OSError:
+        print(f"{matches[0].folder}: no readable {cache.ENTRY_FILE}")
     print(f"state: {'ok' if matches[0].problem is None else 'DAMAGED: ' + matches[0].problem}")
 
 

@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .errors import ExportError
+
 PARTIAL = ".partial-"
 BACKUP = ".backup-"
 _RENAME_EXCHANGE = 2
@@ -79,8 +81,16 @@ def remove(path: Path) -> None:
             pass
 
 
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # removed meanwhile by another process
+        return 0.0
+
+
 def _siblings(target: Path, kind: str) -> list[Path]:
-    return sorted(target.parent.glob(f".{target.name}{kind}*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    """Folders a save into ``target`` left beside it (newest first)."""
+    return sorted(target.parent.glob(f".{target.name}{kind}*"), key=_mtime, reverse=True)
 
 
 def recover(target: Path) -> None:
@@ -188,6 +198,8 @@ def publish_folder(tmp: Path, target: Path) -> None:
     """
     if target.is_symlink():
         target = target.resolve()
+    if target.exists() and not target.is_dir():
+        raise ExportError(f"cannot write a folder at {str(target)!r}: it is a file. Pass a folder path.")
     mode = stat.S_IMODE(target.stat().st_mode) if target.is_dir() else 0o777 & ~_umask()
     os.chmod(tmp, mode)  # mkdtemp makes 0700 folders
     if target.is_dir() and not any(target.iterdir()):
