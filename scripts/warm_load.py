@@ -76,19 +76,19 @@ def main() -> None:
     size = sum(p.stat().st_size for p in entry.glob("openvino_model.*"))
     legacy = {name: cache.quick_hash(entry / name)
               for name in json.loads((entry / cache.ENTRY_FILE).read_text())["files"]}
-    new_check = cache._check
+    new_check = cache.check_entry
     times: dict[str, list[float]] = {s: [] for s in SCHEMES}
     for run in range(args.runs):
         order = SCHEMES if run % 2 == 0 else SCHEMES[::-1]
         for scheme in order:
             if scheme.startswith("before"):
-                cache._check = lambda e, full, legacy=legacy: legacy_check(e, legacy)  # type: ignore[assignment]
+                cache.check_entry = lambda e, full, legacy=legacy: legacy_check(e, legacy)  # type: ignore[assignment]
             else:
-                cache._check = new_check
+                cache.check_entry = new_check
                 if "touched" in scheme:
                     touch_all(entry)
             times[scheme].append(timed_load(checkpoint, root))
-    cache._check = new_check
+    cache.check_entry = new_check
     full = []
     for _ in range(args.runs):
         start = time.perf_counter()

@@ -25,6 +25,7 @@ from ov_causal import (
     ManifestError,
     ModelSourceError,
     OVCausalError,
+    integrity,
 )
 from ov_causal import cache as cache_module
 from ov_causal.cache import ENTRY_FILE, get_or_build, list_entries, quick_hash, verify, verify_cache
@@ -108,8 +109,8 @@ def test_unchanged_entry_is_trusted_without_rehash_and_touched_one_is_rehashed(m
     _load(make_checkpoint, root, compile=False)  # the copy's new ctimes: re-hashed once, then recorded
     entry = _entry(root)
     hashed = []
-    original = cache_module.file_sha256
-    monkeypatch.setattr(cache_module, "file_sha256", lambda p: hashed.append(p.name) or original(p))
+    original = integrity.file_sha256
+    monkeypatch.setattr(integrity, "file_sha256", lambda p: hashed.append(p.name) or original(p))
     assert verify(entry) is None and hashed == []
     os.utime(entry / "openvino_model.bin")
     assert verify(entry) is None and hashed == ["openvino_model.bin"]
