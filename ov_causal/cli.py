@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .errors import LoraError, OptionError, OVCausalError
 from .presets import PRESETS, RUNTIMES
@@ -155,7 +156,7 @@ def _cache(args: argparse.Namespace) -> None:
     print(f"state: {'ok' if matches[0].problem is None else 'DAMAGED: ' + matches[0].problem}")
 
 
-def _verify(results: dict[str, str | None], root: object) -> None:
+def _verify(results: dict[str, str | None], root: Path) -> None:
     """Print each entry's state after a full re-hash; exit 1 when one is damaged."""
     print(f"verified {len(results)} entr{'y' if len(results) == 1 else 'ies'} in {root} (every file re-hashed)")
     for key, problem in results.items():
