@@ -10,8 +10,12 @@ from importlib import import_module
 from typing import Any
 
 from .errors import (
+    CacheError,
+    DamagedModelError,
     DeviceError,
     ExportError,
+    LoraError,
+    ManifestError,
     MissingExtraError,
     ModelSourceError,
     OptionError,
@@ -43,13 +47,18 @@ _LAZY = {
     "stream": "ov_causal.generation",
     "set_progress": "ov_causal.progress",
     "cache_table": "ov_causal.cache",
+    "verify_cache": "ov_causal.cache",
 }
 
 __all__ = [
     "AutoModelForCausalLM",
+    "CacheError",
     "Compression",
+    "DamagedModelError",
     "DeviceError",
     "ExportError",
+    "LoraError",
+    "ManifestError",
     "MissingExtraError",
     "ModelSourceError",
     "OVCausalError",
@@ -72,6 +81,7 @@ __all__ = [
     "runtimes_table",
     "set_progress",
     "stream",
+    "verify_cache",
 ]
 
 

@@ -6,9 +6,10 @@ import argparse
 import sys
 from argparse import ArgumentParser
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
-from .errors import OptionError, OVCausalError, PresetError
+from .errors import LoraError, OptionError, OVCausalError, PresetError
 from .presets import PRESETS, RUNTIMES, get_preset, get_runtime
 from .sources import find_local
 
@@ -54,9 +55,12 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
 
 def _add_cache(sub: argparse._SubParsersAction) -> None:
     cache = _command(sub, "cache", "list, inspect or clear the export cache")
-    cache.add_argument("action", choices=["list", "info", "clear"],
-                       help="list: every entry; info KEY: one entry's manifest and state; clear: remove entries")
-    cache.add_argument("key", nargs="?", default=None, help="with 'info': the entry's key, or its first characters")
+    cache.add_argument("action", choices=["list", "info", "clear", "verify"],
+                       help="list: every entry; info KEY: one entry's manifest and state; clear: remove entries; "
+                       "verify [KEY]: re-hash every file of the entries (exit status 1 if one is damaged)")
+    cache.add_argument("key", nargs="?", default=None,
+                       help="with 'info': the entry's key, or its first characters; with 'verify': the same "
+                       "(default: every entry)")
     cache.add_argument("--older-than", default=None, metavar="AGE",
                        help="with 'clear': only entries unused this long, e.g. 30d, 12h, 45m (default: every entry)")
     cache.add_argument("--cache-dir", default=None, metavar="FOLDER",
@@ -261,6 +265,9 @@ def _cache(args: argparse.Namespace) -> None:
         print(f"removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'} "
               f"({sum(e.size for e in removed) / 2**20:.1f} MiB) from {root}")
         return
+    if args.action == "verify":
+        _verify(cache.verify_entries(root, args.key), root)
+        return
     entries = cache.list_entries(root)
     if args.action == "list":
         print(f"{len(entries)} entries in {root}")
@@ -271,8 +278,21 @@ def _cache(args: argparse.Namespace) -> None:
     if len(matches) != 1:
         raise OptionError(f"'cache info' needs the key (or its start) of one entry; {args.key!r} matches "
                           f"{len(matches)}. See 'ov-causal cache list'.")
-    print((matches[0].folder / cache.ENTRY_FILE).read_text())
+    try:
+        print((matches[0].folder / cache.ENTRY_FILE).read_text())
+    except OSError:
+        print(f"{matches[0].folder}: no readable {cache.ENTRY_FILE}")
     print(f"state: {'ok' if matches[0].problem is None else 'DAMAGED: ' + matches[0].problem}")
+
+
+def _verify(results: dict[str, str | None], root: Path) -> None:
+    """Print each entry's state after a full re-hash; exit 1 when one is damaged."""
+    print(f"verified {len(results)} entr{'y' if len(results) == 1 else 'ies'} in {root} (every file re-hashed)")
+    for key, problem in results.items():
+        print(f"{key[:12]}  {'ok' if problem is None else 'DAMAGED: ' + problem}")
+    if any(results.values()):
+        print("damaged entries are rebuilt by the next load that needs them; 'ov-causal cache clear' removes all.")
+        raise SystemExit(1)
 
 
 def _percent(text: str) -> float:
@@ -343,7 +363,10 @@ def _fuse_lora(args: argparse.Namespace) -> None:
             pairs.append((path, float(weight) if weight else 1.0))
         except ValueError:
             raise OptionError(f"adapter {item!r}: the weight after '=' must be a number, e.g. {path}=0.5") from None
-    out = fuse_lora(args.base, pairs, args.out, allow_pickle=args.allow_pickle)
+    try:
+        out = fuse_lora(args.base, pairs, args.out, allow_pickle=args.allow_pickle)
+    except LoraError as exc:
+        raise exc.naming("--allow-pickle") from None
     print(f"fused checkpoint written to {out}")
 
 

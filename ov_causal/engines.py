@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from .cache import compiling
 from .errors import OptionError
 
 Backend = Literal["auto", "genai", "optimum"]
@@ -186,7 +187,8 @@ class GenAIEngine:
                 options["prompt_lookup"] = True
             elif mode == "draft":
                 options["draft_model"] = openvino_genai.draft_model(str(draft), self.device)
-            self._pipelines[key] = openvino_genai.LLMPipeline(str(self.folder), self.device, **options)
+            with compiling(self.properties):  # its compiled blob is written under the cache entry's lock
+                self._pipelines[key] = openvino_genai.LLMPipeline(str(self.folder), self.device, **options)
         return self._pipelines[key]
 
     def generate(self, input_ids: Any, attention_mask: Any, config: Any, kwargs: dict[str, Any]) -> Any:

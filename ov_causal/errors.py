@@ -34,6 +34,32 @@ class ExportError(OVCausalError, RuntimeError):
     """The export or save failed; nothing partial was published."""
 
 
+class LoraError(OVCausalError, ValueError):
+    """An adapter that cannot be fused: missing, unsafe, unreadable, for another base, or badly weighted."""
+
+    def __init__(self, message: str, keyword: str | None = None) -> None:
+        super().__init__(message)
+        self.keyword = keyword  # the opt-in the message names (e.g. "lora_allow_pickle=True"), if any
+
+    def naming(self, flag: str) -> LoraError:
+        """The same error naming ``flag`` (e.g. the CLI's ``--allow-pickle``) instead of the Python keyword."""
+        if self.keyword is None:
+            return self
+        return LoraError(str(self).replace(self.keyword, flag), flag)
+
+
+class CacheError(OVCausalError, OSError):
+    """The export cache cannot be used as it is (a file where a folder should be, no permission, ...)."""
+
+
+class ManifestError(OVCausalError, ValueError):
+    """An ``ov_causal.json`` that cannot be read: not JSON, or missing what every export records."""
+
+
+class DamagedModelError(OVCausalError, RuntimeError):
+    """A model file OpenVINO cannot read (empty, truncated or overwritten)."""
+
+
 class MissingExtraError(OVCausalError, ImportError):
     """A feature needs an optional dependency (an extra such as ``ov_causal[ray]``) that is not installed."""
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -15,6 +13,7 @@ from typing import Any
 
 from .diskspace import check_free_space, disk_full_errors, export_bytes, free_bytes, is_disk_full, is_write_error
 from .errors import ExportError, OVCausalError, PresetError
+from .files import publish_folder, staging
 from .hfcompat import HubOptions
 from .presets import Compression
 from .progress import stage
@@ -207,35 +206,21 @@ def _quiet_library_bars() -> Iterator[None]:
 
 @contextmanager
 def staging_folder(target: Path) -> Iterator[Path]:
-    """A fresh temporary folder beside ``target`` (same filesystem), removed if the block fails."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
-    try:
+    """A fresh temporary folder beside ``target`` (same filesystem), removed if the block fails.
+
+    Leftovers of a killed earlier save into ``target`` are cleaned up (see ``ov_causal.files``).
+    """
+    with staging(target) as tmp:
         yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def publish(tmp: Path, target: Path) -> None:
-    """Move a finished folder into place.
+    """Move a finished folder into place, all or nothing (see ``ov_causal.files.publish_folder``).
 
-    A missing or empty target is replaced by one atomic rename. Into an existing non-empty folder
-    each file is moved with an atomic replace, so files of other names that the user keeps there
-    are left alone (as ``transformers``' ``save_pretrained`` does).
+    Into an existing folder, files of other names that the user keeps there are kept (as
+    ``transformers``' ``save_pretrained`` does).
     """
-    if target.is_dir() and not any(target.iterdir()):
-        target.rmdir()
-    if not target.exists():
-        os.rename(tmp, target)
-        return
-    for item in sorted(tmp.rglob("*")):
-        dest = target / item.relative_to(tmp)
-        if item.is_dir():
-            dest.mkdir(exist_ok=True)
-        else:
-            os.replace(item, dest)
-    shutil.rmtree(tmp, ignore_errors=True)
+    publish_folder(tmp, target)
 
 
 @contextmanager

@@ -12,8 +12,9 @@ from typing import Any
 
 from .cache import Hit, cache_root, folder_fingerprint, get_or_build, make_key
 from .diskspace import check_free_space, compress_bytes, disk_full_errors, export_bytes
-from .errors import UnsupportedModelError
+from .errors import DamagedModelError, UnsupportedModelError
 from .export import (
+    IR_FILES,
     compress_folder,
     export_checkpoint,
     folder_fallback,
@@ -108,6 +109,8 @@ def _export(source: Source, request: ExportRequest) -> Prepared:
         hit = get_or_build(root, make_key(parts), parts, build)
     # The entry may have been built for another name of the same files (a copy of the folder, a preset
     # object equal to a named one): describe it as this request names it.
+    if hit.workdir is not None:  # the cache could not be written: a temporary export, not cached
+        return Prepared(hit.folder, _with_fallback(manifest, hit.folder), hit.workdir)
     return Prepared(hit.folder, _with_fallback(manifest, hit.folder), cache=hit)
 
 
@@ -126,9 +129,36 @@ def stateful_error(folder: Path, stateful: bool) -> UnsupportedModelError:
     )
 
 
+def damaged_ir(folder: Path, exc: Exception) -> DamagedModelError:
+    """The error for an export folder whose IR OpenVINO cannot read."""
+    detail = str(exc).strip().splitlines()
+    return DamagedModelError(
+        f"OpenVINO cannot read the model in {str(folder)!r} ({IR_FILES[0]} / {IR_FILES[1]}): "
+        f"{detail[-1][:300] if detail else type(exc).__name__}. The files are damaged or incomplete: export or save "
+        "the model again (or restore the folder from a backup)."
+    )
+
+
+def check_ir_files(folder: Path) -> None:
+    """Refuse an export folder whose IR files are empty (a save or copy that stopped before writing them)."""
+    for name in IR_FILES:
+        path = folder / name
+        if path.is_file() and path.stat().st_size == 0:
+            raise DamagedModelError(
+                f"{path} is empty (0 bytes): the export is incomplete or damaged. Export or save the model again."
+            )
+
+
+def _read_ir_checked(folder: Path) -> Any:
+    try:
+        return read_ir(folder)
+    except RuntimeError as exc:
+        raise damaged_ir(folder, exc) from exc
+
+
 def _check_ir_matches(folder: Path, compression: Compression, stateful: bool | None) -> tuple[str, bool]:
     """Refuse a preset the stored weights cannot become; return (stored format, stateful)."""
-    ir = read_ir(folder)
+    ir = _read_ir_checked(folder)
     if stateful is not None and stateful != is_stateful(ir):
         raise stateful_error(folder, stateful)
     stored = dominant_format(ir)
@@ -170,6 +200,7 @@ def prepare_folder(source: Source, request: ExportRequest) -> Prepared:
             f"lora= needs the Hugging Face checkpoint, but {source.name!r} is an OpenVINO export. "
             "Pass the base checkpoint together with lora=, or fuse first with ov_causal.fuse_lora."
         )
+    check_ir_files(source.path)
     manifest = Manifest.read(source.path)
     if request.compression is None:
         return Prepared(source.path, manifest)

@@ -13,16 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelSourceError, OVCausalError, UnsupportedModelError
+from .errors import LoraError, ModelSourceError, UnsupportedModelError
 
 SAFE_WEIGHTS = "adapter_model.safetensors"
 PICKLE_WEIGHTS = "adapter_model.bin"
 
 LoraSpec = str | os.PathLike | Mapping[str, float] | Sequence[str | os.PathLike | tuple[str, float]]
-
-
-class LoraError(OVCausalError, ValueError):
-    """An adapter that cannot be fused: missing, unsafe, for another base, or badly weighted."""
+PICKLE_KEYWORD = "lora_allow_pickle=True"
 
 
 @dataclass(frozen=True)
@@ -61,14 +58,28 @@ def parse_adapters(lora: LoraSpec | None) -> list[Adapter]:
     return adapters
 
 
-def check_adapter(adapter: Adapter, allow_pickle: bool) -> dict[str, Any]:
-    """Refuse a missing, non-LoRA or pickle-only adapter; return its adapter_config.json."""
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise LoraError(f"{path} cannot be read ({exc}): save the adapter again with PEFT's save_pretrained.") from exc
+    if not isinstance(config, dict):
+        raise LoraError(f"{path} holds a JSON {type(config).__name__}, not an object: it is not a PEFT adapter "
+                        "config. Save the adapter again with PEFT's save_pretrained.")
+    return config
+
+
+def check_adapter(adapter: Adapter, allow_pickle: bool, keyword: str = PICKLE_KEYWORD) -> dict[str, Any]:
+    """Refuse a missing, non-LoRA or pickle-only adapter; return its adapter_config.json.
+
+    ``keyword`` is the opt-in a refused pickle adapter's message names (the caller's spelling of it).
+    """
     if not adapter.path.is_dir():
         raise ModelSourceError(f"LoRA adapter folder {str(adapter.path)!r} does not exist.")
     config_path = adapter.path / "adapter_config.json"
     if not config_path.is_file():
         raise LoraError(f"{str(adapter.path)!r} has no adapter_config.json: it is not a PEFT adapter folder.")
-    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config = _read_config(config_path)
     if config.get("peft_type", "LORA") != "LORA":
         raise LoraError(f"{str(adapter.path)!r} is a {config.get('peft_type')} adapter; only LoRA can be fused.")
     if not (adapter.path / SAFE_WEIGHTS).is_file():
@@ -77,9 +88,57 @@ def check_adapter(adapter: Adapter, allow_pickle: bool) -> dict[str, Any]:
         if not allow_pickle:
             raise LoraError(
                 f"{str(adapter.path)!r} only has {PICKLE_WEIGHTS}, a pickle file: loading it can run code. "
-                f"Convert it to {SAFE_WEIGHTS}, or pass lora_allow_pickle=True if you trust its author."
+                f"Convert it to {SAFE_WEIGHTS}, or pass {keyword} if you trust its author.", keyword
             )
     return config
+
+
+def adapter_tensors(adapter: Adapter) -> tuple[Path, dict[str, Any]]:
+    """(weights file, its tensors), with an unreadable file a ``LoraError`` naming it."""
+    import torch
+
+    safe = adapter.path / SAFE_WEIGHTS
+    path = safe if safe.is_file() else adapter.path / PICKLE_WEIGHTS
+    try:
+        if path == safe:
+            from safetensors.torch import load_file
+
+            return path, load_file(path)
+        return path, torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # safetensors, pickle and torch raise many types for a damaged file
+        raise LoraError(
+            f"{path} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}): "
+            "the file is damaged or not a PEFT adapter. Save the adapter again with PEFT's save_pretrained."
+        ) from exc
+
+
+def check_finite(path: Path, tensors: Mapping[str, Any]) -> None:
+    """Refuse adapter weights holding NaN or infinity (a diverged training run): they would wreck the model."""
+    import torch
+
+    bad = [name for name, t in tensors.items() if torch.is_tensor(t) and t.is_floating_point()
+           and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise LoraError(
+            f"{path} holds NaN or infinite values in {len(bad)} tensor(s), e.g. {bad[0]!r}: fused, they would break "
+            "every output. Use a checkpoint of the adapter from before its training diverged."
+        )
+
+
+def _module_of(key: str) -> str:
+    """'base_model.model.model.layers.0.q_proj.lora_A.weight' -> 'model.layers.0.q_proj'."""
+    key = key.removeprefix("base_model.model.")
+    return key.split(".lora_", 1)[0] if ".lora_" in key else key.rsplit(".", 1)[0]
+
+
+def check_targets(path: Path, tensors: Mapping[str, Any], modules: set[str], base: Path) -> None:
+    """Refuse adapter tensors named for modules the base lacks (PEFT would leave them out with a warning)."""
+    strays = sorted({_module_of(k) for k in tensors} - modules)
+    if strays:
+        raise LoraError(
+            f"{path} has tensors for {len(strays)} module(s) the base model {str(base)!r} lacks, e.g. {strays[0]!r}: "
+            "the adapter does not fit the base model and would not be applied. Check that it was trained on this base."
+        )
 
 
 def check_base(base: Path) -> None:
@@ -92,15 +151,20 @@ def check_base(base: Path) -> None:
         )
 
 
-def fuse(base: Path, adapters: list[Adapter], allow_pickle: bool = False, trust_remote_code: bool = False) -> Any:
+def fuse(base: Path, adapters: list[Adapter], allow_pickle: bool = False, trust_remote_code: bool = False,
+         keyword: str = PICKLE_KEYWORD) -> Any:
     """The base model (torch, float32) with the weighted sum of the adapters merged into its weights."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     check_base(base)
     for adapter in adapters:
-        check_adapter(adapter, allow_pickle)
+        check_adapter(adapter, allow_pickle, keyword)
+    weights = [adapter_tensors(adapter) for adapter in adapters]
+    for path, tensors in weights:
+        check_finite(path, tensors)
     model = AutoModelForCausalLM.from_pretrained(base, dtype="float32", trust_remote_code=trust_remote_code)
+    modules = {name for name, _ in model.named_modules()}
     names = [f"adapter{i}" for i in range(len(adapters))]
     try:
         peft_model = PeftModel.from_pretrained(model, adapters[0].path, adapter_name=names[0])
@@ -111,6 +175,8 @@ def fuse(base: Path, adapters: list[Adapter], allow_pickle: bool = False, trust_
             f"the adapter does not fit the base model {str(base)!r} ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0][:300]}). Check that it was trained on this base."
         ) from exc
+    for path, tensors in weights:
+        check_targets(path, tensors, modules, base)
     if len(adapters) > 1 or adapters[0].weight != 1.0:
         # "cat" stacks the low-rank factors: the merged delta is exactly sum(weight_i * B_i @ A_i).
         peft_model.add_weighted_adapter(names, [a.weight for a in adapters], "combined", combination_type="cat")
@@ -161,6 +227,6 @@ def fuse_lora(
     target = Path(out_dir)
     with staging_folder(target) as tmp:
         fuse_into(base_path, parse_adapters(adapter), tmp, allow_pickle=allow_pickle,
-                  trust_remote_code=trust_remote_code)
+                  trust_remote_code=trust_remote_code, keyword="allow_pickle=True")
         publish(tmp, target)
     return target

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .errors import ManifestError
 from .presets import Compression, Runtime
 
 MANIFEST_FILE = "ov_causal.json"
@@ -62,12 +64,66 @@ class Manifest:
 
     @classmethod
     def read(cls, folder: Path) -> Manifest | None:
-        """The folder's manifest, or None for an export made by other tools (e.g. optimum-cli)."""
+        """The folder's manifest, or None for an export made by other tools (e.g. optimum-cli).
+
+        Keys this version does not know (written by a newer ov_causal) are ignored with a warning
+        naming them; a file that is not JSON or lacks a required key raises ``ManifestError``.
+        """
         path = folder / MANIFEST_FILE
         if not path.is_file():
             return None
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = _load(path)
         data.pop("format", None)
-        data["compression"] = Compression(**data["compression"])
-        data["runtime"] = Runtime(**data["runtime"]) if data.get("runtime") else None
-        return cls(**data)
+        data = _known(cls, data, path, "")
+        missing = [f.name for f in fields(cls) if f.name not in data and _required(f)]
+        if missing:
+            raise _damaged(path, f"it lacks {', '.join(missing)}")
+        for key, kind in (("compression", Compression), ("runtime", Runtime)):
+            value = data.get(key)
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise _damaged(path, f"its {key!r} is {value!r}, not an object")
+            data[key] = _build(kind, _known(kind, value, path, f"{key}."), path, key)
+        return _build(cls, data, path, "the manifest")
+
+
+def _damaged(path: Path, problem: str) -> ManifestError:
+    return ManifestError(
+        f"{path} cannot be read: {problem}. It describes how the export was made; delete it (the folder then "
+        "loads as a plain OpenVINO export) or save the model again."
+    )
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise _damaged(path, exc.strerror or type(exc).__name__) from exc
+    except ValueError as exc:
+        raise _damaged(path, f"it is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise _damaged(path, f"it holds a JSON {type(data).__name__}, not an object")
+    return data
+
+
+def _required(f: Field) -> bool:
+    return f.default is MISSING and f.default_factory is MISSING
+
+
+def _known(kind: type, data: dict[str, Any], path: Path, prefix: str) -> dict[str, Any]:
+    """``data`` without the keys ``kind`` does not have, with a warning naming them."""
+    names = {f.name for f in fields(kind)}
+    unknown = sorted(k for k in data if k not in names)
+    if unknown:
+        warnings.warn(
+            f"{path} has keys this version of ov_causal does not know ({', '.join(prefix + k for k in unknown)}), "
+            "probably written by a newer version: they are ignored. Upgrade ov_causal to use them.", stacklevel=4)
+    return {k: v for k, v in data.items() if k in names}
+
+
+def _build(kind: type, data: dict[str, Any], path: Path, what: str) -> Any:
+    try:
+        return kind(**data)
+    except (TypeError, ValueError) as exc:  # presets validate their fields in __post_init__
+        raise _damaged(path, f"{what} holds an invalid value ({exc})") from exc

@@ -16,12 +16,21 @@ from typing import Any, ClassVar
 
 from optimum.intel import OVModelForCausalLM as OptimumCausalLM
 
+from .cache import compiling
 from .engines import GenAIEngine, Plan, check_backend, has_ov_tokenizers, plan, tokenizers_ready
 from .errors import ExportError, OptionError, PresetError, UnsupportedModelError
 from .export import IR_FILES, TOKENIZER_FILES, convert_tokenizer, publish, read_ir, staging_folder
 from .hfcompat import quiet_offline_folder_check, resolve_hf_kwargs
 from .ir import dominant_format
-from .loading import ExportRequest, Prepared, find_tokenizer, manifest_for_ir, prepare_folder, stateful_error
+from .loading import (
+    ExportRequest,
+    Prepared,
+    damaged_ir,
+    find_tokenizer,
+    manifest_for_ir,
+    prepare_folder,
+    stateful_error,
+)
 from .lora import LoraSpec, parse_adapters
 from .manifest import Manifest
 from .optimum_keywords import merge_preset
@@ -95,7 +104,8 @@ class OVModelForCausalLM(OptimumCausalLM):
                 self.model
             ):
                 self.request = None  # model.model was replaced since: compile the new one
-            self._ov_base.compile(self)
+            with compiling(self.ov_config):  # a blob cached in an export-cache entry is written under its lock
+                self._ov_base.compile(self)
             self._ov_compiled_fingerprint = _fingerprint(self.model)
         finally:
             self._ov_compiling = False
@@ -360,6 +370,8 @@ def _load_optimum(folder: Path, full_config: dict[str, str], resolved: _Resolved
             )
     except ValueError as exc:
         raise UnsupportedModelError(f"OpenVINO could not load {str(folder)!r}: {exc}") from exc
+    except RuntimeError as exc:  # OpenVINO's "Unable to read the model", "Incorrect weights in bin file"
+        raise damaged_ir(folder, exc) from exc
 
 
 def _attach(model: Any, resolved: _Resolved, prepared: Prepared, runtime: Runtime, backend: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import struct
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from .errors import ModelSourceError, UnsupportedModelError
+from .files import recover
 from .hfcompat import HubOptions
 
 IR_FILE = "openvino_model.xml"
@@ -58,8 +60,23 @@ def _download(repo_id: str, hub: HubOptions) -> Path:
         ) from exc
 
 
+def _check_link(path: Path) -> None:
+    """Refuse a symlink that leads nowhere (a loop, or a missing target) with what it is."""
+    if not path.is_symlink() or path.exists():
+        return
+    try:
+        path.stat()
+    except OSError as exc:
+        what = "a symlink loop" if exc.errno == errno.ELOOP else f"a symlink to {os.readlink(path)!r}, which is missing"
+        raise ModelSourceError(
+            f"{path} is {what}. Replace it with the file itself (or a link to an existing file)."
+        ) from None
+
+
 def classify(folder: Path, name: str) -> Source:
     """Decide whether a local folder is an OpenVINO export or a transformers checkpoint."""
+    for file_name in (IR_FILE, "config.json"):
+        _check_link(folder / file_name)
     if (folder / IR_FILE).is_file():
         return Source("openvino", folder, name)
     if (folder / "config.json").is_file():
@@ -80,6 +97,8 @@ def find_local(model_id: str | os.PathLike[str], subfolder: str = "") -> Source 
     """
     name = os.fspath(model_id)
     path = Path(name).expanduser()
+    if not path.exists():
+        recover(path)  # a save into this folder killed while it swapped folders: restore the old save
     if path.exists():
         if not path.is_dir():
             raise ModelSourceError(f"{name!r} is a file; pass the folder that holds the model: {MODEL_FOLDER}.")
