@@ -39,7 +39,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "AutoModelForCausalLM": "ov_causal.modeling",
-    "OVCausalLM": "ov_causal.modeling",
+    "OVCausalLM": "ov_causal.modeling",  # the class's name in earlier releases (not in __all__)
     "OVModelForCausalLM": "ov_causal.modeling",
     "pipeline": "ov_causal.pipelines",
     "fuse_lora": "ov_causal.lora",
@@ -62,7 +62,6 @@ __all__ = [
     "MissingExtraError",
     "ModelSourceError",
     "OVCausalError",
-    "OVCausalLM",
     "OVModelForCausalLM",
     "OptionError",
     "PRESETS",
