@@ -18,7 +18,7 @@ from .cache import CACHE_ENV
 from .errors import ExportError, OVCausalError
 from .presets import Compression
 
-_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_FULL_ERRNOS = tuple(n for n in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if n is not None)
 _FULL_TEXTS = ("No space left on device", "Disk quota exceeded")
 _WRITE_ERRORS = ("iostream error", "basic_ios::clear")
 _MARGIN = 32 * 2**20  # tokenizers, config and manifest files, filesystem slack

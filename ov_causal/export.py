@@ -118,8 +118,8 @@ def compress_ir(model: Any, compression: Compression, dataset: Any = None) -> An
     except Exception as exc:  # NNCF and OpenVINO raise many types (InvalidGroupSizeError is a bare Exception)
         raise ExportError(
             f"NNCF could not compress the weights as {compression.describe()}: {summarize(exc)}. "
-            "Nothing was written. Try another preset (int8 works for every model), or report the error with "
-            "OV_CAUSAL_VERBOSE=1 output."
+            "Nothing was written. Try another preset (int8 works for every model); OV_CAUSAL_VERBOSE=1 shows "
+            "NNCF's logs."
         ) from exc
 
 

@@ -104,9 +104,10 @@ def layer_weights(model: Any) -> dict[str, LayerWeight]:
         if const is None:
             continue
         fmt = _FORMATS.get(const.get_element_type().get_type_name())
-        weight_shape = list(op.input_value(1).get_partial_shape().to_shape())
-        if fmt is None or len(weight_shape) != 2:
+        partial = op.input_value(1).get_partial_shape()
+        if fmt is None or not partial.is_static or len(partial) != 2:
             continue
+        weight_shape = list(partial.to_shape())
         channels = weight_shape[-1] if op.get_attributes().get("transpose_b") else weight_shape[-2]
         shape = list(const.shape)
         group = (shape[-1] if len(shape) == 3 else -1) if fmt == "int4" else 0
