@@ -17,6 +17,7 @@ from .errors import (
     OptionError,
     OVCausalError,
     PresetError,
+    StructuredOutputError,
     UnsupportedModelError,
 )
 from .presets import (
@@ -41,6 +42,7 @@ _LAZY = {
     "fuse_lora": "ov_causal.lora",
     "generate": "ov_causal.generation",
     "stream": "ov_causal.generation",
+    "structured_output_config": "ov_causal.structured",
     "set_progress": "ov_causal.progress",
     "cache_table": "ov_causal.cache",
 }
@@ -61,6 +63,7 @@ __all__ = [
     "PresetError",
     "RUNTIMES",
     "Runtime",
+    "StructuredOutputError",
     "UnsupportedModelError",
     "cache_table",
     "fuse_lora",
@@ -72,6 +75,7 @@ __all__ = [
     "runtimes_table",
     "set_progress",
     "stream",
+    "structured_output_config",
 ]
 
 

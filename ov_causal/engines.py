@@ -38,7 +38,9 @@ NO_OP = {"typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "encoder_re
 
 # Keywords of generate() itself (not GenerationConfig attributes) that GenAI can serve.
 CALL_KEYWORDS = {"input_ids", "attention_mask", "generation_config", "streamer", "assistant_model", "tokenizer",
-                 "position_ids", "presence_penalty", "frequency_penalty"}
+                 "position_ids", "presence_penalty", "frequency_penalty", "response_format"}
+# Of those, the ones only GenAI has: the transformers loop refuses them.
+GENAI_ONLY = ("presence_penalty", "frequency_penalty", "response_format")
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,10 @@ def genai_config(config: Any, prompt_length: int, kwargs: dict[str, Any]) -> Any
     for key in ("presence_penalty", "frequency_penalty"):
         if kwargs.get(key) is not None:
             setattr(out, key, float(kwargs[key]))
+    if kwargs.get("response_format") is not None:
+        from .structured import structured_output_config
+
+        out.structured_output_config = structured_output_config(kwargs["response_format"])
     out.num_return_sequences = config.num_return_sequences or 1
     if (config.num_beams or 1) > 1:
         out.num_beams = config.num_beams

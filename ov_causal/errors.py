@@ -34,6 +34,10 @@ class ExportError(OVCausalError, RuntimeError):
     """The export or save failed; nothing partial was published."""
 
 
+class StructuredOutputError(OVCausalError, ValueError):
+    """A malformed ``response_format``, or a JSON schema that cannot be compiled for constrained generation."""
+
+
 class MissingExtraError(OVCausalError, ImportError):
     """A feature needs an optional dependency (an extra such as ``ov_causal[ray]``) that is not installed."""
 

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from optimum.intel import OVModelForCausalLM as OptimumCausalLM
 
-from .engines import GenAIEngine, Plan, check_backend, has_ov_tokenizers, plan, tokenizers_ready
+from .engines import GENAI_ONLY, GenAIEngine, Plan, check_backend, has_ov_tokenizers, plan, tokenizers_ready
 from .errors import ExportError, OptionError, PresetError, UnsupportedModelError
 from .export import IR_FILES, TOKENIZER_FILES, convert_tokenizer, publish, read_ir, staging_folder
 from .hfcompat import quiet_offline_folder_check, resolve_hf_kwargs
@@ -143,10 +143,11 @@ class OVModelForCausalLM(OptimumCausalLM):
             self.last_engine, self.last_engine_reason = "genai", ""
             return engine.generate(kwargs["input_ids"], kwargs.get("attention_mask"), decision.config, kwargs)
         self.last_engine, self.last_engine_reason = "optimum", decision.reason or "GenAI engine unavailable"
-        for key in ("presence_penalty", "frequency_penalty"):
+        for key in GENAI_ONLY:
             if kwargs.pop(key, None) is not None:
                 raise OptionError(f"{key}= exists only in the GenAI engine, which cannot serve this call "
-                                  f"({self.last_engine_reason}).")
+                                  f"({self.last_engine_reason}): use backend='genai' or 'auto' and only "
+                                  "settings GenAI has.")
         if self.__dict__.get("_ov_request") is not None and self._ov_compiled_fingerprint != _fingerprint(self.model):
             self.compile()
         return self._ov_base.generate(self, **kwargs)
