@@ -16,7 +16,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from .cache import USED_FILE, cache_root, verify
+from .cache import USED_FILE, Hit, cache_root, verify
 from .engines import MAPPED, NEUTRAL, NO_OP, has_ov_tokenizers
 from .hfcompat import resolve_hf_kwargs
 from .ir import is_stateful
@@ -53,8 +53,6 @@ def _entry(source: Source, request: ExportRequest) -> Prepared | None:
     if not entry.is_dir() or verify(entry) is not None:
         return None
     (entry / USED_FILE).write_text(str(time.time()))  # a hit counts as a use, as in get_or_build
-    from .cache import Hit
-
     return Prepared(entry, Manifest.read(entry), cache=Hit(entry, hit=True))
 
 
@@ -94,7 +92,8 @@ def find_ready(
         return None
     if not has_ov_tokenizers(prepared.folder) or not _stateful(prepared):
         return None
-    device = check_device(device)
+    # CPU always exists: skip asking OpenVINO for every device (it probes each plugin)
+    device = "CPU" if isinstance(device, str) and device.strip().upper() == "CPU" else check_device(device)
     _, properties = runtime_config(resolve_runtime(runtime, preset_arg), {}, prepared, source.kind, device, False)
     return ReadyFolder(prepared.folder, device, properties)
 
