@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from .errors import StructuredOutputError
@@ -73,27 +74,34 @@ def schema_regex(schema: Mapping[str, Any], name: str = "schema") -> str:
     Raises:
         StructuredOutputError: the schema cannot be compiled (says why).
     """
+    try:
+        text = json.dumps(schema, allow_nan=False)  # key order kept: it is the order properties are written in
+    except (TypeError, ValueError) as exc:
+        raise StructuredOutputError(f"JSON schema {name!r} is not JSON-serialisable: {exc}.") from None
+    regex, problem = _compile(text)
+    if problem:
+        raise StructuredOutputError(f"JSON schema {name!r} {problem}") from None
+    return regex
+
+
+@lru_cache(maxsize=256)
+def _compile(schema_json: str) -> tuple[str, str]:
+    """(regex, '') or ('', why it failed) for a schema's JSON text; cached: a server sees the same schemas."""
     from outlines_core.json_schema import build_regex_from_schema
 
     try:
-        text = json.dumps(schema, allow_nan=False)
+        regex = build_regex_from_schema(schema_json, WHITESPACE, MAX_RECURSION_DEPTH)
     except (TypeError, ValueError) as exc:
-        raise StructuredOutputError(f"JSON schema {name!r} is not JSON-serialisable: {exc}.") from None
-    try:
-        regex = build_regex_from_schema(text, WHITESPACE, MAX_RECURSION_DEPTH)
-    except (TypeError, ValueError) as exc:
-        raise StructuredOutputError(
-            f"JSON schema {name!r} cannot be compiled for constrained generation: {exc}. "
-            "Simplify the schema (supported: types, properties, required, items, enum, const, "
-            "anyOf/oneOf/allOf, $ref, minLength/maxLength, minItems/maxItems, pattern, format)."
-        ) from None
+        return "", (
+            f"cannot be compiled for constrained generation: {exc}. Simplify the schema (supported: types, "
+            "properties, required, items, enum, const, anyOf/oneOf/allOf, $ref, minLength/maxLength, "
+            "minItems/maxItems, pattern, format)."
+        )
     try:
         re.compile(regex)
     except re.error as exc:  # a 'pattern' keyword that is not a valid regex is copied in verbatim
-        raise StructuredOutputError(
-            f"JSON schema {name!r} compiles to an invalid regex ({exc}); check its 'pattern' keywords."
-        ) from None
-    return _xgrammar_safe(regex)
+        return "", f"compiles to an invalid regex ({exc}); check its 'pattern' keywords."
+    return _xgrammar_safe(regex), ""
 
 
 def constraint(response_format: Mapping[str, Any] | None) -> dict[str, str] | None:

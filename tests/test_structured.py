@@ -148,3 +148,10 @@ def test_malformed_response_formats_say_why(response_format, message):
     with pytest.raises(StructuredOutputError, match=message) as info:
         constraint(response_format)
     assert isinstance(info.value, ValueError) and isinstance(info.value, OVCausalError)
+
+
+def test_properties_are_written_in_the_schemas_order():
+    schema = {"type": "object", "properties": {"zeta": {"type": "integer"}, "alpha": {"type": "integer"}},
+              "required": ["zeta", "alpha"]}
+    pattern = re.compile(schema_regex(schema))
+    assert pattern.fullmatch('{"zeta":1,"alpha":2}') and not pattern.fullmatch('{"alpha":2,"zeta":1}')
