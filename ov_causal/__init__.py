@@ -21,6 +21,7 @@ from .errors import (
     OptionError,
     OVCausalError,
     PresetError,
+    StructuredOutputError,
     UnsupportedModelError,
 )
 from .presets import (
@@ -45,6 +46,7 @@ _LAZY = {
     "fuse_lora": "ov_causal.lora",
     "generate": "ov_causal.generation",
     "stream": "ov_causal.generation",
+    "structured_output_config": "ov_causal.structured",
     "set_progress": "ov_causal.progress",
     "cache_table": "ov_causal.cache",
     "verify_cache": "ov_causal.cache",
@@ -69,6 +71,7 @@ __all__ = [
     "PresetError",
     "RUNTIMES",
     "Runtime",
+    "StructuredOutputError",
     "UnsupportedModelError",
     "cache_table",
     "fuse_lora",
@@ -80,6 +83,7 @@ __all__ = [
     "runtimes_table",
     "set_progress",
     "stream",
+    "structured_output_config",
     "verify_cache",
 ]
 

@@ -39,7 +39,9 @@ NO_OP = {"typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "encoder_re
 
 # Keywords of generate() itself (not GenerationConfig attributes) that GenAI can serve.
 CALL_KEYWORDS = {"input_ids", "attention_mask", "generation_config", "streamer", "assistant_model", "tokenizer",
-                 "position_ids", "presence_penalty", "frequency_penalty"}
+                 "position_ids", "presence_penalty", "frequency_penalty", "response_format"}
+# Of those, the ones only GenAI has: the transformers loop refuses them.
+GENAI_ONLY = ("presence_penalty", "frequency_penalty", "response_format")
 
 
 @dataclass(frozen=True)
@@ -94,10 +96,13 @@ def plan(model: Any, kwargs: dict[str, Any], backend: Backend) -> Plan:
     return Plan("genai", config=config)
 
 
-def genai_config(config: Any, prompt_length: int, kwargs: dict[str, Any]) -> Any:
-    """The ``openvino_genai.GenerationConfig`` equivalent to a transformers GenerationConfig."""
+def genai_config(config: Any, prompt_length: int, kwargs: dict[str, Any], rng_seed: int | None = None) -> Any:
+    """The ``openvino_genai.GenerationConfig`` equivalent to a transformers GenerationConfig.
+
+    ``config`` needs only the attributes read here (a namespace works); sampling draws its seed from
+    torch's generator unless ``rng_seed`` is given.
+    """
     import openvino_genai
-    import torch
 
     out = openvino_genai.GenerationConfig()
     out.max_new_tokens = config.max_new_tokens if config.max_new_tokens is not None else max(
@@ -117,6 +122,10 @@ def genai_config(config: Any, prompt_length: int, kwargs: dict[str, Any]) -> Any
     for key in ("presence_penalty", "frequency_penalty"):
         if kwargs.get(key) is not None:
             setattr(out, key, float(kwargs[key]))
+    if kwargs.get("response_format") is not None:
+        from .structured import structured_output_config
+
+        out.structured_output_config = structured_output_config(kwargs["response_format"])
     out.num_return_sequences = config.num_return_sequences or 1
     if (config.num_beams or 1) > 1:
         out.num_beams = config.num_beams
@@ -134,13 +143,19 @@ def genai_config(config: Any, prompt_length: int, kwargs: dict[str, Any]) -> Any
         out.top_p = float(config.top_p if config.top_p is not None else 1.0)
         if config.min_p:
             out.min_p = float(config.min_p)
-        out.rng_seed = int(torch.randint(0, 2**31 - 1, (1,)).item())  # follows torch.manual_seed
+        out.rng_seed = rng_seed if rng_seed is not None else _torch_draw()  # follows torch.manual_seed
     if config.prompt_lookup_num_tokens:
         out.num_assistant_tokens = int(config.prompt_lookup_num_tokens)
         out.max_ngram_size = int(config.max_matching_ngram_size or 2)
     elif kwargs.get("assistant_model") is not None:
         out.num_assistant_tokens = int(config.num_assistant_tokens or 5)
     return out
+
+
+def _torch_draw() -> int:
+    import torch
+
+    return int(torch.randint(0, 2**31 - 1, (1,)).item())
 
 
 class TokenStreamer:

@@ -60,6 +60,10 @@ class DamagedModelError(OVCausalError, RuntimeError):
     """A model file OpenVINO cannot read (empty, truncated or overwritten)."""
 
 
+class StructuredOutputError(OVCausalError, ValueError):
+    """A malformed ``response_format``, or a JSON schema that cannot be compiled for constrained generation."""
+
+
 class MissingExtraError(OVCausalError, ImportError):
     """A feature needs an optional dependency (an extra such as ``ov_causal[ray]``) that is not installed."""
 

@@ -27,7 +27,8 @@ from .hfcompat import HubOptions
 from .ir import dominant_format, int4_layout, is_stateful
 from .lora import Adapter, check_adapter, fused_checkpoint
 from .manifest import MANIFEST_FILE, Manifest, library_versions
-from .presets import PRESETS, Compression, default_compression
+from .options import validate_ov_config
+from .presets import PRESETS, Compression, Runtime, default_compression, default_runtime
 from .sources import Source, check_exportable, count_parameters, read_config
 
 
@@ -75,14 +76,27 @@ def _cache_parts(source: Source, compression: Compression, stateful: bool, reque
     }
 
 
+def export_settings(source: Source, request: ExportRequest) -> tuple[str | None, Compression, bool]:
+    """The preset name, compression and stateful form an export of a checkpoint gets (the size default
+    applied). Reads only safetensors headers: no torch, transformers or optimum import."""
+    name, compression = request.name, request.compression
+    if compression is None:
+        name, compression = default_compression(count_parameters(source.path))
+    return name, compression, request.stateful is not False and request.hub.use_cache
+
+
+def cache_key(source: Source, request: ExportRequest) -> tuple[str, dict[str, Any]]:
+    """The export cache key of a checkpoint export, and the parts it hashes."""
+    _, compression, stateful = export_settings(source, request)
+    parts = _cache_parts(source, compression, stateful, request)
+    return make_key(parts), parts
+
+
 def _export(source: Source, request: ExportRequest) -> Prepared:
     check_exportable(read_config(source.path), source.path)
     for adapter in request.adapters:
         check_adapter(adapter, request.lora_allow_pickle)
-    name, compression = request.name, request.compression
-    if compression is None:
-        name, compression = default_compression(count_parameters(source.path))
-    stateful = request.stateful is not False and request.hub.use_cache
+    name, compression, stateful = export_settings(source, request)
     adapters = [{"path": str(a.path), "weight": a.weight} for a in request.adapters]
     manifest = Manifest(source.name, name or "custom", compression, stateful, adapters=adapters)
 
@@ -103,10 +117,10 @@ def _export(source: Source, request: ExportRequest) -> Prepared:
         target = Path(workdir.name) / "model"
         build(target)
         return Prepared(target, _with_fallback(manifest, target), workdir)
-    parts = _cache_parts(source, compression, stateful, request)
+    key, parts = cache_key(source, request)
     root = cache_root(request.ov_cache_dir)
     with disk_full_errors(root, export_bytes(count_parameters(source.path), compression), source.name):
-        hit = get_or_build(root, make_key(parts), parts, build)
+        hit = get_or_build(root, key, parts, build)
     # The entry may have been built for another name of the same files (a copy of the folder, a preset
     # object equal to a named one): describe it as this request names it.
     if hit.workdir is not None:  # the cache could not be written: a temporary export, not cached
@@ -118,6 +132,32 @@ def _with_fallback(manifest: Manifest, folder: Path) -> Manifest:
     """``manifest`` with the group-size fallback recorded by the export in ``folder``."""
     stored = Manifest.read(folder)
     return replace(manifest, fallback=stored.fallback) if stored is not None else manifest
+
+
+def stored_weights(prepared: Prepared) -> str:
+    """The weight format of the folder to load: from its manifest, else read from the IR."""
+    if prepared.manifest is not None:
+        return prepared.manifest.compression.weights
+    return dominant_format(read_ir(prepared.folder))
+
+
+def runtime_config(
+    runtime: Runtime | None, overrides: dict[str, str], prepared: Prepared, source_kind: str, device: str,
+    user_ov_config: bool,
+) -> tuple[Runtime, dict[str, str]]:
+    """The runtime preset and the full ``ov_config`` (the user's keys win key by key).
+
+    An export folder restores the runtime it was saved with unless a runtime or ov_config is given;
+    a cached export compiles into its entry's ``compiled/`` folder (later loads skip compilation).
+    """
+    manifest = prepared.manifest
+    if manifest is not None and source_kind == "openvino" and runtime is None and not user_ov_config:
+        runtime, overrides = manifest.runtime, {**manifest.ov_config, **overrides}
+    runtime = runtime or default_runtime(stored_weights(prepared), overrides)
+    full_config = validate_ov_config({**runtime.ov_config(), **overrides}, device)
+    if prepared.cache is not None:
+        full_config.setdefault("CACHE_DIR", str(prepared.cache.compiled_dir))
+    return runtime, full_config
 
 
 def stateful_error(folder: Path, stateful: bool) -> UnsupportedModelError:

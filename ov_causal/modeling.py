@@ -17,11 +17,10 @@ from typing import Any, ClassVar
 from optimum.intel import OVModelForCausalLM as OptimumCausalLM
 
 from .cache import compiling
-from .engines import GenAIEngine, Plan, check_backend, has_ov_tokenizers, plan, tokenizers_ready
+from .engines import GENAI_ONLY, GenAIEngine, Plan, check_backend, has_ov_tokenizers, plan, tokenizers_ready
 from .errors import ExportError, OptionError, PresetError, UnsupportedModelError
-from .export import IR_FILES, TOKENIZER_FILES, convert_tokenizer, publish, read_ir, staging_folder
+from .export import IR_FILES, TOKENIZER_FILES, convert_tokenizer, publish, staging_folder
 from .hfcompat import quiet_offline_folder_check, resolve_hf_kwargs
-from .ir import dominant_format
 from .loading import (
     ExportRequest,
     Prepared,
@@ -29,13 +28,14 @@ from .loading import (
     find_tokenizer,
     manifest_for_ir,
     prepare_folder,
+    runtime_config,
     stateful_error,
 )
 from .lora import LoraSpec, parse_adapters
 from .manifest import Manifest
 from .optimum_keywords import merge_preset
 from .options import check_device, validate_ov_config
-from .presets import Compression, Preset, Runtime, default_runtime, resolve_compression, resolve_runtime
+from .presets import Compression, Preset, Runtime, resolve_compression, resolve_runtime
 from .sources import Source, resolve_source
 from .texts import TextSource, load_texts
 
@@ -153,10 +153,11 @@ class OVModelForCausalLM(OptimumCausalLM):
             self.last_engine, self.last_engine_reason = "genai", ""
             return engine.generate(kwargs["input_ids"], kwargs.get("attention_mask"), decision.config, kwargs)
         self.last_engine, self.last_engine_reason = "optimum", decision.reason or "GenAI engine unavailable"
-        for key in ("presence_penalty", "frequency_penalty"):
+        for key in GENAI_ONLY:
             if kwargs.pop(key, None) is not None:
                 raise OptionError(f"{key}= exists only in the GenAI engine, which cannot serve this call "
-                                  f"({self.last_engine_reason}).")
+                                  f"({self.last_engine_reason}): use backend='genai' or 'auto' and only "
+                                  "settings GenAI has.")
         if self.__dict__.get("_ov_request") is not None and self._ov_compiled_fingerprint != _fingerprint(self.model):
             self.compile()
         return self._ov_base.generate(self, **kwargs)
@@ -341,23 +342,10 @@ def _resolve(model_id: Any, options: dict[str, Any], kwargs: dict[str, Any]) -> 
     )
 
 
-def _stored_weights(prepared: Prepared) -> str:
-    if prepared.manifest is not None:
-        return prepared.manifest.compression.weights
-    return dominant_format(read_ir(prepared.folder))
-
-
 def _runtime_config(resolved: _Resolved, prepared: Prepared, user_ov_config: bool) -> tuple[Runtime, dict[str, str]]:
     """Stage 2b: the runtime preset and the full ``ov_config`` (the user's keys win key by key)."""
-    runtime, overrides = resolved.runtime, resolved.overrides
-    manifest = prepared.manifest
-    if manifest is not None and resolved.source.kind == "openvino" and runtime is None and not user_ov_config:
-        runtime, overrides = manifest.runtime, {**manifest.ov_config, **overrides}
-    runtime = runtime or default_runtime(_stored_weights(prepared), overrides)
-    full_config = validate_ov_config({**runtime.ov_config(), **overrides}, resolved.device)
-    if prepared.cache is not None:  # compiled blobs beside the cached export: later loads skip compilation
-        full_config.setdefault("CACHE_DIR", str(prepared.cache.compiled_dir))
-    return runtime, full_config
+    return runtime_config(resolved.runtime, resolved.overrides, prepared, resolved.source.kind, resolved.device,
+                          user_ov_config)
 
 
 def _load_optimum(folder: Path, full_config: dict[str, str], resolved: _Resolved) -> Any:
