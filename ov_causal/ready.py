@@ -52,7 +52,10 @@ def _entry(source: Source, request: ExportRequest) -> Prepared | None:
     entry = cache_root(request.ov_cache_dir) / "entries" / key  # the layout cache.get_or_build writes
     if not entry.is_dir() or verify(entry) is not None:
         return None
-    (entry / USED_FILE).write_text(str(time.time()))  # a hit counts as a use, as in get_or_build
+    try:
+        (entry / USED_FILE).write_text(str(time.time()))  # a hit counts as a use, as in get_or_build
+    except OSError:  # a read-only cache: used as it is
+        pass
     return Prepared(entry, Manifest.read(entry), cache=Hit(entry, hit=True))
 
 
