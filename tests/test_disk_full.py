@@ -46,7 +46,7 @@ def _patch_publish(monkeypatch):
 
 
 def _patch_cache_records(monkeypatch):
-    monkeypatch.setattr("ov_causal.cache._file_records", _enospc)
+    monkeypatch.setattr("ov_causal.cache.file_records", _enospc)
 
 
 @pytest.mark.parametrize("patch", [_patch_main_export, _patch_compress_save, _patch_publish, _patch_cache_records],
