@@ -80,3 +80,19 @@ def test_context_length(completer):
     with pytest.raises(APIError, match="maximum context length is 256") as error:
         completer.complete(completer.encode_text(PROMPT), Sampling(max_tokens=300))
     assert error.value.code == "context_length_exceeded"
+
+
+def test_response_format_goes_to_structured_output(completer):
+    """Wired through ov_causal.structured when it is there; a clear 400 while it is not."""
+    prompt = completer.encode_text(PROMPT)
+    wanted = Sampling(max_tokens=8, temperature=0, response_format={"type": "json_object"})
+    try:
+        import ov_causal.structured  # noqa: F401
+    except ImportError:
+        with pytest.raises(APIError, match="response_format") as missing:
+            completer.generation_config(prompt, wanted, 16)
+        assert missing.value.status == 400 and missing.value.param == "response_format"
+        return
+    assert completer.generation_config(prompt, wanted, 16).structured_output_config is not None
+    plain = Sampling(max_tokens=8, temperature=0, response_format={"type": "text"})
+    assert completer.generation_config(prompt, plain, 16).structured_output_config is None
