@@ -54,18 +54,23 @@ async def _one(client: Any, url: str, model: str, prompt: str, max_tokens: int,
         end = time.perf_counter()
         ok = response.status_code == 200
         tokens = response.json()["usage"]["completion_tokens"] if ok else 0
-        return {"ok": ok, "first": end - start, "total": end - start, "tokens": tokens}
+        return {"ok": ok, "first": end - start, "total": end - start, "tokens": tokens,
+                "failure": "" if ok else f"{response.status_code} {response.text[:200]}"}
     first, tokens = None, 0
     body.update(stream=True, stream_options={"include_usage": True})
     async with client.stream("POST", f"{url}/completions", json=body) as response:
         if response.status_code != 200:
-            await response.aread()
-            return {"ok": False, "first": float("nan"), "total": time.perf_counter() - start, "tokens": 0}
+            text = (await response.aread()).decode(errors="replace")
+            return {"ok": False, "first": float("nan"), "total": time.perf_counter() - start, "tokens": 0,
+                    "failure": f"{response.status_code} {text[:200]}"}
         async for line in response.aiter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
             chunk = json.loads(line[6:])
-            if first is None and chunk.get("choices") and chunk["choices"][0].get("text"):
+            if "error" in chunk:
+                return {"ok": False, "first": float("nan"), "total": time.perf_counter() - start, "tokens": 0,
+                        "failure": f"in-stream {chunk['error']['message'][:200]}"}
+            if first is None and chunk.get("choices"):  # the first piece (or the end, if nothing printable came)
                 first = time.perf_counter() - start
             if chunk.get("usage"):
                 tokens = chunk["usage"]["completion_tokens"]
@@ -105,7 +110,9 @@ def _workload(requests: int, seed: int = 2) -> list[tuple[str, int]]:
 
 def _summary(results: list[dict[str, float]], seconds: float) -> dict[str, float]:
     done = [r for r in results if r["ok"]]
-    return {"requests": len(results), "failed": len(results) - len(done), "seconds": seconds,
+    failures = sorted({str(r.get("failure")) for r in results if not r["ok"]})
+    return {"requests": len(results), "failed": len(results) - len(done), "failures": failures[:5],
+            "seconds": seconds,
             "requests_per_s": len(done) / seconds, "tokens_per_s": sum(r["tokens"] for r in done) / seconds,
             "ttft_p50_s": _median([r["first"] for r in done]), "ttft_p95_s": _p95([r["first"] for r in done]),
             "latency_p50_s": _median([r["total"] for r in done]), "latency_p95_s": _p95([r["total"] for r in done])}
@@ -211,8 +218,9 @@ def main() -> None:
     parser.add_argument("--preset", default="int8")
     parser.add_argument("--work", type=Path, default=Path("/tmp/ov_causal_serve_bench"))
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--requests", type=int, default=64)
-    parser.add_argument("--duration", type=float, default=90.0, help="seconds; each load test stops after it")
+    parser.add_argument("--requests", type=int, default=48)
+    parser.add_argument("--duration", type=float, default=120.0,
+                        help="seconds; each load test sends no new request after it")
     parser.add_argument("--runs", type=int, default=3, help="repeats of each mixed-load measurement")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--json", type=Path, default=None)
