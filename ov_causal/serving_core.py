@@ -141,8 +141,10 @@ class ServingCore:
         try:
             while self._admit():
                 if self._active:
+                    started = time.perf_counter()
                     self.pipeline.step()
                     self._collect()
+                    self._let_readers_catch_up(time.perf_counter() - started)
                     if not self._active:
                         _trim_heap()  # give freed memory back after a burst
         except BaseException as exc:  # noqa: BLE001 - reported to every request and to /health
@@ -154,6 +156,14 @@ class ServingCore:
         finally:
             for request in [*self._active.values(), *self._incoming]:
                 self._end(request, APIError(503, "The server shut down.", kind="server_error"))
+
+    def _let_readers_catch_up(self, step_seconds: float) -> None:
+        """Wait (up to a step's time) while readers are behind: GenAI's step() holds the GIL, so the
+        threads reading the requests (an event loop sending pieces, health checks) only run between steps."""
+        deadline = time.perf_counter() + min(_MAX_PAUSE, step_seconds)
+        time.sleep(0)
+        while time.perf_counter() < deadline and any(r.backlog for r in self._active.values()):
+            time.sleep(0.0005)
 
     def _admit(self) -> bool:
         """Hand waiting requests to GenAI and cancel abandoned ones; False once closed."""
@@ -217,6 +227,7 @@ class ServingCore:
             self.on_finish(request)
 
 
+_MAX_PAUSE = 0.2  # seconds the stepping thread waits at most for slow readers after a step
 _REASONS = {"STOP": "stop", "LENGTH": "length", "TOOL_CALL": "stop"}
 
 

@@ -49,6 +49,7 @@ class Request:
         self.error: APIError | None = None
         self.cancelled = False
         self.handle: Any = None
+        self.pushed = self.taken = 0  # chunks handed over / read: each counter written by one thread only
         self._seen: dict[int, int] = {}  # GenAI sequence id -> our index
 
     def cancel(self) -> None:
@@ -62,14 +63,21 @@ class Request:
         if self.finished is None:
             self.cancel()
 
+    @property
+    def backlog(self) -> int:
+        """Chunks generated and not read yet (0 for a request nobody reads any more)."""
+        return 0 if self.cancelled else self.pushed - self.taken
+
     def __iter__(self) -> Iterator[Chunk]:
         while (item := self._queue.get()) is not _END:
+            self.taken += 1
             yield item
         if self.error is not None:
             raise self.error
 
     async def __aiter__(self) -> AsyncIterator[Chunk]:
         while (item := await self._queue.get()) is not _END:
+            self.taken += 1
             yield item
         if self.error is not None:
             raise self.error
@@ -83,6 +91,7 @@ class Request:
 
     def _push(self, item: object) -> None:
         if isinstance(item, Chunk):
+            self.pushed += 1
             self.completion_tokens += len(item.tokens)
             if self.first_token is None and item.tokens:
                 self.first_token = time.monotonic()
