@@ -161,7 +161,7 @@ class ServingCore:
         """Wait (up to a step's time) while readers are behind: GenAI's step() holds the GIL, so the
         threads reading the requests (an event loop sending pieces, health checks) only run between steps."""
         deadline = time.perf_counter() + min(_MAX_PAUSE, step_seconds)
-        time.sleep(0)
+        time.sleep(0)  # one turn for the other threads (requests arriving) even when no reader is behind
         while time.perf_counter() < deadline and any(r.backlog for r in self._active.values()):
             time.sleep(0.0005)
 

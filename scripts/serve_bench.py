@@ -201,9 +201,9 @@ def _prepare(args: argparse.Namespace) -> tuple[Path, dict[str, str]]:
     from ov_causal.bench import build_random_checkpoint
     from ov_causal.engines import tokenizers_ready
 
-    source = Path(args.model) if args.model else args.work / f"random-{args.hidden}x{args.layers}"
+    source = Path(args.model) if args.model else args.work / f"random-{args.hidden}x{args.layers}-v{args.vocab}"
     if not args.model and not (source / "config.json").is_file():
-        build_random_checkpoint(source, hidden=args.hidden, layers=args.layers)
+        build_random_checkpoint(source, hidden=args.hidden, layers=args.layers, vocab=args.vocab)
     model = AutoModelForCausalLM.from_pretrained(source, preset=args.preset, compile=False)
     folder = Path(model.model_save_dir)
     tokenizers_ready(folder, model.tokenizer)
@@ -215,6 +215,9 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="checkpoint or export folder (default: a random Llama)")
     parser.add_argument("--hidden", type=int, default=1024)
     parser.add_argument("--layers", type=int, default=16)
+    parser.add_argument("--vocab", type=int, default=4096,
+                        help="vocabulary of the random model; keep it within the demo tokenizer's, so that every "
+                        "generated token prints and a stream's first piece comes with its first token")
     parser.add_argument("--preset", default="int8")
     parser.add_argument("--work", type=Path, default=Path("/tmp/ov_causal_serve_bench"))
     parser.add_argument("--clients", type=int, default=16)
