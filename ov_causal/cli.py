@@ -125,13 +125,16 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     srv.add_argument("--host", default="127.0.0.1",
                      help="address to listen on; 0.0.0.0 for every network (default: %(default)s, this machine only)")
     srv.add_argument("--port", type=int, metavar="N", default=8000, help="port to listen on (default: %(default)s)")
-    srv.add_argument("--name", default=None, help="model id clients send (default: MODEL as given)")
+    srv.add_argument("--name", default=None, help="model id clients send (default: a folder's name, or the Hub id)")
     srv.add_argument("--device", default="CPU", help=DEVICE_HELP)
     srv.add_argument("--chat-template", default=None, metavar="FILE",
                      help="Jinja chat template file, for tokenizers without one (default: the tokenizer's)")
     srv.add_argument("--max-batch", type=int, metavar="N", default=16,
-                     help="most waiting requests a replica serves with one generate() call; 1: one at a time "
-                     "(default: %(default)s)")
+                     help="most requests in a replica's running batch; later ones wait (default: %(default)s)")
+    srv.add_argument("--max-queue", type=int, metavar="N", default=64,
+                     help="most requests waiting per replica; more get 429 (default: %(default)s)")
+    srv.add_argument("--kv-cache-gb", type=int, metavar="GB", default=None,
+                     help="KV-cache pool per replica in GB (default: grown with demand)")
     srv.set_defaults(handler=_serve)
 
 
@@ -374,7 +377,7 @@ def _fuse_lora(args: argparse.Namespace) -> None:
 def _serve(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from .serve import serve, wait
+    from .serve import default_name, serve, wait
 
     template = None
     if args.chat_template is not None:
@@ -385,8 +388,8 @@ def _serve(args: argparse.Namespace) -> None:
     runtime = {} if args.runtime is None else {"runtime": args.runtime}
     url = serve(args.model, preset=args.preset, replicas=args.replicas, host=args.host, port=args.port,
                 name=args.name, device=args.device, chat_template=template, max_batch=args.max_batch,
-                blocking=False, **runtime)
-    name = args.name or args.model
+                max_queue=args.max_queue, kv_cache_gb=args.kv_cache_gb, blocking=False, **runtime)
+    name = args.name or default_name(args.model)
     print(f"serving {name!r} at {url} ({args.replicas} replica{'s' if args.replicas > 1 else ''}); Ctrl-C stops.\n"
           "Try it:\n"
           "  from openai import OpenAI\n"

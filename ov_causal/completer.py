@@ -1,29 +1,23 @@
-"""One model answering OpenAI-style requests: prompt -> tokens -> ``model.generate`` -> text, usage, finish reason.
+"""OpenAI-style requests on the serving core: prompt -> token ids -> GenAI settings -> text, usage, finish reason.
 
 No web framework here: ``openai_api`` turns HTTP into calls of ``Completer`` and ``serve`` runs it on Ray Serve.
+Every request joins the core's running batch, so streaming and non-streaming requests advance together.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import OVCausalError
+from .errors import APIError
+from .serving_core import Request, SequenceResult, ServingCore
 
+__all__ = ["APIError", "Completer", "Output", "Prompt", "Sampling"]
 
-class APIError(OVCausalError):
-    """A request the server refuses: an HTTP status and the fields of an OpenAI error body."""
-
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
-                 kind: str = "invalid_request_error") -> None:
-        super().__init__(message)
-        self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
+_SEED_RANGE = 2**64  # GenAI's rng_seed is unsigned 64-bit; OpenAI's seed is a signed 64-bit int
 
 
 @dataclass(frozen=True)
@@ -38,6 +32,7 @@ class Sampling:
     seed: int | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    response_format: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -51,57 +46,25 @@ class Output:
 
 @dataclass
 class Prompt:
-    """A tokenized prompt: ids [1, length] and mask."""
+    """A tokenized prompt."""
 
-    input_ids: Any
-    attention_mask: Any
+    ids: list[int]
     length: int = field(init=False)
 
     def __post_init__(self) -> None:
-        self.length = int(self.input_ids.shape[1])
-
-
-@dataclass(eq=False)
-class _Pending:
-    """A non-streaming request waiting for a generate() call; the call that serves it fills ``output``."""
-
-    prompt: Prompt
-    kwargs: dict[str, Any]
-    key: tuple[Any, ...]
-    output: list[list[int]] | None = None
-    error: BaseException | None = None
+        self.length = len(self.ids)
 
 
 class Completer:
-    """Tokenize, generate and decode for one loaded ov_causal model; one generate() call at a time.
-
-    Requests that arrive while a call runs wait for the next one, and waiting requests with the same
-    settings (and no seed) share it: they go to ``generate`` as one left-padded batch, which the GenAI
-    engine runs by continuous batching. Greedy output is the same as one request at a time.
+    """Tokenize, schedule on the core and decode, for one served model.
 
     Args:
-        model: an ov_causal model with its tokenizer (``model.tokenizer``).
+        core: the serving core holding the model.
         name: the model id clients send in ``model``.
-        chat_template: a Jinja chat template for tokenizers that have none (used by chat completions).
-        max_batch: most requests one generate() call serves (1: no batching).
     """
 
-    def __init__(self, model: Any, name: str, chat_template: str | None = None, max_batch: int = 16) -> None:
-        self.model, self.name, self.tokenizer = model, name, model.tokenizer
-        if self.tokenizer is None:
-            raise APIError(500, f"model {name!r} has no tokenizer beside it; the server needs one.",
-                           kind="server_error")
-        if chat_template is not None:
-            self.tokenizer.chat_template = chat_template
-        config = model.config
-        self.context = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-        eos = model.generation_config.eos_token_id
-        self.eos = {eos} if isinstance(eos, int) else set(eos or ())
-        self._lock = threading.Lock()  # a GenAI pipeline runs one generate() at a time
-        self._waiting: list[_Pending] = []
-        self._waiting_lock = threading.Lock()
-        self.max_batch = max_batch
-        self.batch_sizes: list[int] = []  # size of each shared generate() call, for tests and logs
+    def __init__(self, core: ServingCore, name: str) -> None:
+        self.core, self.name, self.context = core, name, core.context
 
     def check_model(self, requested: str | None) -> None:
         if requested is not None and requested != self.name:
@@ -109,17 +72,15 @@ class Completer:
                            param="model", code="model_not_found")
 
     def encode_text(self, prompt: str) -> Prompt:
-        encoded = self.tokenizer(prompt, return_tensors="pt")
-        return Prompt(encoded["input_ids"], encoded["attention_mask"])
+        return Prompt(self.core.encode(prompt))
 
     def encode_chat(self, messages: list[dict[str, Any]]) -> Prompt:
-        if not self.tokenizer.chat_template:
+        if self.core.chat_template is None:
             raise APIError(400, f"model {self.name!r} has no chat template, so chat completions are not available. "
                            "Use /v1/completions, or start the server with chat_template= (--chat-template FILE).",
                            param="messages", code="no_chat_template")
-        encoded = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True,
-                                                     return_tensors="pt")
-        return Prompt(encoded["input_ids"], encoded["attention_mask"])
+        text = self.core.chat_template.render(messages, add_generation_prompt=True)
+        return Prompt(self.core.encode(text, add_special_tokens=False))  # the template writes the special tokens
 
     def _max_tokens(self, prompt: Prompt, requested: int | None, default: int | None) -> int:
         room = None if self.context is None else self.context - prompt.length
@@ -133,148 +94,106 @@ class Completer:
                            param="max_tokens", code="context_length_exceeded")
         return wanted
 
-    def generate_kwargs(self, prompt: Prompt, sampling: Sampling, default_max: int | None) -> dict[str, Any]:
-        """transformers ``generate`` keywords for a request (the model maps them onto OpenVINO GenAI)."""
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos, default=0)
-        kwargs: dict[str, Any] = {"max_new_tokens": self._max_tokens(prompt, sampling.max_tokens, default_max),
-                                  "pad_token_id": pad, "attention_mask": prompt.attention_mask}
+    def generation_config(self, prompt: Prompt, sampling: Sampling, default_max: int | None) -> Any:
+        """The ``openvino_genai.GenerationConfig`` of a request (the folder's defaults, then the request's)."""
+        config = self.core.generation_config()
+        config.max_new_tokens = self._max_tokens(prompt, sampling.max_tokens, default_max)
         if sampling.temperature == 0:
-            kwargs["do_sample"] = False
+            config.do_sample = False
         elif sampling.temperature is not None:
-            kwargs.update(do_sample=True, temperature=sampling.temperature)
-        sampled = kwargs.get("do_sample", bool(self.model.generation_config.do_sample))
-        if sampled and sampling.top_p is not None:
-            kwargs["top_p"] = sampling.top_p
+            config.do_sample, config.temperature = True, float(sampling.temperature)
+        if config.do_sample:
+            if sampling.top_p is not None:
+                config.top_p = float(sampling.top_p)
+            seed = sampling.seed if sampling.seed is not None else int.from_bytes(os.urandom(8), "little")
+            config.rng_seed = seed % _SEED_RANGE
         if sampling.n > 1:
-            if not sampled:
+            if not config.do_sample:
                 raise APIError(400, f"n={sampling.n} asks for several choices, but greedy decoding would return the "
                                "same text each time: set temperature > 0 (or n=1).", param="n")
-            kwargs["num_return_sequences"] = sampling.n
+            config.num_return_sequences = sampling.n
         if sampling.stop:
-            kwargs.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
+            config.stop_strings, config.include_stop_str_in_output = set(sampling.stop), True
         for key in ("presence_penalty", "frequency_penalty"):
-            if getattr(sampling, key):
-                kwargs[key] = getattr(sampling, key)
-        return kwargs
+            if getattr(sampling, key) is not None:
+                setattr(config, key, float(getattr(sampling, key)))
+        if sampling.response_format is not None and sampling.response_format.get("type") != "text":
+            config.structured_output_config = _structured(sampling.response_format)
+        return config
 
-    def _generate(self, prompt: Prompt, kwargs: dict[str, Any], seed: int | None) -> Any:
-        import torch
+    def submit(self, prompt: Prompt, sampling: Sampling, default_max: int | None,
+               loop: asyncio.AbstractEventLoop | None = None) -> Request:
+        """Start a request in the running batch (APIError for bad settings or a full queue)."""
+        return self.core.submit(prompt.ids, self.generation_config(prompt, sampling, default_max), loop)
 
-        with self._lock:
-            # Sampling follows torch's generator; without a seed each request draws a fresh one.
-            torch.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(4), "little"))
-            try:
-                return self.model.generate(prompt.input_ids, **kwargs)
-            except OVCausalError as exc:
-                raise APIError(400, str(exc)) from exc
+    def outputs(self, results: list[SequenceResult], stop: Sequence[str]) -> list[Output]:
+        return [self._output(r, stop) for r in results]
 
     def complete(self, prompt: Prompt, sampling: Sampling, default_max: int | None = 16) -> list[Output]:
-        """Generate ``sampling.n`` choices for one prompt (sharing a batched call with others when it can)."""
-        kwargs = self.generate_kwargs(prompt, sampling, default_max)
-        if sampling.seed is not None or sampling.n > 1 or self.max_batch < 2:
-            output = self._generate(prompt, kwargs, sampling.seed)
-            rows = [row[prompt.length:].tolist() for row in output]
-        else:
-            rows = [self._generate_shared(prompt, kwargs)]
-        return [self._output(row, kwargs["max_new_tokens"], sampling.stop) for row in rows]
+        """Generate ``sampling.n`` choices for one prompt (blocking; the other requests run meanwhile)."""
+        with self.submit(prompt, sampling, default_max) as request:
+            return self.outputs(request.result(), sampling.stop)
 
-    def _generate_shared(self, prompt: Prompt, kwargs: dict[str, Any]) -> list[int]:
-        """Queue the request; whichever waiting thread gets the model next serves every compatible request."""
-        settings = {k: v for k, v in kwargs.items() if k != "attention_mask"}
-        item = _Pending(prompt, kwargs, tuple(sorted((k, repr(v)) for k, v in settings.items())))
-        with self._waiting_lock:
-            self._waiting.append(item)
-        with self._lock:
-            if item.output is None and item.error is None:
-                with self._waiting_lock:
-                    batch = [p for p in self._waiting if p.key == item.key][: self.max_batch]
-                    if item not in batch:
-                        batch[-1] = item
-                    for p in batch:
-                        self._waiting.remove(p)
-                self._run_batch(batch, settings)
-        if item.error is not None:
-            raise item.error
-        assert item.output is not None
-        return item.output
-
-    def _run_batch(self, batch: list[_Pending], settings: dict[str, Any]) -> None:
-        import torch
-
-        width = max(p.prompt.length for p in batch)
-        pad = settings["pad_token_id"]
-        ids = torch.full((len(batch), width), pad, dtype=batch[0].prompt.input_ids.dtype)
-        mask = torch.zeros((len(batch), width), dtype=batch[0].prompt.attention_mask.dtype)
-        for row, p in enumerate(batch):  # left padding, as decoder-only generation expects
-            ids[row, width - p.prompt.length:] = p.prompt.input_ids[0]
-            mask[row, width - p.prompt.length:] = p.prompt.attention_mask[0]
-        self.batch_sizes.append(len(batch))
-        torch.manual_seed(int.from_bytes(os.urandom(4), "little"))
+    async def acomplete(self, request: Request, sampling: Sampling) -> list[Output]:
         try:
-            output = self.model.generate(ids, **{**settings, "attention_mask": mask})
-        except BaseException as exc:
-            error = APIError(400, str(exc)) if isinstance(exc, OVCausalError) else exc
-            for p in batch:
-                p.error = error
-            return
-        for row, p in enumerate(batch):
-            p.output = output[row, width:].tolist()
+            return self.outputs(await request.aresult(), sampling.stop)
+        finally:
+            request.cancel()  # a no-op once finished; frees the request when the client went away
 
-    def stream(self, prompt: Prompt, sampling: Sampling, default_max: int | None = 16) -> Iterator[str | Output]:
+    async def stream(self, request: Request, sampling: Sampling) -> AsyncIterator[str | Output]:
         """Yield text pieces as they are generated, then the finished ``Output`` (n=1)."""
-        from transformers import TextIteratorStreamer
-
-        kwargs = self.generate_kwargs(prompt, sampling, default_max)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        result: dict[str, Any] = {}
-
-        def run() -> None:
-            try:
-                result["output"] = self._generate(prompt, {**kwargs, "streamer": streamer}, sampling.seed)
-            except BaseException as exc:  # reported to the client after the pieces already sent
-                result["error"] = exc
-                streamer.end()
-
-        thread = threading.Thread(target=run, name="ov_causal-stream", daemon=True)
-        thread.start()
-        held, stopped = "", False
+        tokens: list[int] = []
+        sent, reason = "", None
         hold = max((len(s) for s in sampling.stop), default=1) - 1  # a stop string may be split across pieces
         try:
-            for piece in streamer:
-                if stopped:
-                    continue  # generation ends on its own at the stop string; drain the rest
-                held += piece
-                cut = _first_stop(held, sampling.stop)
+            async for chunk in request:
+                tokens.extend(chunk.tokens)
+                reason = chunk.finish_reason or reason
+                text = self.core.decode(tokens)
+                cut = _first_stop(text, sampling.stop)
                 if cut is not None:
-                    held, stopped = held[:cut], True
-                ready = held if stopped else held[: max(0, len(held) - hold)]
+                    if text[len(sent):cut]:
+                        yield text[len(sent):cut]
+                    sent = text[:cut]
+                    break
+                if text.endswith("\ufffd"):  # a character split across tokens: wait for the rest
+                    continue
+                ready = text[len(sent): max(len(sent), len(text) - hold)]
                 if ready:
                     yield ready
-                    held = held[len(ready):]
-        except GeneratorExit:  # the client went away: GenAI stops at its next token and frees the model
-            streamer.stop_requested = True
-            raise
-        thread.join()
-        if "error" in result:
-            raise result["error"]
-        if held and not stopped:
-            yield held
-        final = self._output(result["output"][0][prompt.length:].tolist(), kwargs["max_new_tokens"], sampling.stop)
+                    sent += ready
+        finally:
+            request.cancel()
+        final = self._output(SequenceResult(tokens, reason or _reason(tokens, request)), sampling.stop)
+        if final.text.startswith(sent) and final.text[len(sent):]:
+            yield final.text[len(sent):]
         yield final
 
-    def _output(self, tokens: list[int], max_tokens: int, stop: Sequence[str]) -> Output:
-        ended = next((i for i, t in enumerate(tokens) if t in self.eos), None)
-        if ended is not None:
-            tokens = tokens[: ended + 1]
-        else:  # rows of a batch are right-padded to the longest
-            pad = self.tokenizer.pad_token_id
-            while tokens and tokens[-1] == pad:
-                tokens.pop()
-        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+    def _output(self, result: SequenceResult, stop: Sequence[str]) -> Output:
+        text = self.core.decode(result.tokens)
         cut = _first_stop(text, stop)
         if cut is not None:
-            return Output(text[:cut], len(tokens), "stop")
-        return Output(text, len(tokens), "stop" if ended is not None or len(tokens) < max_tokens else "length")
+            return Output(text[:cut], len(result.tokens), "stop")
+        return Output(text, len(result.tokens), result.finish_reason)
+
+
+def _reason(tokens: list[int], request: Request) -> str:
+    return "length" if len(tokens) >= request.config.max_new_tokens else "stop"
+
+
+def _structured(response_format: dict[str, Any]) -> Any:
+    """GenAI's StructuredOutputConfig for ``response_format`` (built by ov_causal.structured)."""
+    try:
+        from .structured import structured_output_config
+    except ImportError:
+        raise APIError(400, "response_format is not available on this server (ov_causal.structured is missing); "
+                       "leave it out or use {'type': 'text'}.", param="response_format") from None
+    try:
+        return structured_output_config(response_format)
+    except APIError:
+        raise
+    except ValueError as exc:  # OptionError and the like: the schema cannot be compiled
+        raise APIError(400, f"Invalid response_format: {exc}", param="response_format") from None
 
 
 def _first_stop(text: str, stop: Sequence[str]) -> int | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import Any
 
 
 class OVCausalError(Exception):
@@ -66,6 +67,18 @@ class StructuredOutputError(OVCausalError, ValueError):
 
 class MissingExtraError(OVCausalError, ImportError):
     """A feature needs an optional dependency (an extra such as ``ov_causal[ray]``) that is not installed."""
+
+
+class APIError(OVCausalError, RuntimeError):
+    """A request the server refuses: an HTTP status and the fields of an OpenAI error body."""
+
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
+                 kind: str = "invalid_request_error") -> None:
+        super().__init__(message)
+        self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
 
 
 def suggest(given: str, valid: Iterable[str]) -> str:

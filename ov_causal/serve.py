@@ -1,7 +1,8 @@
 """``ov-causal serve``: an OpenAI-compatible HTTP API for one model, on a Ray Serve deployment.
 
 The model is exported once, in this process, through the export cache; every replica then loads the
-exported folder. Ray is imported when ``serve()`` is called, never when this module is imported.
+exported folder into a torch-free ``ServingCore`` (GenAI continuous batching). Ray is imported when
+``serve()`` is called, never when this module is imported.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from ._optional import require
 from .errors import OptionError
 
 APP_NAME = "ov_causal"
-# from_pretrained keywords that only change how a replica runs the folder (not what is exported).
-_RUNTIME_KEYWORDS = ("runtime", "ov_config", "dq_group_size", "backend")
 
 
 @dataclass
@@ -32,7 +31,7 @@ class _Server:
 _RUNNING: dict[str, _Server] = {}  # APP_NAME -> the server this process started
 
 
-MAX_ONGOING = 16  # per replica; the Completer batches the requests that wait
+_SLACK = 64  # requests a replica takes beyond its batch and queue: slow bodies, refusals answered at once
 
 
 def serve(
@@ -47,6 +46,10 @@ def serve(
     chat_template: str | None = None,
     num_cpus: float | None = None,
     max_batch: int = 16,
+    max_queue: int = 64,
+    kv_cache_gb: int | None = None,
+    max_body_bytes: int = 4 * 1024 * 1024,
+    body_timeout: float = 10.0,
     blocking: bool = True,
     **from_pretrained_kwargs: Any,
 ) -> str:
@@ -57,11 +60,16 @@ def serve(
         preset: weight compression preset, as in ``AutoModelForCausalLM.from_pretrained``.
         replicas: how many copies of the model serve requests (Ray Serve replicas).
         host, port: where the HTTP API listens (``127.0.0.1``: this machine only).
-        name: the model id clients pass as ``model`` (default: the model argument as given).
+        name: the model id clients pass as ``model`` (default: a folder's name, or the Hub id).
         device: OpenVINO device of every replica.
         chat_template: Jinja chat template for a tokenizer without one (else chat completions answer 400).
         num_cpus: Ray CPUs reserved per replica (default: this machine's CPUs shared between the replicas, at most 1).
-        max_batch: most waiting requests a replica serves with one generate() call (1: one request at a time).
+        max_batch: most requests in a replica's running batch (GenAI's ``max_num_seqs``); later ones wait.
+        max_queue: most requests waiting per replica; beyond it requests get 429 with ``Retry-After``.
+        kv_cache_gb: a replica's KV-cache pool in GB (default: grown by GenAI with demand); a request
+            that cannot fit in it gets 400.
+        max_body_bytes: largest request body (413 beyond).
+        body_timeout: seconds a client has to send its request body (408 beyond).
         blocking: wait until Ctrl-C, then shut down; False returns at once (call ``shutdown()`` later).
         **from_pretrained_kwargs: further ``AutoModelForCausalLM.from_pretrained`` keywords.
 
@@ -74,16 +82,22 @@ def serve(
     require("fastapi", "ray")
     if not isinstance(replicas, int) or replicas < 1:
         raise OptionError(f"replicas={replicas!r} is not valid: pass a whole number of at least 1.")
-    if not isinstance(max_batch, int) or max_batch < 1:
-        raise OptionError(f"max_batch={max_batch!r} is not valid: pass a whole number of at least 1.")
+    for key, value in (("max_batch", max_batch), ("max_queue", max_queue), ("max_body_bytes", max_body_bytes)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "max_queue" else 1):
+            raise OptionError(f"{key}={value!r} is not valid: pass a whole number of at least "
+                              f"{0 if key == 'max_queue' else 1}.")
+    if not isinstance(body_timeout, (int, float)) or not body_timeout > 0:
+        raise OptionError(f"body_timeout={body_timeout!r} is not valid: pass a number of seconds above 0.")
+    if from_pretrained_kwargs.get("backend", "auto") == "optimum":
+        raise OptionError("backend='optimum' cannot serve: server replicas run OpenVINO GenAI's continuous "
+                          "batching. Leave backend out.")
     running = _RUNNING.get(APP_NAME)
     if running is not None and (running.host, running.port) != (host, port):
         raise OptionError(f"a server already runs on {running.host}:{running.port} in this process; call "
                           "ov_causal.serve.shutdown() before serving on another address.")
     if running is None:
         check_port(host, port)
-    keep, folder = _prepare(model, preset, from_pretrained_kwargs)
-    options = {k: from_pretrained_kwargs[k] for k in _RUNTIME_KEYWORDS if k in from_pretrained_kwargs}
+    keep, folder, properties = _prepare(model, preset, from_pretrained_kwargs)
     started_ray = False
     if not ray.is_initialized():
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
@@ -93,16 +107,23 @@ def serve(
         running = _RUNNING[APP_NAME] = _Server(host, port, started_ray)
     running.keep = keep
     cpus = num_cpus if num_cpus is not None else min(1.0, (os.cpu_count() or 1) / replicas)
-    # Requests a replica takes at once: those waiting share its next generate() call (see Completer).
+    # A replica takes more requests than it runs, so that its own queue answers 429 (never an unbounded wait).
     deployment = _deployment(ray_serve).options(num_replicas=replicas, ray_actor_options={"num_cpus": cpus},
-                                                max_ongoing_requests=max(MAX_ONGOING, max_batch))
-    served = name or os.fspath(model)
-    ray_serve.run(deployment.bind(str(folder), served, device, options, chat_template, max_batch), name=APP_NAME,
-                  route_prefix="/")
+                                                max_ongoing_requests=max_batch + max_queue + _SLACK)
+    core = {"max_running": max_batch, "max_queue": max_queue, "kv_cache_gb": kv_cache_gb}
+    http = {"max_body_bytes": max_body_bytes, "body_timeout": float(body_timeout)}
+    ray_serve.run(deployment.bind(str(folder), name or default_name(model), device, properties, chat_template,
+                                  core, http), name=APP_NAME, route_prefix="/")
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/v1"
     if blocking:
         wait()
     return url
+
+
+def default_name(model: str | os.PathLike[str]) -> str:
+    """The model id a server answers to by default: a local folder's name, else the Hub id as given."""
+    path = Path(model)
+    return path.resolve().name if path.exists() else os.fspath(model)
 
 
 def wait() -> None:
@@ -142,8 +163,12 @@ def check_port(host: str, port: int) -> None:
                               f"port {port}: pick a free one with --port (port= in Python).") from None
 
 
-def _prepare(model: str | os.PathLike[str], preset: str | None, kwargs: dict[str, Any]) -> tuple[Any, Path]:
-    """Export (or find in the cache) here, so a bad model fails before Ray starts and replicas only load."""
+def _prepare(model: str | os.PathLike[str], preset: str | None,
+             kwargs: dict[str, Any]) -> tuple[Any, Path, dict[str, str]]:
+    """Export (or find in the cache) here, so a bad model fails before Ray starts and replicas only load.
+
+    Returns what keeps a temporary folder alive, the folder, and the OpenVINO properties of the runtime.
+    """
     from .engines import tokenizers_ready
     from .modeling import AutoModelForCausalLM
 
@@ -151,30 +176,49 @@ def _prepare(model: str | os.PathLike[str], preset: str | None, kwargs: dict[str
     folder = Path(loaded.model_save_dir)
     if loaded.tokenizer is None:
         raise OptionError(f"{os.fspath(model)!r} has no tokenizer beside it; the server needs one to read prompts.")
-    tokenizers_ready(folder, loaded.tokenizer)  # GenAI's tokenizer files, converted once rather than per replica
-    return (loaded if loaded._ov_workdir is not None else None), folder
+    if not tokenizers_ready(folder, loaded.tokenizer):  # converted once here rather than per replica
+        raise OptionError(f"{os.fspath(model)!r}: its tokenizer cannot be converted to OpenVINO, which the server's "
+                          "GenAI engine needs.")
+    properties = {k: str(v) for k, v in dict(loaded.ov_config).items()}
+    return (loaded if loaded._ov_workdir is not None else None), folder, properties
 
 
 def _deployment(ray_serve: Any) -> Any:
     """The Ray Serve deployment class (built here so that importing this module does not import Ray)."""
 
     class OVCausalServer:
-        """One replica: the model loaded from the export folder, behind the OpenAI API app."""
+        """One replica: the serving core on the export folder, behind the OpenAI API app. No torch here."""
 
-        def __init__(self, folder: str, name: str, device: str, options: dict[str, Any],
-                      chat_template: str | None, max_batch: int) -> None:
+        def __init__(self, folder: str, name: str, device: str, properties: dict[str, str],
+                     chat_template: str | None, core: dict[str, Any], http: dict[str, Any]) -> None:
             # Absolute imports: Ray pickles this class by value, without the package context.
             from ov_causal.completer import Completer
-            from ov_causal.modeling import AutoModelForCausalLM
+            from ov_causal.serving_core import ServingCore
 
-            model = AutoModelForCausalLM.from_pretrained(folder, device=device, **options)
-            self.completer = Completer(model, name, chat_template, max_batch=max_batch)
-            context = ray_serve.get_replica_context()
-            self.replica = f"{context.replica_tag} pid={os.getpid()}"
+            self.completer = Completer(ServingCore(folder, device=device, properties=properties,
+                                                   chat_template=chat_template, **core), name)
+            self.http = http
+            self.replica = _replica_label(ray_serve.get_replica_context())
 
         def __serve_build_asgi_app__(self) -> Any:
             from ov_causal.openai_api import build_app
 
-            return build_app(self.completer, self.replica)
+            return build_app(self.completer, self.replica, **self.http)
+
+        def check_health(self) -> None:
+            if not self.completer.core.alive:
+                raise RuntimeError(f"the serving core stopped: {self.completer.core.failure!r}")
+
+        def __del__(self) -> None:
+            completer = getattr(self, "completer", None)
+            if completer is not None:
+                completer.core.close()
 
     return ray_serve.deployment(name="OVCausalServer")(ray_serve.ingress()(OVCausalServer))
+
+
+def _replica_label(context: Any) -> str:
+    """An opaque replica index for the response header (no process id, no host)."""
+    rank = getattr(context, "rank", None)
+    index = getattr(rank, "rank", rank)
+    return f"replica-{index}" if isinstance(index, int) else f"replica-{abs(hash(context.replica_tag)) % 10_000}"

@@ -1,99 +1,98 @@
-"""The request layer behind the server: concurrent requests share generate() calls, with unchanged output."""
+"""The request layer behind the server, on the serving core: OpenAI settings -> GenAI settings -> text."""
 
 from __future__ import annotations
 
-import threading
-import time
+import asyncio
 
 import pytest
 
-from ov_causal import AutoModelForCausalLM
 from ov_causal.completer import Completer, Sampling
-from ov_causal.generation import DEMO_MODEL
+from ov_causal.errors import APIError
+from ov_causal.serving_core import ServingCore
 
-PROMPTS = ["def main(", "import os\n", "class Stack:\n    def push(self", "for key, value in"]
+PROMPT = "def parse_args(argv):\n    "
 
 
 @pytest.fixture(scope="module")
-def completer():
-    return Completer(AutoModelForCausalLM.from_pretrained(DEMO_MODEL, runtime="accuracy"), "demo")
+def completer(make_export):
+    from transformers import AutoTokenizer
+
+    from ov_causal.engines import tokenizers_ready
+
+    folder = make_export("llama")
+    tokenizers_ready(folder, AutoTokenizer.from_pretrained(folder))
+    core = ServingCore(folder)
+    yield Completer(core, "tiny")
+    core.close()
 
 
-def _concurrently(completer, sampling, prompts):
-    """Start one thread per prompt while the model is busy, so they all wait for the same next call."""
-    results: dict[int, object] = {}
+def _stream(completer: Completer, sampling: Sampling) -> list:
+    async def run() -> list:
+        request = completer.submit(completer.encode_text(PROMPT), sampling, 16, asyncio.get_running_loop())
+        return [item async for item in completer.stream(request, sampling)]
 
-    def ask(i: int, prompt: str) -> None:
-        try:
-            results[i] = completer.complete(completer.encode_text(prompt), sampling)
-        except Exception as exc:  # noqa: BLE001 - handed to the test
-            results[i] = exc
-
-    with completer._lock:  # a generate() call in progress
-        threads = [threading.Thread(target=ask, args=(i, p)) for i, p in enumerate(prompts)]
-        for thread in threads:
-            thread.start()
-        deadline = time.monotonic() + 30
-        while len(completer._waiting) < len(prompts) and time.monotonic() < deadline:
-            time.sleep(0.01)
-    for thread in threads:
-        thread.join(60)
-    return [results[i] for i in range(len(prompts))]
+    return asyncio.run(run())
 
 
-def test_waiting_requests_share_one_call_with_the_same_output(completer):
-    greedy = Sampling(max_tokens=12, temperature=0)
-    alone = [completer.complete(completer.encode_text(p), greedy)[0] for p in PROMPTS]
-    before = len(completer.batch_sizes)
-    shared = [r[0] for r in _concurrently(completer, greedy, PROMPTS)]
-    assert completer.batch_sizes[before:] == [len(PROMPTS)]
-    assert shared == alone and all(o.tokens == 12 and o.finish_reason == "length" for o in shared)
-    assert completer.model.last_engine == "genai"
+def test_stream_equals_complete(completer):
+    greedy = Sampling(max_tokens=16, temperature=0)
+    plain = completer.complete(completer.encode_text(PROMPT), greedy)[0]
+    items = _stream(completer, greedy)
+    assert "".join(i for i in items if isinstance(i, str)) == plain.text
+    assert items[-1] == plain
 
 
-def test_only_requests_with_the_same_settings_share_a_call(completer):
-    short, long = Sampling(max_tokens=4, temperature=0), Sampling(max_tokens=9, temperature=0)
-    before = len(completer.batch_sizes)
-    results: list = []
-    first = threading.Thread(target=lambda: results.append(_concurrently(completer, short, PROMPTS[:2])))
-    first.start()
-    first.join()
-    seeded = Sampling(max_tokens=4, temperature=0.8, seed=7)  # a seeded request runs alone, reproducibly
-    again = [completer.complete(completer.encode_text(PROMPTS[0]), seeded)[0] for _ in range(2)]
-    assert again[0] == again[1]
-    mixed = _concurrently(completer, long, PROMPTS[2:])
-    assert [o[0].tokens for o in results[0]] == [4, 4] and [o[0].tokens for o in mixed] == [9, 9]
-    assert completer.batch_sizes[before:] == [2, 2]
+def test_stop_strings_cut_plain_and_streamed_text(completer):
+    text = completer.complete(completer.encode_text(PROMPT), Sampling(max_tokens=16, temperature=0))[0].text
+    stop = text.strip()[3:6]
+    assert stop, text
+    cut = Sampling(max_tokens=16, temperature=0, stop=(stop,))
+    plain = completer.complete(completer.encode_text(PROMPT), cut)[0]
+    assert plain.text == text[: text.index(stop)] and plain.finish_reason == "stop"
+    items = _stream(completer, cut)
+    assert "".join(i for i in items if isinstance(i, str)) == plain.text and items[-1].finish_reason == "stop"
 
 
-def test_an_error_reaches_every_request_of_the_call(completer, monkeypatch):
-    from ov_causal import OptionError
-    from ov_causal.completer import APIError
+def test_n_and_seed(completer):
+    sampled = Sampling(max_tokens=8, temperature=1.0, n=3, seed=2**63 - 1)
+    first = completer.complete(completer.encode_text(PROMPT), sampled)
+    assert len(first) == 3 and first == completer.complete(completer.encode_text(PROMPT), sampled)
+    negative = Sampling(max_tokens=8, temperature=1.0, seed=-5)
+    assert completer.complete(completer.encode_text(PROMPT), negative) == \
+        completer.complete(completer.encode_text(PROMPT), negative)
+    with pytest.raises(APIError, match="greedy") as greedy_n:
+        completer.complete(completer.encode_text(PROMPT), Sampling(max_tokens=4, temperature=0, n=2))
+    assert greedy_n.value.param == "n"
 
-    def refuse(*args, **kwargs):
-        raise OptionError("refused")
 
-    monkeypatch.setattr(completer.model, "generate", refuse)
-    results = _concurrently(completer, Sampling(max_tokens=3, temperature=0), PROMPTS[:3])
-    assert all(isinstance(r, APIError) and r.status == 400 and "refused" in r.message for r in results)
-    assert not completer._waiting
+def test_penalties_reach_genai(completer):
+    config = completer.generation_config(completer.encode_text(PROMPT),
+                                         Sampling(presence_penalty=1.5, frequency_penalty=-0.5, temperature=0.7,
+                                                  top_p=0.9), 16)
+    assert (config.presence_penalty, config.frequency_penalty) == (1.5, -0.5)
+    assert config.do_sample and config.temperature == pytest.approx(0.7) and config.top_p == pytest.approx(0.9)
+    penalised = completer.complete(completer.encode_text(PROMPT),
+                                   Sampling(max_tokens=24, temperature=0, frequency_penalty=2.0))[0]
+    assert penalised.tokens == 24
 
 
-def test_a_stream_closed_early_stops_the_generation(completer, monkeypatch):
-    generated: list[int] = []
-    real = completer.model.generate
+def test_context_length(completer):
+    with pytest.raises(APIError, match="maximum context length is 256") as error:
+        completer.complete(completer.encode_text(PROMPT), Sampling(max_tokens=300))
+    assert error.value.code == "context_length_exceeded"
 
-    def recording(*args, **kwargs):
-        output = real(*args, **kwargs)
-        generated.append(output.shape[1] - args[0].shape[1])
-        return output
 
-    monkeypatch.setattr(completer.model, "generate", recording)
-    prompt = completer.encode_text("def main(")
-    pieces = completer.stream(prompt, Sampling(max_tokens=400, temperature=0))
-    assert isinstance(next(pieces), str)
-    pieces.close()  # what the server does when the client disconnects
-    assert completer._lock.acquire(timeout=60)
-    completer._lock.release()
-    assert completer.model.last_engine == "genai" and generated and generated[0] < 400
-    assert [o.tokens for o in completer.complete(prompt, Sampling(max_tokens=5, temperature=0))] == [5]
+def test_response_format_goes_to_structured_output(completer):
+    """Wired through ov_causal.structured when it is there; a clear 400 while it is not."""
+    prompt = completer.encode_text(PROMPT)
+    wanted = Sampling(max_tokens=8, temperature=0, response_format={"type": "json_object"})
+    try:
+        import ov_causal.structured  # noqa: F401
+    except ImportError:
+        with pytest.raises(APIError, match="response_format") as missing:
+            completer.generation_config(prompt, wanted, 16)
+        assert missing.value.status == 400 and missing.value.param == "response_format"
+        return
+    assert completer.generation_config(prompt, wanted, 16).structured_output_config is not None
+    plain = Sampling(max_tokens=8, temperature=0, response_format={"type": "text"})
+    assert completer.generation_config(prompt, plain, 16).structured_output_config is None

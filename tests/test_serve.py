@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -18,6 +21,8 @@ from ov_causal import serve as serving  # noqa: E402
 from ov_causal.openai_api import REPLICA_HEADER  # noqa: E402
 
 NAME = "tiny-llama"
+BODY_LIMIT = 256 * 1024
+BODY_TIMEOUT = 3.0
 PROMPT = "def parse_args(argv):\n    "
 TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
             "{% if add_generation_prompt %}<|assistant|>{% endif %}")
@@ -40,6 +45,7 @@ def server(checkpoint):
     """(base url, port): one server for the module, shut down (with Ray) at the end."""
     port = _free_port()
     url = serving.serve(str(checkpoint), name=NAME, port=port, chat_template=TEMPLATE, num_cpus=0.5,
+                        max_batch=4, max_queue=8, max_body_bytes=BODY_LIMIT, body_timeout=BODY_TIMEOUT,
                         blocking=False)
     yield url, port
     serving.shutdown()
@@ -127,6 +133,16 @@ def test_n_seed_and_stop(client):
     ({"model": NAME, "prompt": "x", "max_tokens": 10_000}, 400, "max_tokens"),
     ({"model": NAME, "prompt": "x", "n": 2, "temperature": 0}, 400, "n"),
     ({"model": "gpt-4o", "prompt": "x"}, 404, "model"),
+    ({"model": NAME, "prompt": "x", "max_tokens": "12"}, 400, "max_tokens"),
+    ({"model": NAME, "prompt": "x", "max_tokens": True}, 400, "max_tokens"),
+    ({"model": NAME, "prompt": "x", "temperature": "0.5"}, 400, "temperature"),
+    ({"model": NAME, "prompt": "x", "stream": "yes"}, 400, "stream"),
+    ({"model": NAME, "prompt": "x", "stream_options": {"include_usage": "yes"}}, 400, "stream_options"),
+    ({"model": NAME, "prompt": "x", "seed": 2**63}, 400, "seed"),
+    ({"model": NAME, "prompt": "x", "seed": -(2**63) - 1}, 400, "seed"),
+    (b'{"model": "tiny-llama", "prompt": "x", "temperature": NaN}', 400, "temperature"),
+    (b'{"model": "tiny-llama", "prompt": "\\ud800"}', 400, "prompt"),
+    (b'{"model": "tiny-llama", "prompt": "x", "stream": true, "stop": ["\\udc00"]}', 400, "stop"),
 ])
 def test_bad_request_then_serving_goes_on(server, client, body, status, param):
     url = server[0] + "/completions"
@@ -141,6 +157,137 @@ def test_bad_request_then_serving_goes_on(server, client, body, status, param):
     if status == 404:
         assert error["code"] == "model_not_found" and NAME in error["message"]
     assert client.completions.create(model=NAME, prompt="x", max_tokens=2).choices[0].text is not None
+
+
+def test_chat_lone_surrogate_and_unknown_route(server):
+    body = b'{"model": "tiny-llama", "messages": [{"role": "user", "content": "a\\ud800"}], "stream": true}'
+    response = httpx.post(server[0] + "/chat/completions", content=body,
+                          headers={"content-type": "application/json"}, timeout=60)
+    assert response.status_code == 400 and response.json()["error"]["param"] == "messages"
+    for method, path, status in (("GET", "/v1/nothing", 404), ("GET", "/v1/completions", 405)):
+        response = httpx.request(method, f"http://127.0.0.1:{server[1]}{path}", timeout=60)
+        assert response.status_code == status and set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_oversized_body_gets_413_before_tokenizing(server, client):
+    prompt = "x " * BODY_LIMIT
+    response = httpx.post(server[0] + "/completions", json={"model": NAME, "prompt": prompt}, timeout=60)
+    assert response.status_code == 413 and response.json()["error"]["code"] == "body_too_large"
+
+    def chunks():  # no content-length: counted as it arrives
+        data = json.dumps({"model": NAME, "prompt": prompt}).encode()
+        for start in range(0, len(data), 65536):
+            yield data[start:start + 65536]
+
+    response = httpx.post(server[0] + "/completions", content=chunks(), timeout=60,
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert client.completions.create(model=NAME, prompt="x", max_tokens=2).choices[0].text is not None
+
+
+def test_stalled_clients_do_not_block_the_others(server, client):
+    stalled = []
+    for _ in range(20):  # more than a replica's batch and queue
+        sock = socket.create_connection(("127.0.0.1", server[1]))
+        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                     b"content-length: 1000\r\n\r\n{\"model\": ")
+        stalled.append(sock)
+    try:
+        time.sleep(0.5)
+        start = time.monotonic()
+        for _ in range(3):
+            assert client.completions.create(model=NAME, prompt=PROMPT, max_tokens=4).choices[0].text is not None
+        assert time.monotonic() - start < BODY_TIMEOUT
+        sock = stalled[0]
+        sock.settimeout(BODY_TIMEOUT + 30)
+        answer_bytes = b""
+        while part := sock.recv(4096):  # the server closes the connection after its answer
+            answer_bytes += part
+        answer = answer_bytes.decode(errors="replace")
+        assert answer.startswith("HTTP/1.1 408") and "request_timeout" in answer
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+def _metrics(server) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"http://127.0.0.1:{server[1]}/metrics", timeout=60).text
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            key = sample.name + "".join(f"{{{k}={v}}}" for k, v in sorted(sample.labels.items()) if k != "le")
+            if "le" not in sample.labels:
+                values[key] = sample.value
+    return values
+
+
+def _idle(server) -> dict[str, float]:
+    deadline = time.monotonic() + 60
+    while True:
+        values = _metrics(server)
+        busy = [values[k] for k in ("ov_causal_running_requests", "ov_causal_queued_requests",
+                                    "ov_causal_kv_cache_usage_ratio")]
+        if not any(busy) or time.monotonic() > deadline:
+            assert busy == [0, 0, 0], values
+            return values
+
+
+def test_health_and_metrics(server, client):
+    health = httpx.get(f"http://127.0.0.1:{server[1]}/health", timeout=60)
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
+    before = _idle(server)
+    client.completions.create(model=NAME, prompt=PROMPT, max_tokens=5, temperature=0)
+    after = _idle(server)
+    assert after["ov_causal_requests_total{status=200}"] > before.get("ov_causal_requests_total{status=200}", 0)
+    assert after["ov_causal_generation_tokens_total"] >= before.get("ov_causal_generation_tokens_total", 0) + 1
+    assert after["ov_causal_time_to_first_token_seconds_count"] > before["ov_causal_time_to_first_token_seconds_count"]
+    assert after["ov_causal_request_latency_seconds_count"] > before["ov_causal_request_latency_seconds_count"]
+    assert after["process_resident_memory_bytes"] > 50e6
+
+
+def test_burst_and_dropped_streams_leak_nothing(server, client):
+    """64 clients at once on a batch of 4 and a queue of 8, half of them streams dropped after a piece."""
+    url = server[0] + "/completions"
+
+    def ask(i: int) -> tuple[int, dict[str, str], str]:
+        body = {"model": NAME, "prompt": f"{i} {PROMPT}", "max_tokens": 48, "temperature": 0}
+        if i % 2:
+            with httpx.stream("POST", url, json={**body, "stream": True}, timeout=120) as response:
+                if response.status_code == 200:
+                    next(response.iter_lines())  # one piece, then the client goes away
+                    return 200, dict(response.headers), ""
+                return response.status_code, dict(response.headers), response.read().decode()
+        response = httpx.post(url, json=body, timeout=120)
+        return response.status_code, dict(response.headers), response.text
+
+    with ThreadPoolExecutor(64) as pool:
+        answers = list(pool.map(ask, range(64)))
+    statuses = [status for status, _, _ in answers]
+    assert set(statuses) <= {200, 429} and statuses.count(200) >= 12 and 429 in statuses, statuses
+    for status, headers, text in answers:
+        if status == 429:
+            assert headers["retry-after"] == "1" and json.loads(text)["error"]["code"] == "queue_full"
+        assert re.fullmatch(r"replica-\d+", headers[REPLICA_HEADER]), headers[REPLICA_HEADER]
+    _idle(server)
+    assert client.completions.create(model=NAME, prompt=PROMPT, max_tokens=3).usage.completion_tokens >= 1
+
+
+def test_replica_imports_no_torch(server):
+    import ray
+
+    names = [n for n in ray.util.list_named_actors(all_namespaces=True) if "OVCausalServer" in n["name"]]
+    assert names
+    replica = ray.get_actor(names[0]["name"], namespace=names[0]["namespace"])
+    loaded = ray.get(replica.__ray_call__.remote(
+        lambda _: [m for m in ("torch", "transformers", "optimum") if m in sys.modules]))
+    assert loaded == []
+
+
+def test_default_name(checkpoint):
+    assert serving.default_name(str(checkpoint)) == checkpoint.name
+    assert serving.default_name("org/model") == "org/model"
 
 
 def test_openai_client_errors(client):
@@ -185,8 +332,10 @@ def test_two_replicas_share_the_load(server, checkpoint, client):
     assert url == server[0]
 
     def ask(i: int) -> tuple[str, str]:
-        raw = client.completions.with_raw_response.create(model=NAME, prompt=PROMPT, max_tokens=8, temperature=0)
-        return raw.headers[REPLICA_HEADER], raw.parse().choices[0].text
+        response = httpx.post(url + "/completions", json={"model": NAME, "prompt": PROMPT, "max_tokens": 8,
+                                                          "temperature": 0}, timeout=120)
+        assert response.status_code == 200, (response.status_code, response.headers, response.text)
+        return response.headers[REPLICA_HEADER], response.json()["choices"][0]["text"]
 
     with ThreadPoolExecutor(4) as pool:
         answers = list(pool.map(ask, range(16)))
