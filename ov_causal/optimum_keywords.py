@@ -59,9 +59,13 @@ def _check_representable(fields: dict[str, Any]) -> None:
     method = str(_enum_value(fields.get("quant_method", "default")) or "default").lower()
     if method not in _METHODS:
         raise PresetError(f"quantization_config quant_method={method!r} is not supported: use 'default' or 'awq'.")
-    fallback = fields.get("group_size_fallback")
-    if fallback not in (None, "adjust", "ignore", "error"):
-        raise PresetError(f"quantization_config group_size_fallback={fallback!r}: use 'adjust', 'ignore' or 'error'.")
+    fallback = _enum_value(fields.get("group_size_fallback"))
+    if fallback not in (None, "adjust"):
+        raise PresetError(
+            f"quantization_config group_size_fallback={fallback!r} is not supported: ov_causal always adjusts (a "
+            "smaller group, else int8 for that layer) and records which layers fell back in the manifest. Leave it "
+            "unset or pass 'adjust'."
+        )
 
 
 def _calibration(fields: dict[str, Any]) -> tuple[str, ...]:

@@ -121,6 +121,9 @@ def test_quantization_config_is_honoured_exactly(make_checkpoint):
     with pytest.raises(PresetError, match="ignored_scope"):
         OVModelForCausalLM.from_pretrained(make_checkpoint(), quantization_config=OVWeightQuantizationConfig(
             bits=4, ignored_scope={"names": ["x"]}))
+    with pytest.raises(PresetError, match="always adjusts"):
+        OVModelForCausalLM.from_pretrained(make_checkpoint(), quantization_config=OVWeightQuantizationConfig(
+            bits=4, group_size_fallback="error"))
     with pytest.raises(PresetError, match="Hub dataset"):
         OVModelForCausalLM.from_pretrained(make_checkpoint(), quantization_config=OVWeightQuantizationConfig(
             bits=4, dataset="wikitext2", awq=True))
