@@ -86,13 +86,6 @@ def model_fallback(model: Any, compression: Compression) -> dict[str, str]:
     return group_size_fallback(model, compression.group_size, MIN_GROUP_SIZE)
 
 
-def folder_fallback(folder: Path, compression: Compression) -> dict[str, str]:
-    """``model_fallback`` of the IR in an export folder."""
-    if compression.weights != "int4":
-        return {}
-    return model_fallback(read_ir(folder), compression)
-
-
 def summarize(exc: BaseException, lines: int = 4, width: int = 300) -> str:
     """'Type: message' cut to a few lines (NNCF lists every failing layer: hundreds of lines)."""
     text = str(exc).strip().splitlines() or [""]
@@ -244,7 +237,7 @@ def export_checkpoint(
     compression: Compression,
     stateful: bool,
     hub: HubOptions,
-    finish: Callable[[Path], None] | None = None,
+    finish: Callable[[Path, dict[str, str]], None] | None = None,
     calibration: Sequence[str] = (),
 ) -> Path:
     """Export ``source`` into ``target`` (IR, config, HF and OpenVINO tokenizers), atomically.
@@ -255,7 +248,8 @@ def export_checkpoint(
         compression: weight storage.
         stateful: keep the KV cache inside the model (faster) or as explicit inputs/outputs.
         hub: download/export keywords (trust_remote_code, ...).
-        finish: called on the staging folder before it is published (e.g. to write a manifest).
+        finish: called with the staging folder and the layers that fell back from the int4 group size
+            (``compress_folder``'s answer) before the folder is published, e.g. to write a manifest.
         calibration: texts for data-aware compression methods.
     """
     from optimum.exporters.openvino import main_export
@@ -280,12 +274,13 @@ def export_checkpoint(
             bar.update()
         if not (tmp / IR_FILE).is_file():
             raise ExportError(f"exporting {source.name!r} produced no {IR_FILE}; nothing was written.")
+        fallback: dict[str, str] = {}
         if compression.quantized:
             with _explained(f"compressing {source.name!r} to {compression.describe()}",
                             "Try another preset (int8 works for every model).", target.parent, needed):
-                compress_folder(tmp, compression, calibration)
+                fallback = compress_folder(tmp, compression, calibration)
         if finish is not None:
-            finish(tmp)
+            finish(tmp, fallback)
         publish(tmp, target)
     return target
 

@@ -17,7 +17,6 @@ from .export import (
     IR_FILES,
     compress_folder,
     export_checkpoint,
-    folder_fallback,
     model_fallback,
     publish,
     read_ir,
@@ -100,8 +99,8 @@ def _export(source: Source, request: ExportRequest) -> Prepared:
     adapters = [{"path": str(a.path), "weight": a.weight} for a in request.adapters]
     manifest = Manifest(source.name, name or "custom", compression, stateful, adapters=adapters)
 
-    def finish(folder: Path) -> None:
-        replace(manifest, fallback=folder_fallback(folder, compression)).write(folder)
+    def finish(folder: Path, fallback: dict[str, str]) -> None:
+        replace(manifest, fallback=fallback).write(folder)
 
     def build(target: Path) -> None:
         if not request.adapters:

@@ -8,9 +8,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,11 +17,11 @@ from optimum.intel import OVModelForCausalLM as OptimumCausalLM
 
 from .cache import compiling
 from .engines import GENAI_ONLY, GenAIEngine, Plan, check_backend, has_ov_tokenizers, plan, tokenizers_ready
-from .errors import ExportError, OptionError, PresetError, UnsupportedModelError
+from .errors import ExportError, OptionError, UnsupportedModelError
 from .export import IR_FILES, TOKENIZER_FILES, convert_tokenizer, publish, staging_folder
-from .hfcompat import quiet_offline_folder_check, resolve_hf_kwargs
+from .hfcompat import quiet_offline_folder_check
+from .load_request import Resolved, resolve_request
 from .loading import (
-    ExportRequest,
     Prepared,
     damaged_ir,
     find_tokenizer,
@@ -31,13 +30,11 @@ from .loading import (
     runtime_config,
     stateful_error,
 )
-from .lora import LoraSpec, parse_adapters
+from .lora import LoraSpec
 from .manifest import Manifest
-from .optimum_keywords import merge_preset
-from .options import check_device, validate_ov_config
-from .presets import Compression, Preset, Runtime, resolve_compression, resolve_runtime
-from .sources import Source, resolve_source
-from .texts import TextSource, load_texts
+from .options import check_device
+from .presets import Compression, Preset, Runtime
+from .texts import TextSource
 
 
 class OVModelForCausalLM(OptimumCausalLM):
@@ -75,7 +72,6 @@ class OVModelForCausalLM(OptimumCausalLM):
     _ov_compile_on_demand: bool = False  # compiled at load: `request` compiles again when read after being freed
     _ov_compiling: bool = False
     _ov_loaded_fingerprint: tuple[int, int] | None = None  # of model.model as loaded from model_save_dir
-    _ov_compiled_fingerprint: tuple[int, int] | None = None  # of the model.model `request` was compiled from
     _ov_overrides: dict[str, str] = {}  # the user's own ov_config keys (saved with the model)
 
     @classmethod
@@ -96,17 +92,23 @@ class OVModelForCausalLM(OptimumCausalLM):
     def request(self, value: Any) -> None:
         self.__dict__["_ov_request"] = value
 
+    @property
+    def model(self) -> Any:
+        """The ``openvino.Model``. Assigning another one (e.g. ``nncf.compress_weights(model.model)``) drops the
+        compiled request, so that the next call compiles what was assigned."""
+        return self.__dict__.get("_ov_model")
+
+    @model.setter
+    def model(self, value: Any) -> None:
+        self.__dict__["_ov_model"] = value
+        self.__dict__["_ov_request"] = None
+
     def compile(self) -> None:
-        """Compile the transformers-loop engine (optimum's ``compile``) for ``model.model`` as it is now."""
+        """Compile the transformers-loop engine (optimum's ``compile``; called by optimum before every forward)."""
         self._ov_compiling = True
         try:
-            if self.__dict__.get("_ov_request") is not None and self._ov_compiled_fingerprint != _fingerprint(
-                self.model
-            ):
-                self.request = None  # model.model was replaced since: compile the new one
             with compiling(self.ov_config):  # a blob cached in an export-cache entry is written under its lock
                 self._ov_base.compile(self)
-            self._ov_compiled_fingerprint = _fingerprint(self.model)
         finally:
             self._ov_compiling = False
 
@@ -158,8 +160,6 @@ class OVModelForCausalLM(OptimumCausalLM):
                 raise OptionError(f"{key}= exists only in the GenAI engine, which cannot serve this call "
                                   f"({self.last_engine_reason}): use backend='genai' or 'auto' and only "
                                   "settings GenAI has.")
-        if self.__dict__.get("_ov_request") is not None and self._ov_compiled_fingerprint != _fingerprint(self.model):
-            self.compile()
         return self._ov_base.generate(self, **kwargs)
 
     def _genai_engine(self) -> GenAIEngine | None:
@@ -279,76 +279,7 @@ def _register_for_pipelines(model: Any) -> None:
     model.auto_model_class.register(AutoConfig, type(model), exist_ok=True)
 
 
-def _auto(model_id: Any, hub: Any, ov_cache_dir: Any) -> tuple[str | None, str]:
-    """``preset="auto"``: the tuned choice or the documented rule (see ``ov_causal.tune.auto_preset``)."""
-    from .sources import count_parameters
-    from .tune import auto_preset
-
-    source = resolve_source(model_id, hub)
-    if source.kind == "openvino":
-        return None, "auto on an OpenVINO export: its weights are kept as they are"
-    return auto_preset(os.fspath(model_id), count_parameters(source.path), ov_cache_dir)
-
-
-@dataclass(frozen=True)
-class _Resolved:
-    """Stage 1 of loading: the user's keywords checked and turned into one request."""
-
-    source: Source
-    request: ExportRequest
-    runtime: Runtime | None  # None: the default for the weights (``presets.default_runtime``)
-    overrides: dict[str, str]
-    device: str
-    auto_reason: str | None
-    optimum_kwargs: dict[str, Any]
-
-
-def _resolve(model_id: Any, options: dict[str, Any], kwargs: dict[str, Any]) -> _Resolved:
-    hub = resolve_hf_kwargs(kwargs)
-    device = check_device(options["device"])
-    preset, calibration = merge_preset(
-        options["preset"], options["compression_option"], options["load_in_8bit"], options["quantization_config"]
-    )
-    if options["calibration"] is not None:
-        calibration = tuple(load_texts(options["calibration"], "calibration"))
-    auto_reason = None
-    if preset == "auto":
-        preset, auto_reason = _auto(model_id, hub, options["ov_cache_dir"])
-    overrides = {k: options[k] for k in ("group_size", "ratio", "awq", "scale_estimation", "gptq", "sensitivity")}
-    name, compression = resolve_compression(preset, **overrides)
-    if hub.dtype_preset is not None:
-        if compression is None:
-            name, compression = resolve_compression(hub.dtype_preset)
-        else:
-            warnings.warn(f"torch_dtype/dtype is ignored: preset={name!r} sets the weights.", stacklevel=4)
-    runtime = resolve_runtime(options["runtime"], preset, options["dq_group_size"])
-    ov_cache_dir = options["ov_cache_dir"]
-    request = ExportRequest(
-        name, compression, options["stateful"], hub, tuple(parse_adapters(options["lora"])),
-        options["lora_allow_pickle"], options["cache"], None if ov_cache_dir is None else os.fspath(ov_cache_dir),
-        calibration,
-    )
-    if compression is not None and compression.data_aware and not request.calibration:
-        raise PresetError(
-            f"preset {name!r} ({compression.describe()}) is data-aware: pass calibration= (a file, a string or "
-            "a list of strings of the text the model will see)."
-        )
-    optimum_kwargs = {
-        k: options[k] for k in ("config", "generation_config", "dynamic_shapes") if options[k] is not None
-    }
-    return _Resolved(
-        resolve_source(model_id, hub), request, runtime, validate_ov_config(options["ov_config"] or {}, device),
-        device, auto_reason, optimum_kwargs,
-    )
-
-
-def _runtime_config(resolved: _Resolved, prepared: Prepared, user_ov_config: bool) -> tuple[Runtime, dict[str, str]]:
-    """Stage 2b: the runtime preset and the full ``ov_config`` (the user's keys win key by key)."""
-    return runtime_config(resolved.runtime, resolved.overrides, prepared, resolved.source.kind, resolved.device,
-                          user_ov_config)
-
-
-def _load_optimum(folder: Path, full_config: dict[str, str], resolved: _Resolved) -> Any:
+def _load_optimum(folder: Path, full_config: dict[str, str], resolved: Resolved) -> Any:
     """Stage 3: optimum-intel reads the IR (not compiled yet)."""
     try:
         with quiet_offline_folder_check():
@@ -362,11 +293,11 @@ def _load_optimum(folder: Path, full_config: dict[str, str], resolved: _Resolved
         raise damaged_ir(folder, exc) from exc
 
 
-def _attach(model: Any, resolved: _Resolved, prepared: Prepared, runtime: Runtime, backend: str) -> Any:
+def _attach(model: Any, resolved: Resolved, prepared: Prepared, runtime: Runtime, backend: str) -> Any:
     """Stage 4: make the optimum model ours and give it what ov_causal knows about it."""
-    request = model.__dict__.pop("request", None)
-    model.__class__ = _ov_class(type(model))
-    model.request = request
+    ir, request = model.__dict__.pop("model"), model.__dict__.pop("request", None)
+    model.__class__ = _ov_class(type(model))  # `model` and `request` become properties: set them again
+    model.model, model.request = ir, request
     _register_for_pipelines(model)
     model._ov_workdir = prepared.workdir
     model.ov_cache_hit = None if prepared.cache is None else prepared.cache.hit
@@ -460,9 +391,11 @@ def load_model(
     """
     options = dict(locals())
     options.pop("kwargs")
-    resolved = _resolve(pretrained_model_name_or_path, options, kwargs)
+    resolved = resolve_request(pretrained_model_name_or_path, options, kwargs)
     prepared = prepare_folder(resolved.source, resolved.request)
-    runtime_preset, full_config = _runtime_config(resolved, prepared, ov_config is not None)
+    runtime_preset, full_config = runtime_config(
+        resolved.runtime, resolved.overrides, prepared, resolved.source.kind, resolved.device, ov_config is not None
+    )
     model = _load_optimum(prepared.folder, full_config, resolved)
     if stateful is not None and stateful != model.stateful:
         raise stateful_error(prepared.folder, stateful)
