@@ -114,10 +114,25 @@ def serve(
     http = {"max_body_bytes": max_body_bytes, "body_timeout": float(body_timeout)}
     ray_serve.run(deployment.bind(str(folder), name or default_name(model), device, properties, chat_template,
                                   core, http), name=APP_NAME, route_prefix="/")
+    _await_rollout(ray_serve, replicas)
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/v1"
     if blocking:
         wait()
     return url
+
+
+def _await_rollout(ray_serve: Any, replicas: int, timeout: float = 120.0) -> None:
+    """Wait until only the new replicas run: a redeploy's old replicas drain after ``run`` returns, and a
+    request routed to one that is stopping fails in Ray's proxy with a bare 500."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        app = ray_serve.status().applications.get(APP_NAME)
+        deployment = app.deployments.get("OVCausalServer") if app is not None else None
+        states = {str(getattr(k, "value", k)): n for k, n in (deployment.replica_states if deployment else {}).items()
+                  if n}
+        if states == {"RUNNING": replicas}:
+            return
+        time.sleep(0.2)
 
 
 def default_name(model: str | os.PathLike[str]) -> str:
