@@ -9,6 +9,17 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+from .config.presets import (
+    PRESETS,
+    RUNTIMES,
+    Compression,
+    Preset,
+    Runtime,
+    get_preset,
+    get_runtime,
+    presets_table,
+    runtimes_table,
+)
 from .errors import (
     CacheError,
     DamagedModelError,
@@ -24,32 +35,21 @@ from .errors import (
     StructuredOutputError,
     UnsupportedModelError,
 )
-from .presets import (
-    PRESETS,
-    RUNTIMES,
-    Compression,
-    Preset,
-    Runtime,
-    get_preset,
-    get_runtime,
-    presets_table,
-    runtimes_table,
-)
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "AutoModelForCausalLM": "ov_causal.modeling",
-    "OVCausalLM": "ov_causal.modeling",  # the class's name in earlier releases (not in __all__)
-    "OVModelForCausalLM": "ov_causal.modeling",
-    "pipeline": "ov_causal.pipelines",
-    "fuse_lora": "ov_causal.lora",
-    "generate": "ov_causal.generation",
-    "stream": "ov_causal.generation",
-    "structured_output_config": "ov_causal.structured",
-    "set_progress": "ov_causal.progress",
-    "cache_table": "ov_causal.cache",
-    "verify_cache": "ov_causal.cache",
+    "AutoModelForCausalLM": "ov_causal.model.modeling",
+    "OVCausalLM": "ov_causal.model.modeling",  # the class's name in earlier releases (not in __all__)
+    "OVModelForCausalLM": "ov_causal.model.modeling",
+    "pipeline": "ov_causal.model.pipelines",
+    "fuse_lora": "ov_causal.build.lora",
+    "generate": "ov_causal.model.generation",
+    "stream": "ov_causal.model.generation",
+    "structured_output_config": "ov_causal.model.structured",
+    "set_progress": "ov_causal.ui.progress",
+    "cache_table": "ov_causal.build.cache",
+    "verify_cache": "ov_causal.build.cache",
 }
 
 __all__ = [

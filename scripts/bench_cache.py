@@ -48,7 +48,7 @@ print(json.dumps({
 
 
 def build_checkpoint(out: Path, hidden: int, layers: int, vocab: int) -> Path:
-    from ov_causal.bench import build_random_checkpoint
+    from ov_causal.tools.bench import build_random_checkpoint
 
     build_random_checkpoint(out, hidden, layers, vocab)
     print(f"built a random-weight Llama ({hidden} x {layers} layers) in {out}", flush=True)

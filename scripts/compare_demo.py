@@ -19,8 +19,8 @@ def main() -> None:
     from transformers import AutoModelForCausalLM as TorchModel
 
     from ov_causal import AutoModelForCausalLM
-    from ov_causal.evaluate import decode_speed
-    from ov_causal.generation import DEMO_MODEL
+    from ov_causal.model.generation import DEMO_MODEL
+    from ov_causal.tools.evaluate import decode_speed
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)

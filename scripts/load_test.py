@@ -86,7 +86,7 @@ async def _drive(url: str, model: str, clients: int, requests: int, duration: fl
 
 
 def run_row(model: str, name: str, replicas: int, args: argparse.Namespace) -> Row:
-    from ov_causal.serve import serve
+    from ov_causal.serving.ray_serve import serve
 
     options = {"ov_config": {"INFERENCE_NUM_THREADS": args.threads}} if args.threads else {}
     url = serve(model, name=name, replicas=replicas, port=args.port, preset=args.preset, max_batch=args.max_batch,
@@ -114,7 +114,7 @@ def table(rows: list[Row]) -> str:
 
 
 def main() -> None:
-    from ov_causal.generation import DEMO_MODEL
+    from ov_causal.model.generation import DEMO_MODEL
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", nargs="?", default=str(DEMO_MODEL), help="default: the shipped demo model")
@@ -132,7 +132,7 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the rows as JSON here")
     args = parser.parse_args()
 
-    from ov_causal.serve import shutdown
+    from ov_causal.serving.ray_serve import shutdown
 
     rows = []
     try:

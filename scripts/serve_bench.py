@@ -198,8 +198,8 @@ def bare_llm_pipeline_peak_rss_mib(folder: Path, properties: dict[str, str]) -> 
 
 def _prepare(args: argparse.Namespace) -> tuple[Path, dict[str, str]]:
     from ov_causal import AutoModelForCausalLM
-    from ov_causal.bench import build_random_checkpoint
-    from ov_causal.engines import tokenizers_ready
+    from ov_causal.model.engines import tokenizers_ready
+    from ov_causal.tools.bench import build_random_checkpoint
 
     source = Path(args.model) if args.model else args.work / f"random-{args.hidden}x{args.layers}-v{args.vocab}"
     if not args.model and not (source / "config.json").is_file():
@@ -229,7 +229,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
-    from ov_causal import serve as serving
+    from ov_causal.serving import ray_serve as serving
 
     folder, properties = _prepare(args)
     report: dict[str, Any] = {"folder": str(folder), "properties": properties}

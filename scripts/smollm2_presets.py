@@ -39,7 +39,7 @@ def speed_table(fp32_export: Path, checkpoint: Path, runs: int, new_tokens: int)
     from transformers import AutoTokenizer
 
     from ov_causal import AutoModelForCausalLM
-    from ov_causal.evaluate import decode_speed
+    from ov_causal.tools.evaluate import decode_speed
 
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     prompt = tokenizer.apply_chat_template([{"role": "user", "content": QUESTION}], add_generation_prompt=True,
@@ -61,7 +61,7 @@ def speed_table(fp32_export: Path, checkpoint: Path, runs: int, new_tokens: int)
 
 def main() -> None:
     from ov_causal import AutoModelForCausalLM
-    from ov_causal.evaluate import evaluate
+    from ov_causal.tools.evaluate import evaluate
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)

@@ -65,7 +65,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ov_causal-startup-") as tmp:
         checkpoint = Path(args.model) if args.model else Path(tmp) / "checkpoint"
         if args.model is None:
-            from ov_causal.bench import build_random_checkpoint
+            from ov_causal.tools.bench import build_random_checkpoint
 
             build_random_checkpoint(checkpoint, args.hidden, args.layers, args.vocab)
         env = {**os.environ, "OV_CAUSAL_CACHE_DIR": args.cache_dir or str(Path(tmp) / "cache")}
@@ -75,7 +75,7 @@ def main() -> None:
         timed(ours, env)
         heavy = subprocess.run([sys.executable, "-c", HEAVY, *ours[3:]], env=env, capture_output=True, text=True)
         os.environ["OV_CAUSAL_CACHE_DIR"] = env["OV_CAUSAL_CACHE_DIR"]
-        from ov_causal.ready import find_ready
+        from ov_causal.model.ready import find_ready
 
         ready = find_ready(checkpoint, args.preset)
         if ready is None:

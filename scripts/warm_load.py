@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from ov_causal import AutoModelForCausalLM, cache
-from ov_causal.bench import build_random_checkpoint
+from ov_causal.tools.bench import build_random_checkpoint
 
 SCHEMES = ("before: sampled hash (3 MiB/file)", "after: stat, full hash on change",
            "after, files touched: full re-hash")

@@ -10,7 +10,7 @@ import pytest
 
 import ov_causal
 from ov_causal import AutoModelForCausalLM, OptionError
-from ov_causal.ir import weight_formats
+from ov_causal.build.ir import weight_formats
 
 
 def test_habit_keywords_applied_or_ignored_with_warning(make_checkpoint):
@@ -45,7 +45,7 @@ def test_ov_causal_pipeline_loads_text_generation_and_passes_other_tasks(make_ch
 
 
 def test_gpu_device_passes_through_to_openvino(make_export, monkeypatch):
-    monkeypatch.setattr("ov_causal.options.available_devices", lambda: ["CPU", "GPU.0", "GPU.1"])
+    monkeypatch.setattr("ov_causal.config.options.available_devices", lambda: ["CPU", "GPU.0", "GPU.1"])
     model = AutoModelForCausalLM.from_pretrained(make_export(), device="gpu", compile=False)
     assert model._device == "GPU"
     assert model.to("GPU.1")._device == "GPU.1"

@@ -12,7 +12,7 @@ import textwrap
 import pytest
 
 from ov_causal import AutoModelForCausalLM
-from ov_causal.cache import cache_root, list_entries
+from ov_causal.build.cache import cache_root, list_entries
 
 
 @pytest.fixture

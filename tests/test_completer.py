@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from ov_causal.completer import Completer, Sampling
 from ov_causal.errors import APIError
-from ov_causal.serving_core import ServingCore
+from ov_causal.serving.completer import Completer, Sampling
+from ov_causal.serving.core import ServingCore
 
 PROMPT = "def parse_args(argv):\n    "
 
@@ -17,7 +17,7 @@ PROMPT = "def parse_args(argv):\n    "
 def completer(make_export):
     from transformers import AutoTokenizer
 
-    from ov_causal.engines import tokenizers_ready
+    from ov_causal.model.engines import tokenizers_ready
 
     folder = make_export("llama")
     tokenizers_ready(folder, AutoTokenizer.from_pretrained(folder))
@@ -83,11 +83,11 @@ def test_context_length(completer):
 
 
 def test_response_format_goes_to_structured_output(completer):
-    """Wired through ov_causal.structured when it is there; a clear 400 while it is not."""
+    """Wired through ov_causal.model.structured when it is there; a clear 400 while it is not."""
     prompt = completer.encode_text(PROMPT)
     wanted = Sampling(max_tokens=8, temperature=0, response_format={"type": "json_object"})
     try:
-        import ov_causal.structured  # noqa: F401
+        import ov_causal.model.structured  # noqa: F401
     except ImportError:
         with pytest.raises(APIError, match="response_format") as missing:
             completer.generation_config(prompt, wanted, 16)

@@ -8,7 +8,7 @@ from transformers import TextIteratorStreamer, TextStreamer
 
 import ov_causal
 from ov_causal import AutoModelForCausalLM, OptionError
-from ov_causal.generation import DEMO_MODEL
+from ov_causal.model.generation import DEMO_MODEL
 
 GREEDY = dict(max_new_tokens=16, min_new_tokens=16, do_sample=False)
 
@@ -160,7 +160,7 @@ def test_presence_penalty_only_on_genai_and_bad_backend(demo):
 def test_bench_measures_every_engine_and_reports_failures(tmp_path):
     import json
 
-    from ov_causal.bench import bench
+    from ov_causal.tools.bench import bench
 
     report = bench(DEMO_MODEL, ["int8", "int9"], runs=2, new_tokens=8, prompt_tokens=16, num_prompts=2,
                    ov_cache_dir=tmp_path)
@@ -221,7 +221,7 @@ def test_folder_without_openvino_tokenizers(make_export, tmp_path, monkeypatch):
 
     for name in ("openvino_tokenizer.xml", "openvino_detokenizer.xml"):
         (folder / name).unlink()
-    monkeypatch.setattr("ov_causal.export.convert_tokenizer", lambda tokenizer, out: False)
+    monkeypatch.setattr("ov_causal.build.export.convert_tokenizer", lambda tokenizer, out: False)
     fallback = AutoModelForCausalLM.from_pretrained(folder, runtime="accuracy")
     with pytest.warns(UserWarning, match="no OpenVINO tokenizer and none could be converted"):
         out = fallback.generate(**inputs, max_new_tokens=6, do_sample=False)
@@ -238,7 +238,7 @@ def test_transformers_pipeline_accepts_our_class_without_an_error_log(demo, capf
 
 
 def test_bench_peak_rss_per_engine_in_fresh_processes(tmp_path):
-    from ov_causal.bench import bench
+    from ov_causal.tools.bench import bench
 
     report = bench(DEMO_MODEL, ["int8"], runs=1, new_tokens=4, prompt_tokens=8, num_prompts=2, ov_cache_dir=tmp_path,
                    engines=("ov_causal-genai", "llm-pipeline"), peak_rss=True)

@@ -27,9 +27,9 @@ from ov_causal import (
     OVCausalError,
     integrity,
 )
-from ov_causal import cache as cache_module
-from ov_causal.cache import ENTRY_FILE, get_or_build, list_entries, quick_hash, verify, verify_cache
-from ov_causal.manifest import MANIFEST_FILE
+from ov_causal.build import cache as cache_module
+from ov_causal.build.cache import ENTRY_FILE, get_or_build, list_entries, quick_hash, verify, verify_cache
+from ov_causal.build.manifest import MANIFEST_FILE
 from tests.test_lora import _make_adapter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -546,7 +546,7 @@ def _cli(*args: str) -> tuple[int, str]:
 
 def test_every_new_error_is_in_the_hierarchy():
     from ov_causal import CacheError
-    from ov_causal.lora import LoraError as FromLora
+    from ov_causal.build.lora import LoraError as FromLora
 
     assert FromLora is LoraError
     for kind, builtin in ((LoraError, ValueError), (ManifestError, ValueError), (DamagedModelError, RuntimeError),

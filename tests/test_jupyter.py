@@ -12,11 +12,11 @@ import pytest
 
 import ov_causal
 from ov_causal import AutoModelForCausalLM, OptionError
-from ov_causal.bench import BenchReport, BenchRow, Measure
-from ov_causal.display import Table, html_fields, html_table
-from ov_causal.evaluate import EvalReport, EvalRow
-from ov_causal.progress import PROGRESS_ENV, progress_enabled, stage
-from ov_causal.tune import TuneResult
+from ov_causal.tools.bench import BenchReport, BenchRow, Measure
+from ov_causal.tools.evaluate import EvalReport, EvalRow
+from ov_causal.tools.tune import TuneResult
+from ov_causal.ui.display import Table, html_fields, html_table
+from ov_causal.ui.progress import PROGRESS_ENV, progress_enabled, stage
 
 PACKAGE = Path(ov_causal.__file__).parent
 

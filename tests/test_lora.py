@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from ov_causal import AutoModelForCausalLM, ModelSourceError, UnsupportedModelError
-from ov_causal.cache import list_entries
-from ov_causal.lora import LoraError, fuse_lora
+from ov_causal.build.cache import list_entries
+from ov_causal.build.lora import LoraError, fuse_lora
 
 PROMPT = ["def parse(args):\n    return"]
 GREEDY = dict(max_new_tokens=10, min_new_tokens=10, do_sample=False)

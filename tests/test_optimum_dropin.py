@@ -15,7 +15,7 @@ from transformers import AutoTokenizer, pipeline
 
 import ov_causal
 from ov_causal import AutoModelForCausalLM, OVModelForCausalLM, PresetError
-from ov_causal.ir import weight_formats
+from ov_causal.build.ir import weight_formats
 
 from .conftest import ARCHITECTURES
 
@@ -48,7 +48,7 @@ def test_export_save_load_and_native_model(make_checkpoint, tmp_path):
 def test_compile_false_then_to_then_compile(make_checkpoint, monkeypatch):
     model = OVModelForCausalLM.from_pretrained(make_checkpoint(), export=True, compile=False)
     assert model.request is None
-    monkeypatch.setattr("ov_causal.options.available_devices", lambda: ["CPU", "GPU.0"])
+    monkeypatch.setattr("ov_causal.config.options.available_devices", lambda: ["CPU", "GPU.0"])
     assert model.to("GPU")._device == "GPU"
     model.to("cpu")
     model.compile()

@@ -70,7 +70,7 @@ def test_config(repo):
 def test_default_chat_template_renders(repo):
     import jinja2
 
-    from ov_causal.ovms import DEFAULT_CHAT_TEMPLATE
+    from ov_causal.serving.ovms import DEFAULT_CHAT_TEMPLATE
 
     text = (repo / "tiny" / "chat_template.jinja").read_text()
     assert text == DEFAULT_CHAT_TEMPLATE
@@ -97,7 +97,7 @@ def test_openvino_tokenizers_match_hf(repo):
 
 
 def test_chat_template_of_the_tokenizer_is_kept(make_export, tmp_path):
-    from ov_causal.ovms import export_ovms
+    from ov_causal.serving.ovms import export_ovms
 
     source = tmp_path / "with-template"
     shutil.copytree(make_export("llama"), source)
@@ -113,7 +113,7 @@ def test_chat_template_of_the_tokenizer_is_kept(make_export, tmp_path):
 
 
 def test_second_model_with_force_keeps_the_first(repo, make_export, tmp_path):
-    from ov_causal.ovms import export_ovms
+    from ov_causal.serving.ovms import export_ovms
 
     out = tmp_path / "repo"
     shutil.copytree(repo, out)

@@ -36,7 +36,7 @@ def _prompts(n: int) -> list[str]:
 
 def test_rows_in_order_with_counts_and_equal_to_plain_pipeline(cluster, checkpoint):
     import ov_causal
-    from ov_causal.batch import generate_batch
+    from ov_causal.serving.ray_batch import generate_batch
 
     prompts = _prompts(12)
     rows = generate_batch(
@@ -62,7 +62,7 @@ def test_rows_in_order_with_counts_and_equal_to_plain_pipeline(cluster, checkpoi
 
 
 def test_dataset_in_dataset_out(cluster, checkpoint):
-    from ov_causal.batch import generate_batch
+    from ov_causal.serving.ray_batch import generate_batch
 
     ds = ray.data.from_items([{"uid": i, "text": p} for i, p in enumerate(_prompts(6))])
     out = generate_batch(ds, checkpoint, prompt_column="text", max_new_tokens=4, batch_size=2)
@@ -73,7 +73,7 @@ def test_dataset_in_dataset_out(cluster, checkpoint):
 
 
 def test_killed_actor_is_retried_no_row_lost_or_duplicated(cluster, checkpoint, tmp_path):
-    from ov_causal.batch import Generator
+    from ov_causal.serving.ray_batch import Generator
 
     marker = tmp_path / "killed-once"
 
@@ -99,7 +99,7 @@ def test_killed_actor_is_retried_no_row_lost_or_duplicated(cluster, checkpoint, 
 
 def test_thousand_prompts(cluster, checkpoint):
     """The documented job size: 1,000 prompts on two actors (time printed with -s)."""
-    from ov_causal.batch import generate_batch
+    from ov_causal.serving.ray_batch import generate_batch
 
     start = time.perf_counter()
     rows = generate_batch(_prompts(1000), checkpoint, max_new_tokens=16, concurrency=2, batch_size=50)
@@ -109,8 +109,8 @@ def test_thousand_prompts(cluster, checkpoint):
 
 
 def test_bad_data_is_refused(cluster, checkpoint):
-    from ov_causal.batch import generate_batch
     from ov_causal.errors import OptionError
+    from ov_causal.serving.ray_batch import generate_batch
 
     with pytest.raises(OptionError, match="strings .prompts. or dicts with a 'prompt' key"):
         generate_batch([{"text": "x"}], checkpoint)
@@ -119,8 +119,8 @@ def test_bad_data_is_refused(cluster, checkpoint):
 
 
 def test_missing_model_fails_before_ray_starts(tmp_path):
-    from ov_causal.batch import generate_batch
     from ov_causal.errors import ModelSourceError
+    from ov_causal.serving.ray_batch import generate_batch
 
     with pytest.raises(ModelSourceError, match="does not exist"):
         generate_batch(["x"], tmp_path / "no-such-model")
@@ -131,8 +131,8 @@ def test_missing_model_fails_before_ray_starts(tmp_path):
 def test_missing_column_names_the_columns(checkpoint):
     import numpy as np
 
-    from ov_causal.batch import Generator
     from ov_causal.errors import OptionError
+    from ov_causal.serving.ray_batch import Generator
 
     gen = Generator(checkpoint, max_new_tokens=2)
     with pytest.raises(OptionError, match="no column 'prompt' .columns: text"):
@@ -143,7 +143,7 @@ def test_missing_column_names_the_columns(checkpoint):
 
 def test_missing_extra_names_it(monkeypatch):
     from ov_causal import MissingExtraError
-    from ov_causal.batch import generate_batch
+    from ov_causal.serving.ray_batch import generate_batch
 
     for module in ("ray", "ray.data"):
         monkeypatch.setitem(sys.modules, module, None)  # what an interpreter without Ray sees: ImportError
@@ -153,5 +153,5 @@ def test_missing_extra_names_it(monkeypatch):
 
 
 def test_import_does_not_import_ray():
-    code = "import ov_causal, ov_causal.batch, ov_causal.ovms, sys; assert 'ray' not in sys.modules"
+    code = "import ov_causal, ov_causal.serving.ray_batch, ov_causal.serving.ovms, sys; assert 'ray' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -17,8 +17,8 @@ openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
 
 from ov_causal import ModelSourceError, OptionError  # noqa: E402
-from ov_causal import serve as serving  # noqa: E402
-from ov_causal.openai_api import REPLICA_HEADER  # noqa: E402
+from ov_causal.serving import ray_serve as serving  # noqa: E402
+from ov_causal.serving.openai_api import REPLICA_HEADER  # noqa: E402
 
 NAME = "tiny-llama"
 BODY_LIMIT = 256 * 1024
@@ -321,7 +321,8 @@ def test_missing_extra(monkeypatch):
 
 
 def test_import_does_not_import_ray():
-    code = "import ov_causal, ov_causal.serve, sys; assert 'ray' not in sys.modules and 'fastapi' not in sys.modules"
+    code = ("import ov_causal, ov_causal.serving.ray_serve, sys; "
+            "assert 'ray' not in sys.modules and 'fastapi' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 
 from ov_causal import AutoModelForCausalLM
-from ov_causal.export import read_ir
-from ov_causal.ir import int4_layout, layer_weights
-from ov_causal.manifest import Manifest
+from ov_causal.build.export import read_ir
+from ov_causal.build.ir import int4_layout, layer_weights
+from ov_causal.build.manifest import Manifest
 
 INT4_PRESETS = ("int4_sym_g128", "int4_asym_g128", "int4_sym_g64", "int4_asym_g64")
 LAYERS = 30 * 7  # 30 decoder layers: q, k, v, o, gate, up (576 input channels) and down (1536)
@@ -49,7 +49,7 @@ def test_int8_preset(smollm2_preset):
 
 
 def test_fallback_in_summary(smollm2_preset):
-    from ov_causal.display import model_summary
+    from ov_causal.ui.display import model_summary
 
     model = AutoModelForCausalLM.from_pretrained(smollm2_preset("int4_asym_g128"), compile=False)
     assert model.ov_manifest.fallback_summary() == "180 layers: int4 g64 (180)"

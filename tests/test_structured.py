@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from ov_causal import AutoModelForCausalLM, OptionError, OVCausalError, StructuredOutputError
-from ov_causal.generation import DEMO_MODEL
-from ov_causal.structured import constraint, schema_regex, structured_output_config
+from ov_causal.model.generation import DEMO_MODEL
+from ov_causal.model.structured import constraint, schema_regex, structured_output_config
 
 PROMPTS = ("DEFAULTS = ", "    data = ", "config = json.loads(")
 SCHEMA: dict[str, Any] = {

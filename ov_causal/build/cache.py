@@ -1,0 +1,352 @@
+"""A persistent cache of exported models: export once, load in a second in any later process.
+
+Layout under the root (``~/.cache/ov_causal`` by default)::
+
+    entries/<key>/            a finished export (IR, tokenizers, ov_causal.json, entry.json)
+    entries/<key>/compiled/   OpenVINO's compiled-model cache (CACHE_DIR) for this entry
+    entries/.<key>.partial-*  an export in progress (or left by a killed process): never trusted
+    locks/<key>.lock          held while one process builds the entry
+    locks/<key>.compile.lock  held while OpenVINO compiles into the entry's compiled/ folder
+
+An entry is trusted only when its ``entry.json`` lists every file with the sha256 of its whole
+content, taken when it was published. A file whose size, mtime or ctime differ from those recorded
+with the hash is re-hashed in full before use (``ov_causal.build.integrity``); ``verify_entries``
+(``ov-causal cache verify``) re-hashes everything.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import CacheError, OptionError
+from .files import remove, write_json
+from .integrity import COMPILED_DIR, ENTRY_FILE, USED_FILE, check_entry, file_records, verify, verify_entries
+
+CACHE_ENV = "OV_CAUSAL_CACHE_DIR"
+_SAMPLE = 1 << 20  # bytes read from the start, middle and end of a large file for its quick hash
+
+
+def cache_root(ov_cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Where the cache lives: the keyword, else $OV_CAUSAL_CACHE_DIR, else $XDG_CACHE_HOME/ov_causal."""
+    if ov_cache_dir is not None:
+        return Path(ov_cache_dir).expanduser()
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ov_causal"
+
+
+def quick_hash(path: Path) -> str:
+    """sha256 of a file, or for files over 3 MiB of its size and first, middle and last MiB."""
+    digest = hashlib.sha256()
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        if size <= 3 * _SAMPLE:
+            digest.update(f.read())
+        else:
+            digest.update(str(size).encode())
+            for offset in (0, size // 2, size - _SAMPLE):
+                f.seek(offset)
+                digest.update(f.read(_SAMPLE))
+    return digest.hexdigest()
+
+
+def folder_fingerprint(folder: Path, patterns: tuple[str, ...] = ("*",)) -> str:
+    """A hash of the names, sizes and contents (sampled for large files) of a folder's files."""
+    digest = hashlib.sha256()
+    files = sorted({p for pattern in patterns for p in folder.glob(pattern) if p.is_file()})
+    for path in files:
+        digest.update(f"{path.name}\0{path.stat().st_size}\0{quick_hash(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def make_key(parts: dict[str, Any]) -> str:
+    """The entry name: a hash of everything that changes the export."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def verify_cache(key: str | None = None, ov_cache_dir: str | os.PathLike[str] | None = None) -> dict[str, str | None]:
+    """Re-hash every file of the export cache's entries (those whose key starts with ``key``, or all).
+
+    Returns {entry key: None when intact, else what is wrong}. A damaged entry is rebuilt by the next
+    load that needs it, or removed with ``ov-causal cache clear``.
+
+    Example:
+        >>> damaged = {k: v for k, v in verify_cache().items() if v}
+    """
+    return verify_entries(cache_root(ov_cache_dir), key)
+
+
+_READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _ensure_folder(path: Path) -> None:
+    """Make ``path`` a folder, replacing a file (or dead symlink) that stands where it should be."""
+    if (path.exists() or path.is_symlink()) and not path.is_dir():
+        warnings.warn(f"{path} is a file where ov_causal keeps a folder of its cache; replacing it.", stacklevel=4)
+        path.unlink()
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def _open_lock(path: Path) -> Any:
+    if path.is_dir() and not path.is_symlink():
+        warnings.warn(f"{path} is a folder where ov_causal keeps a lock file; replacing it.", stacklevel=4)
+        shutil.rmtree(path)
+    return path.open("a")
+
+
+@contextmanager
+def _locked(root: Path, key: str) -> Iterator[None]:
+    """An inter-process lock for one key; the OS releases it if the holder dies.
+
+    Raises ``OSError`` (EACCES/EROFS) when the cache cannot be written; a file or folder standing
+    where a lock belongs is replaced with a warning.
+    """
+    try:
+        _ensure_folder(root / "locks")
+        handle = _open_lock(root / "locks" / f"{key}.lock")
+    except OSError as exc:
+        if exc.errno in _READ_ONLY:
+            raise
+        raise CacheError(
+            f"the lock {root / 'locks' / (key + '.lock')} of the export cache cannot be used ({exc.strerror}). "
+            f"Remove {root / 'locks'}, or pass ov_cache_dir= another folder."
+        ) from exc
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def compiling(properties: Mapping[str, Any]) -> Iterator[None]:
+    """Hold the entry's compile lock while OpenVINO compiles with ``CACHE_DIR`` in an export-cache entry.
+
+    OpenVINO writes its compiled blob into CACHE_DIR in place; a process that maps a blob another
+    one is still writing dies of SIGBUS or runs half-written weights. Under this lock a blob is only
+    read once complete. A CACHE_DIR outside the export cache (the user's own) is not locked; a
+    read-only cache is not locked either (OpenVINO cannot write blobs there).
+
+    Example:
+        >>> with compiling(model.ov_config):
+        ...     model.compile()
+    """
+    cache_dir = properties.get("CACHE_DIR")
+    compiled = Path(str(cache_dir)) if cache_dir else None
+    if compiled is None or compiled.name != COMPILED_DIR or not (compiled.parent / ENTRY_FILE).is_file():
+        yield
+        return
+    root, key = compiled.parent.parent.parent, compiled.parent.name
+    try:
+        lock = _locked(root, f"{key}.compile")
+        lock.__enter__()
+    except OSError as exc:
+        if exc.errno not in _READ_ONLY:
+            raise
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A cache lookup: the entry folder and whether it was already there.
+
+    ``read_only``: found intact in a cache this process cannot write (nothing was written to it).
+    ``workdir``: set when the cache could not be used: the export lives in this temporary folder.
+    """
+
+    folder: Path
+    hit: bool
+    read_only: bool = False
+    workdir: tempfile.TemporaryDirectory | None = None
+
+    @property
+    def compiled_dir(self) -> Path:
+        """OpenVINO's CACHE_DIR: the entry's ``compiled`` folder (the entry itself when read-only and absent,
+        which OpenVINO reads but cannot write: it compiles without caching)."""
+        compiled = self.folder / COMPILED_DIR
+        return self.folder if self.read_only and not compiled.is_dir() else compiled
+
+
+def _remove(path: Path) -> None:
+    remove(path)
+
+
+def _touch_used(entry: Path) -> None:
+    try:
+        (entry / USED_FILE).write_text(str(time.time()))
+    except OSError:  # a read-only entry in a writable cache: the age it shows is its folder's
+        pass
+
+
+def _refresh(entry: Path, record: dict[str, Any] | None) -> None:
+    """Record the new file times of files that were re-hashed and found intact (the next load skips the hash)."""
+    if record is not None:
+        try:
+            write_json(entry / ENTRY_FILE, record)
+        except OSError:
+            pass
+
+
+def _uncached(root: Path, key: str, build: Callable[[Path], None], why: str) -> Hit:
+    """A read-only cache: its intact entry as it is, or an export into a temporary folder."""
+    entry = root / "entries" / key
+    problem = verify(entry) if entry.exists() else "it has no entry for this model"
+    if problem is None:
+        return Hit(entry, hit=True, read_only=True)
+    warnings.warn(
+        f"the export cache {root} cannot be written ({why}) and {problem}: exporting into a temporary folder, "
+        "not cached. Make the cache writable, or pass ov_cache_dir= (or set OV_CAUSAL_CACHE_DIR to) a writable "
+        "folder.", stacklevel=4)
+    workdir = tempfile.TemporaryDirectory(prefix="ov_causal-")
+    target = Path(workdir.name) / "model"
+    build(target)
+    return Hit(target, hit=False, workdir=workdir)
+
+
+def get_or_build(root: Path, key: str, parts: dict[str, Any], build: Callable[[Path], None]) -> Hit:
+    """Return the entry for ``key``, building it with ``build(target)`` under the lock if needed.
+
+    ``build`` must create ``target`` atomically (it is a path that does not exist yet).
+    """
+    entries = root / "entries"
+    lock = _locked(root, key)
+    try:
+        lock.__enter__()
+    except OSError as exc:
+        if not isinstance(exc, CacheError) and exc.errno in _READ_ONLY:
+            return _uncached(root, key, build, exc.strerror or "permission denied")
+        raise
+    try:
+        return _get_or_build_locked(entries, key, parts, build)
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _get_or_build_locked(entries: Path, key: str, parts: dict[str, Any], build: Callable[[Path], None]) -> Hit:
+    entry = entries / key
+    if entry.exists() or entry.is_symlink():
+        problem, record = check_entry(entry, full=False)
+        if problem is None:
+            _refresh(entry, record)
+            _touch_used(entry)
+            return Hit(entry, hit=True)
+        warnings.warn(f"cache entry {entry} is damaged ({problem}); rebuilding it.", stacklevel=4)
+        _remove(entry)
+    _ensure_folder(entries)
+    for stale in entries.glob(f".{key}.partial-*"):  # left by a killed process
+        _remove(stale)
+    build(entry)
+    try:
+        records = {"key": key, "parts": parts, "files": file_records(entry), "created": time.time()}
+        write_json(entry / ENTRY_FILE, records)
+        _touch_used(entry)
+    except BaseException:  # e.g. the disk filled up: leave no entry without its records
+        _remove(entry)
+        raise
+    return Hit(entry, hit=False)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One cached export, as ``ov-causal cache list`` shows it."""
+
+    key: str
+    folder: Path
+    source: str
+    preset: str
+    size: int
+    last_used: float
+    problem: str | None
+
+    def row(self) -> str:
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.last_used))
+        state = "ok" if self.problem is None else f"DAMAGED: {self.problem}"
+        return f"{self.key[:12]}  {self.size / 2**20:9.1f} MiB  {used}  {self.preset:16s}  {self.source}  {state}"
+
+
+def _entry(folder: Path) -> Entry:
+    if not folder.is_dir() or folder.is_symlink():
+        st = folder.lstat()
+        return Entry(folder.name, folder, "?", "?", st.st_size, st.st_mtime, "it is not a folder")
+    try:
+        manifest = json.loads((folder / "ov_causal.json").read_text(encoding="utf-8"))
+        manifest = manifest if isinstance(manifest, dict) else {}
+    except (OSError, ValueError):
+        manifest = {}
+    try:
+        used = float((folder / USED_FILE).read_text())
+    except (OSError, ValueError):
+        used = folder.stat().st_mtime
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    return Entry(folder.name, folder, str(manifest.get("source", "?")), str(manifest.get("preset", "?")), size, used,
+                 verify(folder))
+
+
+def list_entries(root: Path) -> list[Entry]:
+    """Every entry under the root (a damaged one too, with its problem), most recently used first."""
+    entries = root / "entries"
+    if not entries.is_dir():
+        return []
+    found = [_entry(p) for p in sorted(entries.glob("*")) if not p.name.startswith(".")]
+    return sorted(found, key=lambda e: e.last_used, reverse=True)
+
+
+def parse_age(text: str) -> float:
+    """'30d', '12h', '45m' or '90s' -> seconds."""
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    try:
+        return float(text[:-1]) * units[text[-1]]
+    except (KeyError, ValueError, IndexError):
+        raise OptionError(f"--older-than {text!r} is not valid: use a number and a unit, e.g. 30d, 12h, 45m.") from None
+
+
+def clear(root: Path, older_than: float | None = None) -> list[Entry]:
+    """Remove entries (those unused for ``older_than`` seconds, or all) and stale partial exports."""
+    now = time.time()
+    removed = []
+    for entry in list_entries(root):
+        stuck = entry.problem == "it is not a folder"
+        if older_than is None or stuck or now - entry.last_used > older_than:
+            try:
+                with _locked(root, entry.key):
+                    _remove(entry.folder)
+            except OSError as exc:
+                raise CacheError(f"cannot remove {entry.folder} ({exc.strerror}): this user cannot write the export "
+                                 f"cache {root}. Run as its owner, or remove the folder by hand.") from exc
+            removed.append(entry)
+    for stale in (root / "entries").glob(".*.partial-*"):
+        if older_than is None or now - stale.stat().st_mtime > max(older_than, 3600):
+            _remove(stale)
+    return removed
+
+
+def cache_table(ov_cache_dir: str | os.PathLike[str] | None = None) -> Any:
+    """The export cache's entries (most recently used first) as a table: HTML in Jupyter, text with ``print``."""
+    from ..ui.display import Table
+
+    rows = tuple(
+        (e.key[:12], e.source, e.preset, round(e.size / 2**20, 1), time.strftime("%Y-%m-%d %H:%M",
+         time.localtime(e.last_used)), "ok" if e.problem is None else f"DAMAGED: {e.problem}")
+        for e in list_entries(cache_root(ov_cache_dir))
+    )
+    return Table(("key", "source", "preset", "MiB", "last used", "state"), rows,
+                 f"Export cache {cache_root(ov_cache_dir)}")

@@ -1,0 +1,1 @@
+"""Configuration: presets, ov_config validation, Hub and optimum keywords."""

@@ -1,0 +1,332 @@
+"""Named presets: weight compression (saved into the export) and runtime options (applied at compile).
+
+Compression names follow the OpenVINO white paper (``int8``, ``int4_sym_g128``, ...); runtime names
+follow the seeds' ``ov_config`` recipes (``latency``, ``throughput``, ``accuracy``, ``memory``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..errors import PresetError, suggest
+
+WeightFormat = Literal["fp32", "fp16", "int8", "int4"]
+DATA_FREE_SENSITIVITY = "weight_quantization_error"
+SENSITIVITY_METRICS = (
+    DATA_FREE_SENSITIVITY,
+    "hessian_input_activation",
+    "mean_activation_variance",
+    "max_activation_variance",
+    "mean_activation_magnitude",
+)
+ONE_BILLION = 1_000_000_000
+RUNTIME_GROUP_SIZES = (0, 16, 32, 64, 128, 256)
+INT4_OVERRIDES = {"group_size", "ratio", "awq", "scale_estimation", "gptq", "sensitivity"}
+
+
+def _check_group_size(group_size: int) -> None:
+    ok = group_size == -1 or (group_size >= 16 and group_size & (group_size - 1) == 0)
+    if not ok:
+        raise PresetError(
+            f"group_size={group_size!r} is not valid: use -1 (one group per channel) or a power of two "
+            "of at least 16 (the white paper's presets use 64 and 128)."
+        )
+
+
+@dataclass(frozen=True)
+class Compression:
+    """How the weights are stored in the exported model.
+
+    Args:
+        weights: ``fp32``/``fp16`` (no quantization), ``int8`` (per-channel asymmetric) or ``int4``.
+        sym: int4 only: symmetric (faster) instead of asymmetric (more accurate) quantization.
+        group_size: int4 only: weights sharing one scale (64, 128, ...; -1 per channel).
+        ratio: int4 only: share of layers in int4, the rest in int8 (0 < ratio <= 1).
+        awq: int4 only: NNCF's AWQ, data-aware (needs calibration text).
+        scale_estimation: int4 only: NNCF's scale estimation, data-aware.
+        gptq: int4 only: NNCF's GPTQ, data-aware.
+        sensitivity: int4 with ratio < 1: how NNCF ranks layers for int4, one of SENSITIVITY_METRICS
+            (``weight_quantization_error`` is data-free; the others need calibration text).
+    """
+
+    weights: WeightFormat
+    sym: bool = False
+    group_size: int | None = None
+    ratio: float = 1.0
+    awq: bool = False
+    scale_estimation: bool = False
+    gptq: bool = False
+    sensitivity: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.weights not in ("fp32", "fp16", "int8", "int4"):
+            raise PresetError(f"weights={self.weights!r} is not valid: use 'fp32', 'fp16', 'int8' or 'int4'.")
+        if not isinstance(self.ratio, (int, float)) or isinstance(self.ratio, bool) or not 0 < self.ratio <= 1:
+            raise PresetError(f"ratio={self.ratio!r} is not valid: use a number in (0, 1], e.g. 0.8.")
+        if self.sensitivity is not None and self.sensitivity not in SENSITIVITY_METRICS:
+            raise PresetError(
+                f"sensitivity={self.sensitivity!r} is not valid: use one of {', '.join(SENSITIVITY_METRICS)}."
+            )
+        if self.awq and self.gptq:
+            raise PresetError("awq and gptq are alternatives: pick one (each combines with scale_estimation).")
+        if self.weights != "int4":
+            if self.sym or self.group_size is not None or self.ratio != 1.0 or self.data_aware or self.sensitivity:
+                raise PresetError(
+                    f"sym, group_size, ratio, sensitivity and the data-aware methods apply to int4 only, not to "
+                    f"{self.weights!r}: pick an int4 preset (e.g. 'int4_asym_g128') to set them."
+                )
+        else:
+            if self.group_size is None:
+                object.__setattr__(self, "group_size", 128)
+            if not isinstance(self.group_size, int) or isinstance(self.group_size, bool):
+                raise PresetError(f"group_size={self.group_size!r} is not valid: use an int such as 64 or 128.")
+            _check_group_size(self.group_size)
+
+    @property
+    def quantized(self) -> bool:
+        return self.weights in ("int8", "int4")
+
+    @property
+    def data_aware(self) -> bool:
+        """True when compressing needs calibration text."""
+        return self.awq or self.scale_estimation or self.gptq or self.sensitivity not in (None, DATA_FREE_SENSITIVITY)
+
+    def describe(self) -> str:
+        if self.weights != "int4":
+            return self.weights
+        ratio = "" if self.ratio == 1.0 else f" ratio={self.ratio:g}"
+        methods = [m for m in ("awq", "scale_estimation", "gptq") if getattr(self, m)]
+        extra = f" +{'+'.join(methods)}" if methods else ""
+        return f"int4 {'sym' if self.sym else 'asym'} g{self.group_size}{ratio}{extra}"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """OpenVINO compile options for a use case (the seeds' ``ov_config`` recipes).
+
+    Args:
+        hint: ``PERFORMANCE_HINT``: ``LATENCY`` or ``THROUGHPUT``.
+        dynamic_quantization_group_size: activations quantized per group of this size for
+            int8/int4 weights; 0 turns dynamic quantization off.
+        kv_cache_precision: ``u8``, ``f16``, ``bf16`` or ``f32`` (None: the device default).
+        inference_precision: ``f32``, ``f16`` or ``bf16`` (None: the device default).
+        num_streams: parallel inference streams (None: chosen by the hint).
+    """
+
+    name: str
+    hint: Literal["LATENCY", "THROUGHPUT"] = "LATENCY"
+    dynamic_quantization_group_size: int = 32
+    kv_cache_precision: str | None = "u8"
+    inference_precision: str | None = None
+    num_streams: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.hint not in ("LATENCY", "THROUGHPUT"):
+            raise PresetError(f"hint={self.hint!r} is not valid: use 'LATENCY' or 'THROUGHPUT'.")
+        if self.dynamic_quantization_group_size not in RUNTIME_GROUP_SIZES:
+            raise PresetError(
+                f"dynamic quantization group size {self.dynamic_quantization_group_size!r} is not valid: "
+                f"use one of {RUNTIME_GROUP_SIZES} (32, 64 and 128 are the recommended ones; 0 turns it off)."
+            )
+        if self.kv_cache_precision not in (None, "u8", "f16", "bf16", "f32"):
+            raise PresetError(
+                f"kv_cache_precision={self.kv_cache_precision!r} is not valid: use 'u8', 'f16', 'bf16' or 'f32'."
+            )
+        if self.inference_precision not in (None, "f32", "f16", "bf16"):
+            raise PresetError(
+                f"inference_precision={self.inference_precision!r} is not valid: use 'f32', 'f16' or 'bf16'."
+            )
+        if self.num_streams is not None and (not isinstance(self.num_streams, int) or self.num_streams < 1):
+            raise PresetError(f"num_streams={self.num_streams!r} is not valid: use a positive int or None.")
+
+    def _repr_html_(self) -> str:
+        from ..ui.display import html_table
+
+        return html_table(_RUNTIME_COLUMNS, [_runtime_row(self)], caption=f"Runtime {self.name!r}")
+
+    def with_group_size(self, group_size: int) -> Runtime:
+        """A copy with another dynamic quantization group size (32, 64, 128, or 0 for off)."""
+        return dataclasses.replace(self, dynamic_quantization_group_size=group_size)
+
+    def ov_config(self) -> dict[str, str]:
+        """The ``ov_config`` dict this runtime preset stands for."""
+        config = {
+            "PERFORMANCE_HINT": self.hint,
+            "DYNAMIC_QUANTIZATION_GROUP_SIZE": str(self.dynamic_quantization_group_size),
+        }
+        if self.kv_cache_precision is not None:
+            config["KV_CACHE_PRECISION"] = self.kv_cache_precision
+        if self.inference_precision is not None:
+            config["INFERENCE_PRECISION_HINT"] = self.inference_precision
+        if self.num_streams is not None:
+            config["NUM_STREAMS"] = str(self.num_streams)
+        return config
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named pair of weight compression and (optionally) runtime options."""
+
+    name: str
+    compression: Compression
+    runtime: Runtime | None = None
+
+    def _repr_html_(self) -> str:
+        from ..ui.display import html_table
+
+        return html_table(_PRESET_COLUMNS, [_preset_row(self)], caption=f"Preset {self.name!r}")
+
+
+_PRESET_COLUMNS = ("preset", "weights", "sym", "group size", "ratio", "data-aware", "default runtime")
+_RUNTIME_COLUMNS = ("runtime", "hint", "dynamic quantization group", "KV cache", "inference precision", "streams")
+
+
+def _preset_row(p: Preset) -> tuple[Any, ...]:
+    c = p.compression
+    int4 = c.weights == "int4"
+    methods = "+".join(m for m in ("awq", "scale_estimation", "gptq") if getattr(c, m)) or "-"
+    return (p.name, c.weights, c.sym if int4 else "-", c.group_size if int4 else "-", c.ratio if int4 else "-",
+            methods, p.runtime.name if p.runtime else default_runtime(c.weights).name)
+
+
+def _runtime_row(r: Runtime) -> tuple[Any, ...]:
+    return (r.name, r.hint, r.dynamic_quantization_group_size or "off", r.kv_cache_precision or "device default",
+            r.inference_precision or "device default", r.num_streams or "by hint")
+
+
+def _int4(sym: bool, group_size: int) -> Preset:
+    name = f"int4_{'sym' if sym else 'asym'}_g{group_size}"
+    return Preset(name, Compression("int4", sym=sym, group_size=group_size))
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset("fp32", Compression("fp32")),
+        Preset("fp16", Compression("fp16")),
+        Preset("int8", Compression("int8")),
+        _int4(True, 128),
+        _int4(False, 128),
+        _int4(True, 64),
+        _int4(False, 64),
+        Preset("int4_asym_g128_awq", Compression("int4", group_size=128, awq=True, scale_estimation=True)),
+        Preset("int4_asym_g64_awq", Compression("int4", group_size=64, awq=True, scale_estimation=True)),
+        Preset("int4_asym_g128_gptq", Compression("int4", group_size=128, gptq=True, scale_estimation=True)),
+        Preset("int4_asym_g64_gptq", Compression("int4", group_size=64, gptq=True, scale_estimation=True)),
+    )
+}
+
+RUNTIMES: dict[str, Runtime] = {
+    r.name: r
+    for r in (
+        Runtime("latency"),
+        Runtime("throughput", hint="THROUGHPUT"),
+        Runtime("accuracy", dynamic_quantization_group_size=0, kv_cache_precision="f32", inference_precision="f32"),
+        Runtime("memory", kv_cache_precision="u8", num_streams=1),
+    )
+}
+
+DEFAULT_RUNTIME = "latency"
+EXACT_RUNTIME = "accuracy"
+
+
+def default_runtime(weights: str, ov_config: dict[str, str] | None = None) -> Runtime:
+    """The runtime used when none is named: ``latency`` for int8/int4 weights; ``accuracy`` (no dynamic
+    quantization, f32 KV cache and math) for fp32/fp16 weights or when ``ov_config`` asks for
+    ``INFERENCE_PRECISION_HINT=f32``, so that an exact request never gets a quantized KV cache from a default."""
+    exact = weights in ("fp32", "fp16") or str((ov_config or {}).get("INFERENCE_PRECISION_HINT", "")).lower() == "f32"
+    return get_runtime(EXACT_RUNTIME if exact else DEFAULT_RUNTIME)
+
+
+def get_preset(name: str) -> Preset:
+    """Look up a compression preset by name; an unknown name lists the valid ones."""
+    if name not in PRESETS:
+        raise PresetError(
+            f"unknown preset {name!r}.{suggest(name, PRESETS)} Valid presets: {', '.join(PRESETS)}."
+        )
+    return PRESETS[name]
+
+
+def get_runtime(name: str) -> Runtime:
+    """Look up a runtime preset by name; an unknown name lists the valid ones."""
+    if name not in RUNTIMES:
+        raise PresetError(
+            f"unknown runtime preset {name!r}.{suggest(name, RUNTIMES)} Valid runtime presets: {', '.join(RUNTIMES)}."
+        )
+    return RUNTIMES[name]
+
+
+def resolve_compression(
+    preset: str | Preset | Compression | None, **overrides: Any
+) -> tuple[str | None, Compression | None]:
+    """Turn the user's ``preset`` plus int4 overrides (group_size, ratio, awq, ...) into (name, Compression).
+
+    (None, None) means 'the default for this model's size'.
+    """
+    unknown = set(overrides) - INT4_OVERRIDES
+    if unknown:
+        raise PresetError(f"unknown compression override(s) {sorted(unknown)}: use {sorted(INT4_OVERRIDES)}.")
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if preset is None:
+        if changes:
+            raise PresetError(
+                f"{', '.join(sorted(changes))}= need an int4 preset, e.g. preset='int4_asym_g64', ratio=0.8."
+            )
+        return None, None
+    if isinstance(preset, str):
+        named = get_preset(preset)
+        name, compression = named.name, named.compression
+    elif isinstance(preset, Preset):
+        name, compression = preset.name, preset.compression
+    elif isinstance(preset, Compression):
+        name, compression = "custom", preset
+    else:
+        raise PresetError(
+            f"preset={preset!r} is not valid: pass a preset name ({', '.join(PRESETS)}), a Preset or a Compression."
+        )
+    if not changes:
+        return name, compression
+    if compression.weights != "int4":
+        raise PresetError(f"{', '.join(sorted(changes))}= apply to int4 presets, not to {name!r}.")
+    return f"{name}+custom", dataclasses.replace(compression, **changes)
+
+
+def default_compression(num_parameters: int) -> tuple[str, Compression]:
+    """The seeds' default: int8 weights above one billion parameters, none below."""
+    name = "int8" if num_parameters > ONE_BILLION else "fp32"
+    return name, PRESETS[name].compression
+
+
+def resolve_runtime(
+    runtime: str | Runtime | None,
+    preset: str | Preset | Compression | None = None,
+    dq_group_size: int | None = None,
+) -> Runtime | None:
+    """The runtime preset in force: explicit ``runtime``, else the preset's own, else None (caller's default)."""
+    if runtime is None and isinstance(preset, Preset):
+        runtime = preset.runtime
+    if isinstance(runtime, str):
+        runtime = get_runtime(runtime)
+    elif runtime is not None and not isinstance(runtime, Runtime):
+        raise PresetError(
+            f"runtime={runtime!r} is not valid: pass a runtime preset name ({', '.join(RUNTIMES)}) or a Runtime."
+        )
+    if dq_group_size is not None:  # a quantization setting: it starts from the quantized default
+        runtime = (runtime or get_runtime(DEFAULT_RUNTIME)).with_group_size(dq_group_size)
+    return runtime
+
+
+def presets_table() -> Any:
+    """The compression presets as a table (HTML in Jupyter, text with ``print``; ``.to_pandas()``)."""
+    from ..ui.display import Table
+
+    return Table(_PRESET_COLUMNS, tuple(_preset_row(p) for p in PRESETS.values()), "Compression presets")
+
+
+def runtimes_table() -> Any:
+    """The runtime presets and the OpenVINO options they set, as a table."""
+    from ..ui.display import Table
+
+    return Table(_RUNTIME_COLUMNS, tuple(_runtime_row(r) for r in RUNTIMES.values()), "Runtime presets")

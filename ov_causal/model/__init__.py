@@ -1,0 +1,1 @@
+"""The model: OVModelForCausalLM / AutoModelForCausalLM, the two engines, pipeline(), generation."""

@@ -1,0 +1,288 @@
+"""Two engines behind ``model.generate()``: OpenVINO GenAI's C++ loop, or the transformers loop (optimum-intel).
+
+The GenAI engine serves a call when every generation setting in it has a GenAI equivalent; anything
+only transformers has (a logits processor, output_scores, bad_words_ids, ...) goes to the
+transformers loop. Both return what ``transformers`` returns: a [batch * num_return_sequences, length]
+tensor of prompt + new tokens, right-padded with the pad token.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ..build.cache import compiling
+from ..errors import OptionError
+
+Backend = Literal["auto", "genai", "optimum"]
+BACKENDS = ("auto", "genai", "optimum")
+
+# transformers GenerationConfig attributes with a GenAI equivalent (mapped in ``genai_config``).
+MAPPED = {
+    "max_new_tokens", "max_length", "min_new_tokens", "min_length", "do_sample", "temperature", "top_k", "top_p",
+    "min_p", "repetition_penalty", "no_repeat_ngram_size", "num_beams", "num_beam_groups", "diversity_penalty",
+    "length_penalty", "early_stopping", "num_return_sequences", "eos_token_id", "stop_strings",
+    "prompt_lookup_num_tokens", "max_matching_ngram_size", "num_assistant_tokens",
+}
+# Attributes that do not change which tokens come out.
+NEUTRAL = {
+    "pad_token_id", "bos_token_id", "use_cache", "cache_implementation", "transformers_version", "_from_model_config",
+    "return_dict_in_generate", "output_attentions", "output_hidden_states", "num_assistant_tokens_schedule",
+    "assistant_confidence_threshold", "decoder_start_token_id", "_commit_hash", "cache_config",
+    "assistant_lookbehind", "target_lookbehind", "is_assistant",
+}
+# Values that leave the output as it is (transformers fills some of them in for its pipelines).
+NO_OP = {"typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "encoder_repetition_penalty": 1.0,
+         "guidance_scale": 1.0}
+
+# Keywords of generate() itself (not GenerationConfig attributes) that GenAI can serve.
+CALL_KEYWORDS = {"input_ids", "attention_mask", "generation_config", "streamer", "assistant_model", "tokenizer",
+                 "position_ids", "presence_penalty", "frequency_penalty", "response_format"}
+# Of those, the ones only GenAI has: the transformers loop refuses them.
+GENAI_ONLY = ("presence_penalty", "frequency_penalty", "response_format")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which engine serves a call, and why (the first setting only transformers has)."""
+
+    engine: Literal["genai", "optimum"]
+    reason: str = ""
+    config: Any = None  # the effective transformers GenerationConfig of the call
+
+
+def effective_config(model: Any, kwargs: dict[str, Any]) -> Any:
+    """The transformers GenerationConfig a call would use: the model's (or the passed one) updated by kwargs."""
+    import copy
+
+    base = kwargs.get("generation_config") or model.generation_config
+    config = copy.deepcopy(base)
+    config.update(**{k: v for k, v in kwargs.items() if k not in CALL_KEYWORDS})
+    return config
+
+
+def plan(model: Any, kwargs: dict[str, Any], backend: Backend) -> Plan:
+    """Decide the engine for a ``generate`` call."""
+    from transformers import GenerationConfig
+
+    unsupported = [k for k, v in kwargs.items() if k not in CALL_KEYWORDS and v is not None
+                   and not hasattr(GenerationConfig(), k)]
+    config = effective_config(model, kwargs)
+    defaults = GenerationConfig().to_dict()
+    for key, value in config.to_dict().items():
+        if key in MAPPED or key in NEUTRAL or value == defaults.get(key, value) or value == NO_OP.get(key):
+            continue
+        if value is None or value is False or value == [] or value == {} or value == 0:
+            continue
+        unsupported.append(key)
+    if config.return_dict_in_generate or config.output_scores or config.output_logits:
+        unsupported.append("return_dict_in_generate/output_scores")
+    input_ids = kwargs.get("input_ids")
+    if input_ids is None:
+        unsupported.append("inputs_embeds (no input_ids)")
+    elif kwargs.get("streamer") is not None and (input_ids.shape[0] > 1 or (config.num_beams or 1) > 1):
+        unsupported.append("streamer with a batch or beam search")
+    if backend == "optimum":
+        return Plan("optimum", "backend='optimum'", config)
+    if unsupported:
+        if backend == "genai":
+            raise OptionError(
+                f"backend='genai' cannot serve {unsupported[0]!r}: OpenVINO GenAI has no equivalent. "
+                "Use backend='auto' (falls back to the transformers loop) or drop that argument."
+            )
+        return Plan("optimum", f"{unsupported[0]} is only supported by the transformers loop", config)
+    return Plan("genai", config=config)
+
+
+def genai_config(config: Any, prompt_length: int, kwargs: dict[str, Any], rng_seed: int | None = None) -> Any:
+    """The ``openvino_genai.GenerationConfig`` equivalent to a transformers GenerationConfig.
+
+    ``config`` needs only the attributes read here (a namespace works); sampling draws its seed from
+    torch's generator unless ``rng_seed`` is given.
+    """
+    import openvino_genai
+
+    out = openvino_genai.GenerationConfig()
+    out.max_new_tokens = config.max_new_tokens if config.max_new_tokens is not None else max(
+        0, (config.max_length or 20) - prompt_length
+    )
+    out.min_new_tokens = config.min_new_tokens or max(0, (config.min_length or 0) - prompt_length)
+    eos = config.eos_token_id
+    eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
+    if eos_ids:
+        out.eos_token_id = eos_ids[0]
+        out.stop_token_ids = set(eos_ids)
+    if config.stop_strings:
+        out.stop_strings = {config.stop_strings} if isinstance(config.stop_strings, str) else set(config.stop_strings)
+        out.include_stop_str_in_output = True
+    out.repetition_penalty = float(config.repetition_penalty or 1.0)
+    out.no_repeat_ngram_size = int(config.no_repeat_ngram_size or 0) or out.no_repeat_ngram_size
+    for key in ("presence_penalty", "frequency_penalty"):
+        if kwargs.get(key) is not None:
+            setattr(out, key, float(kwargs[key]))
+    if kwargs.get("response_format") is not None:
+        from .structured import structured_output_config
+
+        out.structured_output_config = structured_output_config(kwargs["response_format"])
+    out.num_return_sequences = config.num_return_sequences or 1
+    if (config.num_beams or 1) > 1:
+        out.num_beams = config.num_beams
+        out.num_beam_groups = config.num_beam_groups or 1
+        out.diversity_penalty = float(config.diversity_penalty or 0.0)
+        out.length_penalty = float(config.length_penalty if config.length_penalty is not None else 1.0)
+        criteria = openvino_genai.StopCriteria
+        out.stop_criteria = {True: criteria.EARLY, False: criteria.HEURISTIC, "never": criteria.NEVER}[
+            config.early_stopping if config.early_stopping is not None else False
+        ]
+    elif config.do_sample:
+        out.do_sample = True
+        out.temperature = float(config.temperature if config.temperature is not None else 1.0)
+        out.top_k = int(config.top_k) if config.top_k else 0
+        out.top_p = float(config.top_p if config.top_p is not None else 1.0)
+        if config.min_p:
+            out.min_p = float(config.min_p)
+        out.rng_seed = rng_seed if rng_seed is not None else _torch_draw()  # follows torch.manual_seed
+    if config.prompt_lookup_num_tokens:
+        out.num_assistant_tokens = int(config.prompt_lookup_num_tokens)
+        out.max_ngram_size = int(config.max_matching_ngram_size or 2)
+    elif kwargs.get("assistant_model") is not None:
+        out.num_assistant_tokens = int(config.num_assistant_tokens or 5)
+    return out
+
+
+def _torch_draw() -> int:
+    import torch
+
+    return int(torch.randint(0, 2**31 - 1, (1,)).item())
+
+
+class TokenStreamer:
+    """Feeds GenAI's tokens to a transformers streamer (``TextStreamer``, ``TextIteratorStreamer``).
+
+    A streamer whose ``stop_requested`` attribute turns true (a client that went away) stops the
+    generation at the next token; the tokens so far are returned.
+    """
+
+    def __new__(cls, hf_streamer: Any) -> Any:
+        import openvino_genai
+        import torch
+
+        class _Streamer(openvino_genai.StreamerBase):
+            def write(self, token: Any) -> Any:
+                tokens = token if isinstance(token, list) else [token]
+                hf_streamer.put(torch.tensor(tokens, dtype=torch.long))
+                if getattr(hf_streamer, "stop_requested", False):
+                    return openvino_genai.StreamingStatus.STOP
+                return openvino_genai.StreamingStatus.RUNNING
+
+            def end(self) -> None:
+                hf_streamer.end()
+
+        return _Streamer()
+
+
+class GenAIEngine:
+    """LLMPipelines over a model's export folder: plain, prompt lookup, or with a draft model (built lazily)."""
+
+    def __init__(self, folder: Path, device: str, properties: dict[str, str]) -> None:
+        self.folder = folder
+        self.device = device
+        self.properties = dict(properties)
+        self._pipelines: dict[tuple[str, str], Any] = {}
+
+    def pipeline(self, mode: str = "plain", draft: Path | None = None) -> Any:
+        import openvino_genai
+
+        key = (mode, str(draft))
+        if key not in self._pipelines:
+            options: dict[str, Any] = dict(self.properties)
+            if mode == "prompt_lookup":
+                options["prompt_lookup"] = True
+            elif mode == "draft":
+                options["draft_model"] = openvino_genai.draft_model(str(draft), self.device)
+            with compiling(self.properties):  # its compiled blob is written under the cache entry's lock
+                self._pipelines[key] = openvino_genai.LLMPipeline(str(self.folder), self.device, **options)
+        return self._pipelines[key]
+
+    def generate(self, input_ids: Any, attention_mask: Any, config: Any, kwargs: dict[str, Any]) -> Any:
+        """Run GenAI and return the transformers-shaped output tensor."""
+        import openvino
+        import openvino_genai
+        import torch
+
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        options = genai_config(config, input_ids.shape[1], kwargs)
+        assistant = kwargs.get("assistant_model")
+        if config.prompt_lookup_num_tokens:
+            pipe = self.pipeline("prompt_lookup")
+        elif assistant is not None:
+            pipe = self.pipeline("draft", _model_folder(assistant))
+        else:
+            pipe = self.pipeline()
+        inputs = openvino_genai.TokenizedInputs(
+            openvino.Tensor(input_ids.numpy().astype("int64")), openvino.Tensor(attention_mask.numpy().astype("int64"))
+        )
+        streamer = kwargs.get("streamer")
+        if streamer is not None:
+            streamer.put(input_ids.cpu())
+        result = pipe.generate(inputs, options, streamer=TokenStreamer(streamer) if streamer is not None else None)
+        self.last_perf_metrics = result.perf_metrics
+        pad = config.pad_token_id if config.pad_token_id is not None else options.eos_token_id
+        return _assemble(input_ids, result.tokens, options.num_return_sequences, pad)
+
+
+def _model_folder(model: Any) -> Path:
+    if isinstance(model, (str, Path)):
+        return Path(model)
+    folder = getattr(model, "model_save_dir", None)
+    if folder is None:
+        raise OptionError(
+            "assistant_model= must be an ov_causal model or the path of an OpenVINO export folder for the GenAI "
+            "engine; pass backend='optimum' to use a torch assistant."
+        )
+    return Path(folder)
+
+
+def _assemble(input_ids: Any, sequences: list[list[int]], per_prompt: int, pad: int) -> Any:
+    """Prompt rows (repeated per returned sequence) + new tokens, right-padded like transformers."""
+    import torch
+
+    longest = max((len(s) for s in sequences), default=0)
+    new = torch.full((len(sequences), longest), pad if pad is not None else 0, dtype=torch.long)
+    for row, tokens in enumerate(sequences):
+        new[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+    prompts = input_ids.repeat_interleave(per_prompt, dim=0)
+    return torch.cat([prompts, new], dim=1)
+
+
+def check_backend(backend: str) -> Backend:
+    if backend not in BACKENDS:
+        raise OptionError(f"backend={backend!r} is not valid: use one of {', '.join(BACKENDS)}.")
+    return backend  # type: ignore[return-value]
+
+
+def has_ov_tokenizers(folder: Path) -> bool:
+    """Whether the folder holds the OpenVINO tokenizer and detokenizer GenAI needs."""
+    return (folder / "openvino_tokenizer.xml").is_file() and (folder / "openvino_detokenizer.xml").is_file()
+
+
+def tokenizers_ready(folder: Path, tokenizer: Any) -> bool:
+    """GenAI needs openvino_tokenizer/detokenizer in the folder; convert them on the spot when possible."""
+    if has_ov_tokenizers(folder):
+        return True
+    if tokenizer is not None:
+        from ..build.export import convert_tokenizer
+
+        try:
+            if convert_tokenizer(tokenizer, folder):
+                return True
+        except OSError:
+            pass
+    warnings.warn(
+        f"{folder} has no OpenVINO tokenizer and none could be converted: generation uses the transformers loop.",
+        stacklevel=4,
+    )
+    return False

@@ -1,0 +1,84 @@
+"""Stage 1 of ``from_pretrained``: the user's keywords (ours, optimum-intel's, transformers' habits) checked
+and turned into one request: the source, the export request, the runtime and the device."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from ..build.calibration import load_texts
+from ..build.loading import ExportRequest
+from ..build.lora import parse_adapters
+from ..build.sources import Source, resolve_source
+from ..config.hub import resolve_hf_kwargs
+from ..config.optimum_keywords import merge_preset
+from ..config.options import check_device, validate_ov_config
+from ..config.presets import Runtime, resolve_compression, resolve_runtime
+from ..errors import PresetError
+
+
+def _auto(model_id: Any, hub: Any, ov_cache_dir: Any) -> tuple[str | None, str]:
+    """``preset="auto"``: the tuned choice or the documented rule (see ``ov_causal.tools.tune.auto_preset``)."""
+    from ..build.sources import count_parameters
+    from ..tools.tune import auto_preset
+
+    source = resolve_source(model_id, hub)
+    if source.kind == "openvino":
+        return None, "auto on an OpenVINO export: its weights are kept as they are"
+    return auto_preset(os.fspath(model_id), count_parameters(source.path), ov_cache_dir)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Stage 1 of loading: the user's keywords checked and turned into one request."""
+
+    source: Source
+    request: ExportRequest
+    runtime: Runtime | None  # None: the default for the weights (``presets.default_runtime``)
+    overrides: dict[str, str]
+    device: str
+    auto_reason: str | None
+    optimum_kwargs: dict[str, Any]
+
+
+def resolve_request(model_id: Any, options: dict[str, Any], kwargs: dict[str, Any]) -> Resolved:
+    """Check the keywords of ``from_pretrained`` (``options``: ours and optimum's by name; ``kwargs``: the
+    transformers habits) and turn them into one ``Resolved`` request."""
+    hub = resolve_hf_kwargs(kwargs)
+    device = check_device(options["device"])
+    preset, calibration = merge_preset(
+        options["preset"], options["compression_option"], options["load_in_8bit"], options["quantization_config"]
+    )
+    if options["calibration"] is not None:
+        calibration = tuple(load_texts(options["calibration"], "calibration"))
+    auto_reason = None
+    if preset == "auto":
+        preset, auto_reason = _auto(model_id, hub, options["ov_cache_dir"])
+    overrides = {k: options[k] for k in ("group_size", "ratio", "awq", "scale_estimation", "gptq", "sensitivity")}
+    name, compression = resolve_compression(preset, **overrides)
+    if hub.dtype_preset is not None:
+        if compression is None:
+            name, compression = resolve_compression(hub.dtype_preset)
+        else:
+            warnings.warn(f"torch_dtype/dtype is ignored: preset={name!r} sets the weights.", stacklevel=4)
+    runtime = resolve_runtime(options["runtime"], preset, options["dq_group_size"])
+    ov_cache_dir = options["ov_cache_dir"]
+    request = ExportRequest(
+        name, compression, options["stateful"], hub, tuple(parse_adapters(options["lora"])),
+        options["lora_allow_pickle"], options["cache"], None if ov_cache_dir is None else os.fspath(ov_cache_dir),
+        calibration,
+    )
+    if compression is not None and compression.data_aware and not request.calibration:
+        raise PresetError(
+            f"preset {name!r} ({compression.describe()}) is data-aware: pass calibration= (a file, a string or "
+            "a list of strings of the text the model will see)."
+        )
+    optimum_kwargs = {
+        k: options[k] for k in ("config", "generation_config", "dynamic_shapes") if options[k] is not None
+    }
+    return Resolved(
+        resolve_source(model_id, hub), request, runtime, validate_ov_config(options["ov_config"] or {}, device),
+        device, auto_reason, optimum_kwargs,
+    )

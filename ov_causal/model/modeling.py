@@ -1,0 +1,428 @@
+"""``OVModelForCausalLM``: optimum-intel's class with ov_causal's presets, export cache and GenAI engine.
+
+This module imports optimum-intel (and so torch) when it is imported; ``ov_causal`` imports it lazily.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+from optimum.intel import OVModelForCausalLM as OptimumCausalLM
+
+from ..build.cache import compiling
+from ..build.calibration import TextSource
+from ..build.export import IR_FILES, TOKENIZER_FILES, convert_tokenizer, publish, staging_folder
+from ..build.loading import (
+    Prepared,
+    damaged_ir,
+    find_tokenizer,
+    manifest_for_ir,
+    prepare_folder,
+    runtime_config,
+    stateful_error,
+)
+from ..build.lora import LoraSpec
+from ..build.manifest import Manifest
+from ..config.hub import quiet_offline_folder_check
+from ..config.options import check_device
+from ..config.presets import Compression, Preset, Runtime
+from ..errors import ExportError, OptionError, UnsupportedModelError
+from .engines import GENAI_ONLY, GenAIEngine, Plan, check_backend, has_ov_tokenizers, plan, tokenizers_ready
+from .load_request import Resolved, resolve_request
+
+
+class OVModelForCausalLM(OptimumCausalLM):
+    """optimum-intel's ``OVModelForCausalLM``, with ov_causal's presets, export cache and GenAI engine.
+
+    ``from_pretrained`` accepts every keyword of optimum's (``export``, ``load_in_8bit``,
+    ``quantization_config``, ``compile``, ``ov_config``, ``device``, ``use_cache``, ``stateful``, ...) with
+    optimum's meaning, plus ov_causal's (``preset``, ``runtime``, ``lora``, ...). Every attribute and method
+    of the parent keeps working (``model``, ``request``, ``compile()``, ``to()``, ``save_pretrained``).
+    Where optimum builds a class of its own (phi3, gpt_bigcode, old bloom, SSM), the model is an instance
+    of a subclass of both.
+
+    Attributes:
+        model: the ``openvino.Model``.
+        tokenizer: the Hugging Face tokenizer found beside the model, or None.
+        ov_manifest: how the export was made (source, preset, versions).
+        ov_runtime: the runtime preset in force; ``ov_config`` holds the resulting properties.
+        backend: the generation engine: 'auto', 'genai' or 'optimum'.
+        last_engine: which engine served the last ``generate()`` call, and ``last_engine_reason`` why.
+        ov_auto_reason: why ``preset="auto"`` chose what it chose.
+        ov_cache_hit: True when loaded from the export cache, False when exported into it, None when not cached.
+    """
+
+    _ov_base: ClassVar[type] = OptimumCausalLM  # the optimum-intel class this instance is built on
+    tokenizer: Any = None
+    ov_manifest: Manifest
+    ov_runtime: Runtime
+    ov_auto_reason: str | None = None
+    ov_cache_hit: bool | None = None
+    backend: str = "auto"
+    last_engine: str | None = None
+    last_engine_reason: str | None = None
+    _genai: GenAIEngine | None = None
+    _ov_workdir: tempfile.TemporaryDirectory | None = None
+    _ov_compile_on_demand: bool = False  # compiled at load: `request` compiles again when read after being freed
+    _ov_compiling: bool = False
+    _ov_loaded_fingerprint: tuple[int, int] | None = None  # of model.model as loaded from model_save_dir
+    _ov_overrides: dict[str, str] = {}  # the user's own ov_config keys (saved with the model)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike[str], **kwargs: Any) -> Any:
+        """Load an OpenVINO export, or export a Hugging Face checkpoint on the fly (see ``load_model``)."""
+        return load_model(pretrained_model_name_or_path, **kwargs)
+
+    @property
+    def request(self) -> Any:
+        """optimum's infer request. Compiled when read, if the GenAI engine serves and it was never compiled."""
+        request = self.__dict__.get("_ov_request")
+        if request is None and self._ov_compile_on_demand and not self._ov_compiling:
+            self.compile()
+            request = self.__dict__.get("_ov_request")
+        return request
+
+    @request.setter
+    def request(self, value: Any) -> None:
+        self.__dict__["_ov_request"] = value
+
+    @property
+    def model(self) -> Any:
+        """The ``openvino.Model``. Assigning another one (e.g. ``nncf.compress_weights(model.model)``) drops the
+        compiled request, so that the next call compiles what was assigned."""
+        return self.__dict__.get("_ov_model")
+
+    @model.setter
+    def model(self, value: Any) -> None:
+        self.__dict__["_ov_model"] = value
+        self.__dict__["_ov_request"] = None
+
+    def compile(self) -> None:
+        """Compile the transformers-loop engine (optimum's ``compile``; called by optimum before every forward)."""
+        self._ov_compiling = True
+        try:
+            with compiling(self.ov_config):  # a blob cached in an export-cache entry is written under its lock
+                self._ov_base.compile(self)
+        finally:
+            self._ov_compiling = False
+
+    @property
+    def compiled_model(self) -> Any:
+        """The ``openvino.CompiledModel`` of the transformers-loop engine (compiled now if it is not yet).
+
+        None with ``compile=False`` until ``compile()`` is called.
+        """
+        request = self.request
+        return request.get_compiled_model() if request is not None else None
+
+    @property
+    def preset(self) -> str:
+        return self.ov_manifest.preset
+
+    @property
+    def device_name(self) -> str:
+        """The OpenVINO device the model runs on, e.g. 'CPU'."""
+        return self._device
+
+    def to(self, device: str) -> OVModelForCausalLM:
+        """Move to another OpenVINO device ('CPU', 'GPU', ...); recompiles on next use."""
+        if not isinstance(device, str):
+            raise OptionError(f"to({device!r}): pass an OpenVINO device name such as 'CPU' or 'GPU'.")
+        self._genai = None
+        return self._ov_base.to(self, check_device(device))
+
+    def generate(self, inputs: Any = None, **kwargs: Any) -> Any:
+        """``transformers``' ``generate``, served by OpenVINO GenAI when every argument maps to it.
+
+        ``self.backend`` ('auto', 'genai', 'optimum') forces an engine; ``self.last_engine`` says
+        which one served the last call and ``self.last_engine_reason`` why the GenAI engine was not used.
+        """
+        if inputs is not None:
+            kwargs["input_ids"] = inputs
+        decision = plan(self, kwargs, self.backend)
+        if decision.engine == "genai" and not self.stateful:
+            decision = Plan("optimum", "a stateless export (GenAI needs the stateful form)")
+        if decision.engine == "genai" and _fingerprint(self.model) != self._ov_loaded_fingerprint:
+            decision = Plan("optimum", "model.model was changed since loading (GenAI runs the saved folder)")
+        engine = self._genai_engine() if decision.engine == "genai" else None
+        if engine is not None:
+            self.last_engine, self.last_engine_reason = "genai", ""
+            return engine.generate(kwargs["input_ids"], kwargs.get("attention_mask"), decision.config, kwargs)
+        self.last_engine, self.last_engine_reason = "optimum", decision.reason or "GenAI engine unavailable"
+        for key in GENAI_ONLY:
+            if kwargs.pop(key, None) is not None:
+                raise OptionError(f"{key}= exists only in the GenAI engine, which cannot serve this call "
+                                  f"({self.last_engine_reason}): use backend='genai' or 'auto' and only "
+                                  "settings GenAI has.")
+        return self._ov_base.generate(self, **kwargs)
+
+    def _genai_engine(self) -> GenAIEngine | None:
+        if self._genai is None:
+            folder = Path(self.model_save_dir)
+            if not tokenizers_ready(folder, self.tokenizer):
+                return None
+            self._genai = GenAIEngine(folder, self._device, dict(self.ov_config))
+            self.request = None  # one compiled copy of the weights at a time; the fallback recompiles
+        return self._genai
+
+    def save_pretrained(self, save_directory: str | os.PathLike[str], **kwargs: Any) -> None:
+        """Write IR, config, generation config, HF and OpenVINO tokenizers and the manifest.
+
+        The folder is built beside ``save_directory`` and moved into place when complete. An IR
+        unchanged since loading (same object, same number of ops) is copied byte for byte: optimum
+        would re-serialize it with the in-memory KV-cache precision of a stateless model baked in.
+        A ``model.model`` replaced since loading (e.g. by ``nncf.compress_weights``) is serialized, and
+        the manifest then describes its weights as they are.
+        """
+        target = Path(save_directory)
+        if target.exists() and not target.is_dir():
+            raise ExportError(f"cannot save into {str(target)!r}: it is a file. Pass a folder path.")
+        manifest = replace(self.ov_manifest, runtime=self.ov_runtime, ov_config=self._ov_overrides)
+        with staging_folder(target) as tmp:
+            if _fingerprint(self.model) == self._ov_loaded_fingerprint:
+                for name in IR_FILES:
+                    shutil.copy2(Path(self.model_save_dir) / name, tmp / name)
+                self.config.save_pretrained(tmp)
+                if self.generation_config is not None:
+                    self.generation_config.save_pretrained(tmp)
+            else:  # the user replaced model.model (e.g. nncf.compress_weights): serialize it
+                self._ov_base.save_pretrained(self, tmp, **kwargs)
+                described = manifest_for_ir(self, manifest.source)
+                manifest = replace(manifest, preset=described.preset, compression=described.compression)
+            self._save_tokenizers(tmp)
+            manifest.write(tmp)
+            publish(tmp, target)
+
+    def _save_tokenizers(self, folder: Path) -> None:
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(folder)
+        source = Path(self.model_save_dir)
+        if all((source / name).is_file() for name in TOKENIZER_FILES):
+            for name in TOKENIZER_FILES:
+                shutil.copy2(source / name, folder / name)
+        elif self.tokenizer is not None:
+            convert_tokenizer(self.tokenizer, folder)
+
+    def summary(self) -> list[tuple[str, Any]]:
+        """(field, value) pairs: architecture, parameters, source, preset, runtime, device, engine, IR size, cache."""
+        from ..ui.display import model_summary
+
+        return model_summary(self)
+
+    def _repr_html_(self) -> str:
+        """The summary as an HTML table: what Jupyter shows for ``model`` as the last line of a cell."""
+        from ..ui.display import html_fields
+
+        note = f"preset='auto': {self.ov_auto_reason}" if self.ov_auto_reason else ""
+        return html_fields(self.summary(), caption=type(self).__name__, note=note)
+
+    def __repr__(self) -> str:
+        m = self.ov_manifest
+        fallback = m.fallback_summary()
+        return (
+            f"{type(self).__name__}(source={m.source!r}, model_type={self.config.model_type!r}, "
+            f"preset={m.preset!r}, weights={m.compression.describe()!r}, "
+            + (f"group_size_fallback={fallback!r}, " if fallback else "")
+            + f"runtime={self.ov_runtime.name!r}, device={self._device!r}, stateful={self.stateful})"
+        )
+
+
+OVCausalLM = OVModelForCausalLM  # the name of earlier releases
+
+
+def _fingerprint(model: Any) -> tuple[int, int]:
+    """Identity and op count: tells whether ``model.model`` was replaced or rewritten (e.g. by NNCF) since loading."""
+    return id(model), len(model.get_ops())
+
+
+_CLASSES: dict[type, type] = {OptimumCausalLM: OVModelForCausalLM}
+
+
+def _ov_class(optimum_class: type) -> type:
+    """Our class for whichever class optimum-intel chose (phi3, bloom, SSM... have their own).
+
+    For those, a subclass of both: the optimum class comes first among the bases (CPython only allows
+    re-classing an instance to a class whose first base has its layout), so our methods are copied in
+    to take precedence over its overrides; ``_ov_base`` names it for the calls that go to optimum.
+    """
+    if optimum_class not in _CLASSES:
+        suffix = optimum_class.__name__.removeprefix("OV").removeprefix("ModelFor")
+        name = f"OVCausal{suffix}"
+        namespace = {k: v for k, v in vars(OVModelForCausalLM).items() if k not in ("__dict__", "__weakref__")}
+        namespace.update(__module__=__name__, __qualname__=name, _ov_base=optimum_class)
+        _CLASSES[optimum_class] = type(name, (optimum_class, OVModelForCausalLM), namespace)
+    return _CLASSES[optimum_class]
+
+
+def _compile_first_engine(model: Any) -> None:
+    """Compile the engine that will serve ``generate``: GenAI's pipeline when it can (the transformers loop then
+    compiles on its first use, or when ``model.request`` is read), so that the process never holds two compiled
+    copies of the weights at load."""
+    ready = has_ov_tokenizers(Path(model.model_save_dir))
+    if model.backend != "optimum" and model.stateful and ready and model._genai_engine() is not None:
+        model._genai.pipeline()
+    else:
+        model.compile()
+
+
+def _register_for_pipelines(model: Any) -> None:
+    """Name our class in transformers' causal-LM mapping, as optimum does for its own at construction, so that
+    ``transformers.pipeline`` accepts the model without logging "not supported for text-generation"."""
+    from transformers import AutoConfig
+
+    model.auto_model_class.register(AutoConfig, type(model), exist_ok=True)
+
+
+def _load_optimum(folder: Path, full_config: dict[str, str], resolved: Resolved) -> Any:
+    """Stage 3: optimum-intel reads the IR (not compiled yet)."""
+    try:
+        with quiet_offline_folder_check():
+            return OptimumCausalLM.from_pretrained(
+                str(folder), export=False, ov_config=full_config, device=resolved.device, compile=False,
+                use_cache=resolved.request.hub.use_cache, **resolved.optimum_kwargs,
+            )
+    except ValueError as exc:
+        raise UnsupportedModelError(f"OpenVINO could not load {str(folder)!r}: {exc}") from exc
+    except RuntimeError as exc:  # OpenVINO's "Unable to read the model", "Incorrect weights in bin file"
+        raise damaged_ir(folder, exc) from exc
+
+
+def _attach(model: Any, resolved: Resolved, prepared: Prepared, runtime: Runtime, backend: str) -> Any:
+    """Stage 4: make the optimum model ours and give it what ov_causal knows about it."""
+    ir, request = model.__dict__.pop("model"), model.__dict__.pop("request", None)
+    model.__class__ = _ov_class(type(model))  # `model` and `request` become properties: set them again
+    model.model, model.request = ir, request
+    _register_for_pipelines(model)
+    model._ov_workdir = prepared.workdir
+    model.ov_cache_hit = None if prepared.cache is None else prepared.cache.hit
+    model.ov_auto_reason = resolved.auto_reason
+    model.backend = check_backend(backend)
+    model._ov_loaded_fingerprint = _fingerprint(model.model)
+    model.ov_manifest = prepared.manifest or manifest_for_ir(model, resolved.source.name)
+    model.ov_runtime = runtime
+    model._ov_overrides = resolved.overrides
+    return model
+
+
+def load_model(
+    pretrained_model_name_or_path: str | os.PathLike[str],
+    *,
+    preset: str | Preset | Compression | None = None,
+    compression_option: str | None = None,
+    load_in_8bit: bool | None = None,
+    quantization_config: Any = None,
+    runtime: str | Runtime | None = None,
+    ov_config: Mapping[str, Any] | None = None,
+    group_size: int | None = None,
+    ratio: float | None = None,
+    dq_group_size: int | None = None,
+    stateful: bool | None = None,
+    device: str = "CPU",
+    compile: bool = True,
+    export: bool | None = None,
+    load_tokenizer: bool = True,
+    lora: LoraSpec | None = None,
+    lora_allow_pickle: bool = False,
+    cache: bool = True,
+    ov_cache_dir: str | os.PathLike[str] | None = None,
+    calibration: TextSource | None = None,
+    awq: bool | None = None,
+    scale_estimation: bool | None = None,
+    gptq: bool | None = None,
+    sensitivity: str | None = None,
+    backend: str = "auto",
+    config: Any = None,
+    generation_config: Any = None,
+    dynamic_shapes: bool | None = None,
+    **kwargs: Any,
+) -> OVModelForCausalLM:
+    """Load an OpenVINO export, or export a Hugging Face checkpoint on the fly.
+
+    Args:
+        pretrained_model_name_or_path: Hub id, checkpoint folder, or OpenVINO export folder.
+        preset: weight compression: a name (``int8``, ``int4_asym_g64``, ``fp16``, ...), a
+            ``Preset`` or a ``Compression``. Default: int8 above 1B parameters, none below.
+            ``"auto"``: the choice ``ov-causal tune`` made for this model, else a rule by size and CPU.
+        compression_option: the OpenVINO white paper's name for ``preset`` (``"int8"``, ``"int4_sym_g128"``, ...).
+        load_in_8bit: optimum-intel's switch: True is ``preset="int8"``, False keeps the weights uncompressed
+            (even above 1B parameters).
+        quantization_config: optimum-intel's ``OVWeightQuantizationConfig`` (or its dict), honoured exactly:
+            bits, sym, group_size, ratio, sensitivity_metric, quant_method="awq", scale_estimation, gptq and a
+            dataset given as a list of strings; settings ov_causal cannot apply are refused.
+        runtime: ``latency``, ``throughput``, ``accuracy``, ``memory`` or a ``Runtime``. Default:
+            ``latency`` for int8/int4 weights, ``accuracy`` for fp32/fp16 weights or when ``ov_config`` sets
+            ``INFERENCE_PRECISION_HINT="f32"``; an export folder restores the runtime it was saved with.
+        ov_config: raw OpenVINO properties; each key overrides the runtime preset's.
+        group_size: int4 override of the preset's group size.
+        ratio: int4 override: share of layers in int4, the rest in int8.
+        dq_group_size: dynamic quantization group size (32, 64, 128; 0 turns it off).
+        stateful: KV cache inside the model (default True for exports; an export folder keeps its form).
+        device: OpenVINO device, e.g. ``CPU`` or ``GPU``.
+        compile: False defers compilation (use ``model.model`` for native access).
+        export: optimum-intel's flag; accepted for compatibility (checkpoints are exported, export folders loaded).
+        load_tokenizer: load the Hugging Face tokenizer found with the model as ``model.tokenizer``.
+        lora: PEFT LoRA adapter folder(s) fused into the base before export: a path,
+            ``{path: weight}`` or a list of (path, weight) pairs.
+        lora_allow_pickle: accept pickle adapters (``adapter_model.bin``); unpickling runs code.
+        cache: reuse (and publish) exports in the persistent cache; False exports to a temporary folder.
+        ov_cache_dir: cache location (default ``$OV_CAUSAL_CACHE_DIR`` or ``~/.cache/ov_causal``).
+        calibration: text for data-aware int4 (a file, a string or a list of strings; no Hub dataset).
+        awq: int4 override: NNCF's AWQ (data-aware, needs ``calibration``).
+        scale_estimation: int4 override: NNCF's scale estimation (data-aware).
+        gptq: int4 override: NNCF's GPTQ (data-aware).
+        sensitivity: int4 override: the metric that ranks layers for ``ratio`` < 1 (see
+            ``SENSITIVITY_METRICS``).
+        backend: generation engine: ``auto`` (OpenVINO GenAI when the call maps to it, else the
+            transformers loop), ``genai`` or ``optimum``.
+        config: a ``PretrainedConfig`` to use instead of the folder's ``config.json`` (as in optimum).
+        generation_config: a ``GenerationConfig`` to use instead of the folder's (as in optimum).
+        dynamic_shapes: optimum-intel's flag (it keeps causal LMs dynamic whatever the value).
+        **kwargs: transformers keywords (``revision``, ``token``, ``trust_remote_code``,
+            ``torch_dtype``, ``device_map``, ...): applied, or ignored with a warning.
+
+    Example:
+        >>> model = OVModelForCausalLM.from_pretrained("org/model", preset="int4_asym_g64")
+    """
+    options = dict(locals())
+    options.pop("kwargs")
+    resolved = resolve_request(pretrained_model_name_or_path, options, kwargs)
+    prepared = prepare_folder(resolved.source, resolved.request)
+    runtime_preset, full_config = runtime_config(
+        resolved.runtime, resolved.overrides, prepared, resolved.source.kind, resolved.device, ov_config is not None
+    )
+    model = _load_optimum(prepared.folder, full_config, resolved)
+    if stateful is not None and stateful != model.stateful:
+        raise stateful_error(prepared.folder, stateful)
+    model = _attach(model, resolved, prepared, runtime_preset, backend)
+    model.tokenizer = find_tokenizer(prepared.folder, resolved.request.hub) if load_tokenizer else None
+    model._ov_compile_on_demand = compile
+    if compile:
+        try:
+            _compile_first_engine(model)
+        except RuntimeError as exc:
+            raise OptionError(
+                f"OpenVINO refused to compile for {resolved.device} with ov_config={full_config}: {exc}"
+            ) from exc
+    return model
+
+
+class AutoModelForCausalLM:
+    """Drop-in for ``transformers.AutoModelForCausalLM``: returns an ``OVModelForCausalLM``."""
+
+    def __init__(self) -> None:
+        raise TypeError("use AutoModelForCausalLM.from_pretrained(...)")
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike[str], **kwargs: Any) -> Any:
+        """Load an OpenVINO export, or export a Hugging Face checkpoint on the fly (see ``load_model``).
+
+        Example:
+            >>> model = AutoModelForCausalLM.from_pretrained("org/model", preset="int4_asym_g64")
+        """
+        return load_model(pretrained_model_name_or_path, **kwargs)

@@ -1,0 +1,149 @@
+"""Recognise a model GenAI can run as it is, without importing torch, transformers, optimum or nncf.
+
+"Ready" means: an OpenVINO export folder (stateful, with the OpenVINO tokenizer and detokenizer), or a
+checkpoint whose export is already in the export cache under the key ``from_pretrained`` would use.
+Then ``openvino_genai.LLMPipeline`` can load the folder directly, with the OpenVINO properties a loaded
+model's GenAI engine would get, and a process reaches its first token as fast as a bare GenAI script.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from ..build.cache import USED_FILE, Hit, cache_root, verify
+from ..build.ir import is_stateful
+from ..build.loading import ExportRequest, Prepared, cache_key, export_settings, read_ir, runtime_config
+from ..build.manifest import Manifest
+from ..build.sources import Source, resolve_source
+from ..config.hub import resolve_hf_kwargs
+from ..config.optimum_keywords import merge_preset
+from ..config.options import check_device
+from ..config.presets import Preset, Runtime, resolve_compression, resolve_runtime
+from .engines import MAPPED, NEUTRAL, NO_OP, has_ov_tokenizers
+
+# The attributes ``engines.genai_config`` reads; transformers (5.x) leaves them all None unless the
+# folder's generation_config.json sets them, and genai_config applies the defaults.
+HF_DEFAULTS: dict[str, Any] = dict.fromkeys((
+    "max_new_tokens", "max_length", "min_new_tokens", "min_length", "eos_token_id", "stop_strings",
+    "repetition_penalty", "no_repeat_ngram_size", "num_return_sequences", "num_beams", "num_beam_groups",
+    "diversity_penalty", "length_penalty", "early_stopping", "do_sample", "temperature", "top_k", "top_p", "min_p",
+    "prompt_lookup_num_tokens", "max_matching_ngram_size", "num_assistant_tokens",
+))
+
+
+@dataclass(frozen=True)
+class ReadyFolder:
+    """A folder ``openvino_genai.LLMPipeline`` can load as it is, and the properties to load it with."""
+
+    folder: Path
+    device: str
+    properties: dict[str, str] = field(default_factory=dict)
+
+
+def _entry(source: Source, request: ExportRequest) -> Prepared | None:
+    """The intact cache entry of a checkpoint's export, or None (not exported yet, damaged, or being written)."""
+    key, _ = cache_key(source, request)
+    entry = cache_root(request.ov_cache_dir) / "entries" / key  # the layout cache.get_or_build writes
+    if not entry.is_dir() or verify(entry) is not None:
+        return None
+    try:
+        (entry / USED_FILE).write_text(str(time.time()))  # a hit counts as a use, as in get_or_build
+    except OSError:  # a read-only cache: used as it is
+        pass
+    return Prepared(entry, Manifest.read(entry), cache=Hit(entry, hit=True))
+
+
+def _stateful(prepared: Prepared) -> bool:
+    if prepared.manifest is not None:
+        return prepared.manifest.stateful
+    return is_stateful(read_ir(prepared.folder))
+
+
+def find_ready(
+    model: str | os.PathLike[str],
+    preset: str | Preset | None = None,
+    runtime: str | Runtime | None = None,
+    device: str = "CPU",
+    ov_cache_dir: str | os.PathLike[str] | None = None,
+) -> ReadyFolder | None:
+    """The folder and properties ``from_pretrained(model, preset=, runtime=, device=)`` would give GenAI,
+    when no export, compression or tokenizer conversion is needed; else None.
+
+    Raises what ``from_pretrained`` raises for a missing model, an unknown preset or device.
+    """
+    if preset == "auto":  # the tuned choice needs the tune records: left to from_pretrained
+        return None
+    hub = resolve_hf_kwargs({})
+    source = resolve_source(model, hub)
+    preset_arg, _ = merge_preset(preset, None, None, None)
+    name, compression = resolve_compression(preset_arg)
+    request = ExportRequest(name, compression, None, hub,
+                            ov_cache_dir=None if ov_cache_dir is None else os.fspath(ov_cache_dir))
+    if source.kind == "checkpoint":
+        prepared = _entry(source, request)
+        if prepared is None or not export_settings(source, request)[2]:
+            return None
+    elif compression is None:
+        prepared = Prepared(source.path, Manifest.read(source.path))
+    else:  # a preset on an export folder may need a compressed copy: from_pretrained decides
+        return None
+    if not has_ov_tokenizers(prepared.folder) or not _stateful(prepared):
+        return None
+    # CPU always exists: skip asking OpenVINO for every device (it probes each plugin)
+    device = "CPU" if isinstance(device, str) and device.strip().upper() == "CPU" else check_device(device)
+    _, properties = runtime_config(resolve_runtime(runtime, preset_arg), {}, prepared, source.kind, device, False)
+    return ReadyFolder(prepared.folder, device, properties)
+
+
+def ready_folder(
+    model: str | os.PathLike[str], preset: str | None = None, ov_cache_dir: str | os.PathLike[str] | None = None
+) -> Path | None:
+    """The folder GenAI can load for ``model`` (an export folder, or a checkpoint's cached export), or None."""
+    ready = find_ready(model, preset, ov_cache_dir=ov_cache_dir)
+    return None if ready is None else ready.folder
+
+
+def generation_defaults(folder: Path) -> SimpleNamespace | None:
+    """The folder's generation settings as transformers reads them (generation_config.json, else config.json),
+    with transformers' defaults; None when a setting only the transformers loop has is set."""
+    settings: dict[str, Any] = {}
+    for name in ("generation_config.json", "config.json"):
+        try:
+            settings = json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if name == "config.json":
+            settings = {k: v for k, v in settings.items() if k in HF_DEFAULTS or k == "pad_token_id"}
+        break
+    for key, value in settings.items():
+        if key in MAPPED or key in NEUTRAL or value in (None, False, 0, [], {}) or NO_OP.get(key) == value:
+            continue
+        return None
+    return SimpleNamespace(**{**HF_DEFAULTS, **{k: v for k, v in settings.items() if k in HF_DEFAULTS}})
+
+
+def torch_seed_draw(seed: int) -> int:
+    """What ``torch.manual_seed(seed); torch.randint(0, 2**31 - 1, (1,))`` returns, without torch.
+
+    torch's CPU generator is MT19937 seeded with the low 32 bits of the seed; this draw takes two
+    32-bit words (high, low) modulo the range.
+    """
+    state = [seed & 0xFFFFFFFF]
+    for i in range(1, 624):
+        state.append((1812433253 * (state[-1] ^ (state[-1] >> 30)) + i) & 0xFFFFFFFF)
+
+    def word(i: int) -> int:
+        y = (state[i] & 0x80000000) | (state[i + 1] & 0x7FFFFFFF)
+        y = state[i + 397] ^ (y >> 1) ^ (0x9908B0DF if y & 1 else 0)
+        y ^= y >> 11
+        y ^= (y << 7) & 0x9D2C5680
+        y ^= (y << 15) & 0xEFC60000
+        return y ^ (y >> 18)
+
+    return ((word(0) << 32) | word(1)) % (2**31 - 1)

@@ -1,0 +1,201 @@
+"""OpenAI-style requests on the serving core: prompt -> token ids -> GenAI settings -> text, usage, finish reason.
+
+No web framework here: ``openai_api`` turns HTTP into calls of ``Completer`` and ``serve`` runs it on Ray Serve.
+Every request joins the core's running batch, so streaming and non-streaming requests advance together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import APIError
+from .core import Request, SequenceResult, ServingCore
+
+__all__ = ["APIError", "Completer", "Output", "Prompt", "Sampling"]
+
+_SEED_RANGE = 2**64  # GenAI's rng_seed is unsigned 64-bit; OpenAI's seed is a signed 64-bit int
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """The generation settings of one request (OpenAI names, already validated by the schema)."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    n: int = 1
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    response_format: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Output:
+    """One generated choice."""
+
+    text: str
+    tokens: int  # generated tokens, the end-of-sequence token included
+    finish_reason: str  # "stop" (end of sequence or a stop string) or "length"
+
+
+@dataclass
+class Prompt:
+    """A tokenized prompt."""
+
+    ids: list[int]
+    length: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.length = len(self.ids)
+
+
+class Completer:
+    """Tokenize, schedule on the core and decode, for one served model.
+
+    Args:
+        core: the serving core holding the model.
+        name: the model id clients send in ``model``.
+    """
+
+    def __init__(self, core: ServingCore, name: str) -> None:
+        self.core, self.name, self.context = core, name, core.context
+
+    def check_model(self, requested: str | None) -> None:
+        if requested is not None and requested != self.name:
+            raise APIError(404, f"The model {requested!r} does not exist on this server; it serves {self.name!r}.",
+                           param="model", code="model_not_found")
+
+    def encode_text(self, prompt: str) -> Prompt:
+        return Prompt(self.core.encode(prompt))
+
+    def encode_chat(self, messages: list[dict[str, Any]]) -> Prompt:
+        if self.core.chat_template is None:
+            raise APIError(400, f"model {self.name!r} has no chat template, so chat completions are not available. "
+                           "Use /v1/completions, or start the server with chat_template= (--chat-template FILE).",
+                           param="messages", code="no_chat_template")
+        text = self.core.chat_template.render(messages, add_generation_prompt=True)
+        return Prompt(self.core.encode(text, add_special_tokens=False))  # the template writes the special tokens
+
+    def _max_tokens(self, prompt: Prompt, requested: int | None, default: int | None) -> int:
+        room = None if self.context is None else self.context - prompt.length
+        wanted = requested if requested is not None else (default if default is not None else room)
+        if wanted is None:
+            wanted = 256
+        if room is not None and wanted > room:
+            raise APIError(400, f"This model's maximum context length is {self.context} tokens. However, you "
+                           f"requested {prompt.length + wanted} tokens ({prompt.length} in the prompt, {wanted} for "
+                           "the completion). Please reduce the prompt or max_tokens.",
+                           param="max_tokens", code="context_length_exceeded")
+        return wanted
+
+    def generation_config(self, prompt: Prompt, sampling: Sampling, default_max: int | None) -> Any:
+        """The ``openvino_genai.GenerationConfig`` of a request (the folder's defaults, then the request's)."""
+        config = self.core.generation_config()
+        config.max_new_tokens = self._max_tokens(prompt, sampling.max_tokens, default_max)
+        if sampling.temperature == 0:
+            config.do_sample = False
+        elif sampling.temperature is not None:
+            config.do_sample, config.temperature = True, float(sampling.temperature)
+        if config.do_sample:
+            if sampling.top_p is not None:
+                config.top_p = float(sampling.top_p)
+            seed = sampling.seed if sampling.seed is not None else int.from_bytes(os.urandom(8), "little")
+            config.rng_seed = seed % _SEED_RANGE
+        if sampling.n > 1:
+            if not config.do_sample:
+                raise APIError(400, f"n={sampling.n} asks for several choices, but greedy decoding would return the "
+                               "same text each time: set temperature > 0 (or n=1).", param="n")
+            config.num_return_sequences = sampling.n
+        if sampling.stop:
+            config.stop_strings, config.include_stop_str_in_output = set(sampling.stop), True
+        for key in ("presence_penalty", "frequency_penalty"):
+            if getattr(sampling, key) is not None:
+                setattr(config, key, float(getattr(sampling, key)))
+        if sampling.response_format is not None and sampling.response_format.get("type") != "text":
+            config.structured_output_config = _structured(sampling.response_format)
+        return config
+
+    def submit(self, prompt: Prompt, sampling: Sampling, default_max: int | None,
+               loop: asyncio.AbstractEventLoop | None = None) -> Request:
+        """Start a request in the running batch (APIError for bad settings or a full queue)."""
+        return self.core.submit(prompt.ids, self.generation_config(prompt, sampling, default_max), loop)
+
+    def outputs(self, results: list[SequenceResult], stop: Sequence[str]) -> list[Output]:
+        return [self._output(r, stop) for r in results]
+
+    def complete(self, prompt: Prompt, sampling: Sampling, default_max: int | None = 16) -> list[Output]:
+        """Generate ``sampling.n`` choices for one prompt (blocking; the other requests run meanwhile)."""
+        with self.submit(prompt, sampling, default_max) as request:
+            return self.outputs(request.result(), sampling.stop)
+
+    async def acomplete(self, request: Request, sampling: Sampling) -> list[Output]:
+        try:
+            return self.outputs(await request.aresult(), sampling.stop)
+        finally:
+            request.cancel()  # a no-op once finished; frees the request when the client went away
+
+    async def stream(self, request: Request, sampling: Sampling) -> AsyncIterator[str | Output]:
+        """Yield text pieces as they are generated, then the finished ``Output`` (n=1)."""
+        tokens: list[int] = []
+        sent, reason = "", None
+        hold = max((len(s) for s in sampling.stop), default=1) - 1  # a stop string may be split across pieces
+        try:
+            async for chunk in request:
+                tokens.extend(chunk.tokens)
+                reason = chunk.finish_reason or reason
+                text = self.core.decode(tokens)
+                cut = _first_stop(text, sampling.stop)
+                if cut is not None:
+                    if text[len(sent):cut]:
+                        yield text[len(sent):cut]
+                    sent = text[:cut]
+                    break
+                if text.endswith("\ufffd"):  # a character split across tokens: wait for the rest
+                    continue
+                ready = text[len(sent): max(len(sent), len(text) - hold)]
+                if ready:
+                    yield ready
+                    sent += ready
+        finally:
+            request.cancel()
+        final = self._output(SequenceResult(tokens, reason or _reason(tokens, request)), sampling.stop)
+        if final.text.startswith(sent) and final.text[len(sent):]:
+            yield final.text[len(sent):]
+        yield final
+
+    def _output(self, result: SequenceResult, stop: Sequence[str]) -> Output:
+        text = self.core.decode(result.tokens)
+        cut = _first_stop(text, stop)
+        if cut is not None:
+            return Output(text[:cut], len(result.tokens), "stop")
+        return Output(text, len(result.tokens), result.finish_reason)
+
+
+def _reason(tokens: list[int], request: Request) -> str:
+    return "length" if len(tokens) >= request.config.max_new_tokens else "stop"
+
+
+def _structured(response_format: dict[str, Any]) -> Any:
+    """GenAI's StructuredOutputConfig for ``response_format`` (built by ov_causal.model.structured)."""
+    try:
+        from ..model.structured import structured_output_config
+    except ImportError:
+        raise APIError(400, "response_format is not available on this server (ov_causal.model.structured is missing); "
+                       "leave it out or use {'type': 'text'}.", param="response_format") from None
+    try:
+        return structured_output_config(response_format)
+    except APIError:
+        raise
+    except ValueError as exc:  # OptionError and the like: the schema cannot be compiled
+        raise APIError(400, f"Invalid response_format: {exc}", param="response_format") from None
+
+
+def _first_stop(text: str, stop: Sequence[str]) -> int | None:
+    found = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return min(found) if found else None

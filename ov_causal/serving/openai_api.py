@@ -1,0 +1,289 @@
+"""The OpenAI HTTP API (``/v1/models``, ``/v1/completions``, ``/v1/chat/completions``) as a FastAPI app.
+
+Requests follow the OpenAI schema with its strict types (``"12"`` is not a number, ``NaN`` is refused); a
+field we do not implement is refused (400), never silently dropped. Every error carries OpenAI's body:
+``{"error": {"message", "type", "param", "code"}}``. ``/health`` and ``/metrics`` (Prometheus) sit beside.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from ..errors import APIError
+from .completer import Completer, Output, Prompt, Sampling
+from .core import Request as CoreRequest
+from .http import BodyGuard, Metrics
+
+REPLICA_HEADER = "x-ov-causal-replica"
+
+
+MAX_BODY_BYTES = 4 * 1024 * 1024
+BODY_TIMEOUT = 10.0  # seconds to receive a whole request body
+_INT64 = 2**63
+
+
+def _unicode(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"contains a lone surrogate ({text[exc.start:exc.end]!r}) at {exc.start}, which is not "
+                         "text; send valid Unicode") from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_unicode)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class StreamOptions(_Body):
+    include_usage: bool = False
+
+
+class ResponseFormat(_Body):
+    model_config = ConfigDict(extra="allow", strict=True)  # json_schema's fields are checked where compiled
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: dict[str, Any] | None = None
+
+
+class _GenerationRequest(_Body):
+    model: str | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2, allow_inf_nan=False)
+    top_p: float | None = Field(None, gt=0, le=1, allow_inf_nan=False)
+    n: int = Field(1, ge=1, le=16)
+    stop: Text | list[Text] | None = None
+    seed: int | None = Field(None, ge=-_INT64, lt=_INT64)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    presence_penalty: float | None = Field(None, ge=-2, le=2, allow_inf_nan=False)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2, allow_inf_nan=False)
+    response_format: ResponseFormat | None = None
+    user: Text | None = None
+
+    def sampling(self, max_tokens: int | None = None) -> Sampling:
+        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+        if len(stop) > 4 or any(not s for s in stop):
+            raise APIError(400, "stop takes up to 4 non-empty strings.", param="stop")
+        if self.stream and self.n > 1:
+            raise APIError(400, "stream=true returns one choice: use n=1, or stream=false for n > 1.", param="n")
+        return Sampling(max_tokens if max_tokens is not None else self.max_tokens, self.temperature, self.top_p,
+                        self.n, stop, self.seed, self.presence_penalty, self.frequency_penalty,
+                        None if self.response_format is None else self.response_format.model_dump(exclude_none=True))
+
+
+class CompletionRequest(_GenerationRequest):
+    prompt: Text | list[Text] = Field(min_length=1)
+
+
+class TextPart(_Body):
+    type: Literal["text"]
+    text: Text
+
+
+class ChatMessage(_Body):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: Text | list[TextPart]
+    name: Text | None = None
+
+    def plain(self) -> dict[str, str]:
+        text = self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+        return {"role": "system" if self.role == "developer" else self.role, "content": text}
+
+
+class ChatRequest(_GenerationRequest):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+
+
+def _usage(prompt: Prompt, outputs: list[Output]) -> dict[str, int]:
+    done = sum(o.tokens for o in outputs)
+    return {"prompt_tokens": prompt.length, "completion_tokens": done, "total_tokens": prompt.length + done}
+
+
+def _sse(data: dict[str, Any] | str) -> str:
+    return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
+
+
+def build_app(completer: Completer, replica: str = "", max_body_bytes: int = MAX_BODY_BYTES,
+              body_timeout: float = BODY_TIMEOUT) -> Any:
+    """The ASGI app serving ``completer``; ``replica`` is echoed in the ``x-ov-causal-replica`` header.
+
+    Request bodies over ``max_body_bytes`` get 413, bodies slower than ``body_timeout`` seconds get 408.
+    """
+    app = FastAPI(title="ov_causal OpenAI-compatible API")
+    headers = {REPLICA_HEADER: replica} if replica else {}
+    created = int(time.time())
+    metrics = Metrics(completer.core)
+    completer.core.on_finish = metrics.finished
+
+    def reply(body: dict[str, Any]) -> JSONResponse:
+        return JSONResponse(body, headers=headers)
+
+    @app.exception_handler(APIError)
+    def _api_error(_: Request, exc: APIError) -> JSONResponse:
+        extra = {"retry-after": "1"} if exc.status in (429, 503) else {}
+        return JSONResponse(exc.body(), status_code=exc.status, headers={**headers, **extra})
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _api_error(_, _validation_error(exc))
+
+    @app.exception_handler(HTTPException)
+    def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        return _api_error(_, APIError(exc.status_code, str(exc.detail)))
+
+    @app.exception_handler(Exception)
+    def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        return _api_error(_, APIError(500, "The server failed on this request.", kind="server_error"))
+
+    @app.get("/health")
+    def health() -> JSONResponse:
+        if not completer.core.alive:
+            raise APIError(503, "The model is not serving.", kind="server_error", code="unavailable")
+        return reply({"status": "ok"})
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        data, kind = metrics.render()
+        return Response(data, media_type=kind, headers=headers)
+
+    def model_card() -> dict[str, Any]:
+        return {"id": completer.name, "object": "model", "created": created, "owned_by": "ov_causal"}
+
+    @app.get("/v1/models")
+    def models() -> JSONResponse:
+        return reply({"object": "list", "data": [model_card()]})
+
+    @app.get("/v1/models/{model:path}")
+    def model(model: str) -> JSONResponse:
+        completer.check_model(model)
+        return reply(model_card())
+
+    @app.post("/v1/completions")
+    async def completions(body: CompletionRequest) -> Any:
+        completer.check_model(body.model)
+        sampling = body.sampling()
+        texts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+        meta = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
+                "model": completer.name}
+        if body.stream and len(texts) != 1:
+            raise APIError(400, "stream=true takes one prompt, not a list.", param="prompt")
+        prompts = [await run_in_threadpool(completer.encode_text, text) for text in texts]
+        requests = _submit_all(completer, prompts, sampling, 16)
+        if body.stream:
+            return await _stream(completer, prompts[0], requests[0], sampling, meta, body, False, headers)
+        results = await asyncio.gather(*(completer.acomplete(r, sampling) for r in requests))
+        choices, usage = [], {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        for prompt, outputs in zip(prompts, results):
+            for output in outputs:
+                choices.append({"index": len(choices), "text": output.text, "logprobs": None,
+                                "finish_reason": output.finish_reason})
+            usage = {k: usage[k] + v for k, v in _usage(prompt, outputs).items()}
+        return reply({**meta, "choices": choices, "usage": usage})
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: ChatRequest) -> Any:
+        completer.check_model(body.model)
+        sampling = body.sampling(body.max_completion_tokens)
+        prompt = await run_in_threadpool(completer.encode_chat, [m.plain() for m in body.messages])
+        meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+                "model": completer.name}
+        request = _submit_all(completer, [prompt], sampling, None)[0]
+        if body.stream:
+            return await _stream(completer, prompt, request, sampling, {**meta, "object": "chat.completion.chunk"},
+                                 body, True, headers)
+        outputs = await completer.acomplete(request, sampling)
+        choices = [{"index": i, "message": {"role": "assistant", "content": o.text}, "logprobs": None,
+                    "finish_reason": o.finish_reason} for i, o in enumerate(outputs)]
+        return reply({**meta, "choices": choices, "usage": _usage(prompt, outputs)})
+
+    return BodyGuard(app, max_body_bytes, body_timeout, headers, metrics)
+
+
+def _submit_all(completer: Completer, prompts: list[Prompt], sampling: Sampling,
+                default_max: int | None) -> list[CoreRequest]:
+    """Submit every prompt, or none: a refusal (bad settings, full queue) cancels those already submitted."""
+    loop = asyncio.get_running_loop()
+    requests: list[CoreRequest] = []
+    try:
+        for prompt in prompts:
+            requests.append(completer.submit(prompt, sampling, default_max, loop))
+    except BaseException:
+        for request in requests:
+            request.cancel()
+        raise
+    return requests
+
+
+def _validation_error(exc: RequestValidationError) -> APIError:
+    error = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+    if error.get("type") == "json_invalid":
+        return APIError(400, f"The request body is not valid JSON: {error.get('ctx', {}).get('error', error['msg'])}.")
+    names = [str(p) for p in error["loc"] if p != "body" and not isinstance(p, int)]
+    if not names:
+        return APIError(400, f"The request body must be a JSON object: {error['msg']}.")
+    code = "missing_required_parameter" if error.get("type") == "missing" else "invalid_value"
+    kinds = {"int": "integer", "float": "number", "str": "string", "bool": "boolean"}
+    names = [n for n in names if n not in kinds and not n.startswith(("function-", "list[", "constrained-"))] or names
+    return APIError(400, f"Invalid value for {'.'.join(names)!r}: {error['msg']}.", param=names[0], code=code)
+
+
+async def _stream(completer: Completer, prompt: Prompt, request: CoreRequest, sampling: Sampling,
+                  meta: dict[str, Any], body: _GenerationRequest, chat: bool,
+                  headers: dict[str, str]) -> StreamingResponse:
+    """Server-sent events: one chunk per text piece, one with the finish reason, optional usage, ``[DONE]``.
+
+    The first piece is awaited before the status line, so a request the engine refuses gets its 4xx.
+    """
+    pieces = completer.stream(request, sampling)
+    try:
+        first = await anext(pieces)
+    except BaseException:
+        request.cancel()
+        raise
+
+    def choice(text: str | None, finish: str | None) -> dict[str, Any]:
+        if chat:
+            delta = {} if text is None else {"content": text}
+            return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+
+    async def events() -> AsyncIterator[str]:
+        if chat:
+            yield _sse({**meta, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                             "logprobs": None, "finish_reason": None}]})
+        try:
+            item: str | Output | None = first
+            while item is not None:
+                if isinstance(item, str):
+                    yield _sse({**meta, "choices": [choice(item, None)]})
+                else:
+                    yield _sse({**meta, "choices": [choice(None, item.finish_reason)]})
+                    if body.stream_options is not None and body.stream_options.include_usage:
+                        yield _sse({**meta, "choices": [], "usage": _usage(prompt, [item])})
+                item = await anext(pieces, None)
+        except Exception as exc:  # the status line is sent already: report in the stream, as OpenAI does
+            error = exc if isinstance(exc, APIError) else APIError(500, "The server failed on this request.",
+                                                                   kind="server_error")
+            yield _sse(error.body())
+        finally:
+            request.cancel()
+            await pieces.aclose()
+        yield _sse("[DONE]")
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)

@@ -1,0 +1,212 @@
+"""Batch generation on Ray Data: a callable class for ``Dataset.map_batches`` and a one-call helper.
+
+Each Ray actor loads the model once (``Generator.__init__``) and then generates for every batch it
+is given. A checkpoint is exported once per export cache: the first actor exports under the cache's
+file lock, the others wait for it and load the finished entry (see ``ov_causal.build.cache``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .._optional import require
+from ..errors import OptionError
+
+OUTPUT_COLUMNS = ("generated_text", "prompt_tokens", "generated_tokens")
+_ROW = "__ov_causal_row__"  # input position of a row given as a list, removed before returning
+
+
+def _ray_cpus() -> int | None:
+    """CPUs Ray assigned to this actor (None outside Ray): OpenVINO would otherwise use every core."""
+    if "ray" not in sys.modules:  # not inside Ray: never import it
+        return None
+    import ray
+
+    if not ray.is_initialized() or ray.get_runtime_context().get_actor_id() is None:  # the driver, not an actor
+        return None
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    return int(cpus) if cpus and cpus >= 1 else None
+
+
+class Generator:
+    """A callable class for ``ray.data.Dataset.map_batches``: loads the model once per actor.
+
+    Args:
+        model: Hub id, checkpoint folder or OpenVINO export folder (as for ``from_pretrained``).
+        prompt_column: the column holding the prompts.
+        max_new_tokens, do_sample: as in ``generate``.
+        generate_kwargs: further ``generate`` keywords (``temperature``, ``stop_strings``, ...).
+        model_kwargs: ``AutoModelForCausalLM.from_pretrained`` keywords (``preset``, ``runtime``, ...).
+            Inside Ray, ``INFERENCE_NUM_THREADS`` defaults to the CPUs Ray gave the actor.
+
+    ``__call__`` returns the batch with three more columns: ``generated_text``, ``prompt_tokens``
+    and ``generated_tokens``; every other column (an id, metadata) is passed through.
+
+    Example:
+        >>> ds.map_batches(Generator, fn_constructor_kwargs={"model": "org/model"},
+        ...                compute=ray.data.ActorPoolStrategy(size=2), batch_size=16)
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str],
+        *,
+        prompt_column: str = "prompt",
+        max_new_tokens: int = 64,
+        do_sample: bool = False,
+        generate_kwargs: Mapping[str, Any] | None = None,
+        model_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        from ..model.modeling import AutoModelForCausalLM
+
+        options = dict(model_kwargs or {})
+        cpus = _ray_cpus()
+        if cpus is not None and "INFERENCE_NUM_THREADS" not in (options.get("ov_config") or {}):
+            options["ov_config"] = {**(options.get("ov_config") or {}), "INFERENCE_NUM_THREADS": cpus}
+        self.model = AutoModelForCausalLM.from_pretrained(model, **options)
+        if self.model.tokenizer is None:
+            raise OptionError(f"{os.fspath(model)!r} has no tokenizer beside the model; batch generation needs one.")
+        self.tokenizer = self.model.tokenizer
+        self.prompt_column = prompt_column
+        self.generate_kwargs = {"max_new_tokens": max_new_tokens, "do_sample": do_sample, **(generate_kwargs or {})}
+
+    def generate_one(self, prompt: str) -> tuple[str, int, int]:
+        """(generated text, prompt tokens, generated tokens) for one prompt."""
+        return self.generate_many([prompt])[0]
+
+    def generate_many(self, prompts: Sequence[str]) -> list[tuple[str, int, int]]:
+        """(generated text, prompt tokens, generated tokens) per prompt, from one generate() call.
+
+        The prompts go as one left-padded batch, which the GenAI engine runs by continuous batching
+        (each prompt on its own, so greedy output equals one prompt at a time).
+        """
+        tok = self.tokenizer
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token
+        tok.padding_side = "left"
+        inputs = tok(list(prompts), return_tensors="pt", padding=True)
+        width = inputs["input_ids"].shape[1]
+        output = self.model.generate(**inputs, pad_token_id=tok.pad_token_id, **self.generate_kwargs)
+        eos = self.model.generation_config.eos_token_id
+        eos = {eos} if isinstance(eos, int) else set(eos or ())
+        results = []
+        for row, length in enumerate(inputs["attention_mask"].sum(dim=1).tolist()):
+            new = output[row, width:].tolist()
+            ended = next((i for i, t in enumerate(new) if t in eos), None)
+            new = new if ended is None else new[: ended + 1]  # after its end a row is padded to the longest
+            results.append((tok.decode(new, skip_special_tokens=True), int(length), len(new)))
+        return results
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Generate for ``batch[prompt_column]`` (a numpy batch: column name -> array)."""
+        import numpy as np
+
+        if self.prompt_column not in batch:
+            raise OptionError(
+                f"the batch has no column {self.prompt_column!r} (columns: {', '.join(batch)}). "
+                "Pass prompt_column= naming the column that holds the prompts."
+            )
+        results = self.generate_many([str(prompt) for prompt in batch[self.prompt_column]])
+        out = dict(batch)
+        out["generated_text"] = np.array([r[0] for r in results], dtype=object)
+        out["prompt_tokens"] = np.array([r[1] for r in results], dtype=np.int64)
+        out["generated_tokens"] = np.array([r[2] for r in results], dtype=np.int64)
+        return out
+
+
+def _rows(data: Sequence[Any], prompt_column: str) -> list[dict[str, Any]]:
+    """A list of prompts or of row dicts -> row dicts numbered by position."""
+    rows = []
+    for position, item in enumerate(data):
+        if isinstance(item, str):
+            row = {prompt_column: item}
+        elif isinstance(item, Mapping) and prompt_column in item:
+            row = dict(item)
+        else:
+            raise OptionError(
+                f"item {position} of the data is {type(item).__name__} {item!r:.80}: pass strings (prompts) or "
+                f"dicts with a {prompt_column!r} key."
+            )
+        rows.append({**row, _ROW: position})
+    return rows
+
+
+def _check_local_model(model: str | os.PathLike[str]) -> None:
+    """Fail at once, not in every actor, for a local path that is missing or holds no model (Hub ids pass)."""
+    from pathlib import Path
+
+    from ..build.sources import _looks_like_path, resolve_source
+    from ..config.hub import HubOptions
+
+    name = os.fspath(model)
+    if Path(name).expanduser().exists() or _looks_like_path(name):
+        resolve_source(name, HubOptions())
+
+
+def generate_batch(
+    data: Any,
+    model: str | os.PathLike[str],
+    *,
+    prompt_column: str = "prompt",
+    max_new_tokens: int = 64,
+    do_sample: bool = False,
+    generate_kwargs: Mapping[str, Any] | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+    concurrency: int = 1,
+    num_cpus: float = 1,
+    batch_size: int = 16,
+    max_restarts: int = 4,
+) -> Any:
+    """Generate for every prompt of ``data`` on Ray Data (a local cluster is started if none is running).
+
+    Args:
+        data: a ``ray.data.Dataset`` with a ``prompt_column``, or a list of prompts or of row dicts.
+        model: Hub id, checkpoint folder or OpenVINO export folder; every actor loads it once.
+        prompt_column, max_new_tokens, do_sample, generate_kwargs, model_kwargs: see ``Generator``.
+        concurrency: how many actors (model copies) run at once.
+        num_cpus: CPUs reserved per actor (OpenVINO runs that many threads).
+        batch_size: rows per ``Generator`` call; a retried batch is redone as a whole.
+        max_restarts: how often Ray restarts an actor whose process dies (its batch is retried).
+
+    Returns:
+        For a list: the rows in input order, each with ``generated_text``, ``prompt_tokens`` and
+        ``generated_tokens`` added. For a Dataset: the lazy Dataset with those columns (write it with
+        ``write_parquet`` & co., or ``take_all()``), in no guaranteed order.
+
+    Example:
+        >>> rows = generate_batch(["def add(a, b):"] * 1000, "org/model", concurrency=2, max_new_tokens=16)
+    """
+    _check_local_model(model)
+    ray_data = require("ray.data", "ray")
+    if isinstance(data, (str, bytes)) or not isinstance(data, (Sequence, ray_data.Dataset)):
+        raise OptionError(
+            f"data is {type(data).__name__}: pass a ray.data.Dataset, or a list of prompts or of row dicts."
+        )
+    if concurrency < 1 or batch_size < 1:
+        raise OptionError(f"concurrency={concurrency} and batch_size={batch_size} must both be at least 1.")
+    dataset = data if isinstance(data, ray_data.Dataset) else ray_data.from_items(_rows(data, prompt_column))
+    constructor = dict(model=model, prompt_column=prompt_column, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                       generate_kwargs=generate_kwargs, model_kwargs=model_kwargs)
+    result = dataset.map_batches(
+        Generator,
+        fn_constructor_kwargs=constructor,
+        compute=ray_data.ActorPoolStrategy(size=concurrency),
+        batch_size=batch_size,
+        batch_format="numpy",
+        num_cpus=num_cpus,
+        # actor options (Ray deprecates passing them as keywords): a batch whose actor died is retried
+        ray_remote_args_fn=functools.partial(dict, max_restarts=max_restarts, max_task_retries=-1),
+    )
+    if isinstance(data, ray_data.Dataset):
+        return result
+    rows = sorted(result.take_all(), key=lambda r: r[_ROW])
+    return [{k: _plain(v) for k, v in row.items() if k != _ROW} for row in rows]
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python ones, so the rows compare and serialize like the input."""
+    return value.item() if hasattr(value, "item") and getattr(value, "ndim", 1) == 0 else value

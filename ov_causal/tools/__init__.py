@@ -1,0 +1,1 @@
+"""Tools over the model: bench, memory, evaluate, tune."""

@@ -1,0 +1,107 @@
+"""Peak memory of one engine on its own: a fresh process loads it, generates, and reports its peak RSS.
+
+``bench`` keeps every engine in one process so that their speeds are measured side by side; their
+memory cannot be told apart there. ``engine_peak_rss_mib`` starts ``python -m ov_causal.tools.memory``
+for one engine, which is what a user running only that engine would see.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+from ..errors import OVCausalError
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size (VmHWM), in MiB; NaN where /proc is not available."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM"))
+    except (OSError, StopIteration):
+        return float("nan")
+
+
+def engine_peak_rss_mib(engine: str, folder: str | os.PathLike[str], checkpoint: str | os.PathLike[str], *,
+                        device: str = "CPU", ov_config: dict[str, str] | None = None, prompt_tokens: int = 64,
+                        new_tokens: int = 32, num_prompts: int = 8, timeout: float = 900) -> float:
+    """Peak RSS (MiB) of a new process that loads ``engine`` and generates one prompt, then ``num_prompts``.
+
+    ``folder`` is the exported OpenVINO folder (every OpenVINO engine), ``checkpoint`` the transformers
+    checkpoint (the ``transformers`` engine).
+    """
+    job = dict(engine=engine, folder=os.fspath(folder), checkpoint=os.fspath(checkpoint), device=device,
+               ov_config=dict(ov_config or {}), prompt_tokens=prompt_tokens, new_tokens=new_tokens,
+               num_prompts=num_prompts)
+    done = subprocess.run([sys.executable, "-m", "ov_causal.tools.memory", json.dumps(job)], capture_output=True,
+                          text=True, timeout=timeout, check=False)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise OVCausalError(f"measuring the memory of {engine} failed: {tail}")
+    return float(lines[-1])
+
+
+def _load(job: dict[str, Any]) -> Any:
+    from .bench import _OptimumView, _RawLLMPipeline
+
+    engine, folder, device = job["engine"], job["folder"], job["device"]
+    if engine in ("ov_causal-genai", "ov_causal-optimum"):
+        from ..model.modeling import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(folder, device=device, ov_config=job["ov_config"] or None)
+        if engine == "ov_causal-optimum":
+            return _OptimumView(model)
+        model.backend = "genai"
+        return model
+    if engine == "llm-pipeline":
+        return _RawLLMPipeline(folder, device, job["ov_config"])
+    if engine == "optimum-intel":
+        from optimum.intel import OVModelForCausalLM
+
+        return OVModelForCausalLM.from_pretrained(folder, export=False, device=device, ov_config=job["ov_config"])
+    if engine == "transformers":
+        from transformers import AutoModelForCausalLM as TorchModel
+
+        return TorchModel.from_pretrained(job["checkpoint"], dtype="float32").eval()
+    raise OVCausalError(f"unknown engine {engine!r}")
+
+
+def _child(job: dict[str, Any]) -> None:
+    import numpy as np
+
+    runner = _load(job)
+    with open(os.path.join(job["folder"], "config.json"), encoding="utf-8") as config:
+        vocab = int(json.load(config)["vocab_size"])
+    rng = np.random.default_rng(0)
+    for count in (1, job["num_prompts"]):
+        ids = rng.integers(2, vocab, (count, job["prompt_tokens"]), dtype=np.int64)
+        _generate(runner, job["engine"], ids, job["new_tokens"])
+    print(f"{peak_rss_mib():.1f}")
+
+
+def _generate(runner: Any, engine: str, ids: Any, new_tokens: int) -> None:
+    """One greedy call; the GenAI engine gets NumPy arrays so that its process never imports torch."""
+    import numpy as np
+
+    if engine == "llm-pipeline":
+        import openvino
+        import openvino_genai
+
+        inputs = openvino_genai.TokenizedInputs(openvino.Tensor(ids), openvino.Tensor(np.ones_like(ids)))
+        config = openvino_genai.GenerationConfig(max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+        runner.pipe.generate(inputs, config)
+        return
+    import torch
+
+    with torch.no_grad():
+        tensor = torch.from_numpy(ids)
+        runner.generate(input_ids=tensor, attention_mask=torch.ones_like(tensor), max_new_tokens=new_tokens,
+                        min_new_tokens=new_tokens, do_sample=False)
+
+
+if __name__ == "__main__":
+    _child(json.loads(sys.argv[1]))

@@ -1,0 +1,232 @@
+"""``tune``: the fastest (or smallest) preset within an accuracy budget, measured on this machine.
+
+A tuned choice is remembered per checkpoint (``tuned.json`` in the export cache) and used by
+``from_pretrained(..., preset="auto")``; without one, ``auto`` follows the rule in ``auto_preset``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from ..build.cache import cache_root, folder_fingerprint
+from ..build.calibration import TextSource
+from ..config.presets import ONE_BILLION
+from ..errors import OptionError
+from .evaluate import REFERENCE, EvalReport, evaluate
+
+CANDIDATES = ("int8", "int4_asym_g128", "int4_asym_g64", "int4_sym_g128", "int4_sym_g64")
+DATA_AWARE_CANDIDATES = ("int4_asym_g128_gptq", "int4_asym_g64_gptq")
+TUNED_FILE = "tuned.json"
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """The evaluated candidates and the choice (None when no candidate meets the budget)."""
+
+    report: EvalReport
+    max_ppl_increase: float
+    objective: str
+    choice: str | None
+    best_available: str
+
+    def table(self) -> str:
+        verdict = (
+            f"chosen: {self.choice} ({self.objective} objective, perplexity budget +{self.max_ppl_increase:.1%})"
+            if self.choice
+            else f"no candidate keeps perplexity within +{self.max_ppl_increase:.1%}; the most accurate is "
+            f"{self.best_available} ({self.report.row(self.best_available).ppl_change:+.2%}). Nothing was chosen: "
+            "raise --max-ppl-increase or try data-aware presets (--calibration)."
+        )
+        return self.report.table(marked=self.choice) + "\n" + verdict
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"choice": self.choice, "best_available": self.best_available, "objective": self.objective,
+                "max_ppl_increase": self.max_ppl_increase, "report": self.report.to_dict()}
+
+    def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
+        from ..ui.display import to_json
+
+        return to_json(self.to_dict(), path)
+
+    def to_pandas(self) -> Any:
+        """The evaluated candidates, with a ``chosen`` column (``pandas.DataFrame``; needs pandas)."""
+        frame = self.report.to_pandas()
+        frame["chosen"] = frame["preset"] == self.choice
+        return frame
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return self.report.html(marked=self.choice) + f"<p>{html.escape(self.table().splitlines()[-1])}</p>"
+
+    def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
+        """The report's plot (perplexity change vs size and speed), the choice in the title."""
+        fig = self.report.plot()
+        fig.suptitle(f"{fig.get_suptitle()} (chosen: {self.choice or 'none'})")
+        if path is not None:
+            fig.savefig(path, dpi=100)
+        return fig
+
+
+def choose(report: EvalReport, max_ppl_increase: float, objective: str) -> tuple[str | None, str]:
+    """(choice within budget or None, most accurate candidate); the reference is never a candidate."""
+    candidates = [r for r in report.rows if r.preset != REFERENCE]
+    if not candidates:
+        raise OptionError("tune needs at least one candidate preset besides the fp32 reference.")
+    best = min(candidates, key=lambda r: r.ppl_change).preset
+    within = [r for r in candidates if r.ppl_change <= max_ppl_increase]
+    if not within:
+        return None, best
+    if objective == "speed":
+        return max(within, key=lambda r: r.tokens_per_second).preset, best
+    return min(within, key=lambda r: (r.ir_mib, r.ppl_change)).preset, best
+
+
+def tune(
+    model: str | os.PathLike[str],
+    max_ppl_increase: float = 0.02,
+    objective: Literal["speed", "size"] = "speed",
+    candidates: tuple[str, ...] | None = None,
+    text: TextSource | None = None,
+    *,
+    calibration: TextSource | None = None,
+    save: str | os.PathLike[str] | None = None,
+    ov_cache_dir: str | os.PathLike[str] | None = None,
+    **evaluate_options: Any,
+) -> TuneResult:
+    """Evaluate candidate presets and pick the fastest (or smallest) within the perplexity budget.
+
+    Args:
+        model: Hub id or checkpoint folder.
+        max_ppl_increase: allowed relative perplexity increase over fp32 (0.02 = +2%).
+        objective: ``speed`` (highest decode tok/s on this machine) or ``size`` (smallest IR).
+        candidates: presets to try (default: int8 and the int4 presets, plus GPTQ ones with calibration).
+        text: held-out text to measure on; calibration: text for data-aware candidates (keep them apart).
+        save: write the chosen model here, with the choice recorded in its manifest.
+
+    Example:
+        >>> result = tune("my-model", max_ppl_increase=0.02, text="heldout.txt")
+        >>> print(result.table())
+    """
+    if objective not in ("speed", "size"):
+        raise OptionError(f"objective={objective!r} is not valid: use 'speed' or 'size'.")
+    if not isinstance(max_ppl_increase, (int, float)) or max_ppl_increase < 0:
+        raise OptionError(f"max_ppl_increase={max_ppl_increase!r} is not valid: use e.g. 0.02 for +2%.")
+    if candidates is None:
+        candidates = CANDIDATES + (DATA_AWARE_CANDIDATES if calibration is not None else ())
+    report = evaluate(model, candidates, text, calibration=calibration, ov_cache_dir=ov_cache_dir, **evaluate_options)
+    choice, best = choose(report, max_ppl_increase, objective)
+    result = TuneResult(report, float(max_ppl_increase), objective, choice, best)
+    if choice is not None:
+        row = report.row(choice)
+        record = {"preset": choice, "objective": objective, "max_ppl_increase": max_ppl_increase,
+                  "ppl_change": row.ppl_change, "tokens_per_second": row.tokens_per_second,
+                  "text_tokens": report.text_tokens, "tuned_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        remember(model, record, ov_cache_dir)
+        if save is not None:
+            _save_choice(model, choice, record, calibration, save, ov_cache_dir)
+    return result
+
+
+def _save_choice(model: Any, choice: str, record: dict, calibration: Any, save: Any, ov_cache_dir: Any) -> None:
+    from ..model.modeling import AutoModelForCausalLM
+
+    chosen = AutoModelForCausalLM.from_pretrained(
+        model, preset=choice, calibration=calibration if choice in DATA_AWARE_CANDIDATES else None,
+        ov_cache_dir=ov_cache_dir, compile=False,
+    )
+    chosen.ov_manifest = replace(chosen.ov_manifest, tuned=record)
+    chosen.save_pretrained(save)
+
+
+def _identity(model: str | os.PathLike[str]) -> str:
+    path = Path(model)
+    return f"local:{folder_fingerprint(path)}" if path.is_dir() else f"hub:{model}"
+
+
+def remember(model: str | os.PathLike[str], record: dict, ov_cache_dir: Any = None) -> None:
+    """Store a tuned choice for ``preset="auto"`` (atomically replaced JSON in the cache root)."""
+    root = cache_root(ov_cache_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    registry = recall_all(ov_cache_dir)
+    registry[_identity(model)] = record
+    tmp = root / f".{TUNED_FILE}.{os.getpid()}"
+    tmp.write_text(json.dumps(registry, indent=2), encoding="utf-8")
+    os.replace(tmp, root / TUNED_FILE)
+
+
+def recall_all(ov_cache_dir: Any = None) -> dict[str, dict]:
+    try:
+        return json.loads((cache_root(ov_cache_dir) / TUNED_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+@lru_cache(maxsize=1)
+def int_speeds(size: int = 4096, layers: int = 6, calls: int = 30) -> dict[str, float]:
+    """Seconds per batch-1 pass through ``layers`` size x size matmuls, int8 vs int4 weights, on this CPU.
+
+    The weights (int8: 96 MiB at the defaults) exceed the CPU caches, as an LLM's do, so the probe
+    measures the memory-bound decode regime.
+    """
+    import nncf
+    import numpy as np
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    from ..build.export import quiet_libraries
+    from ..config.options import core
+
+    rng = np.random.default_rng(0)
+    x = ops.parameter([1, size], np.float32, name="x")
+    node = x
+    for _ in range(layers):
+        weight = ops.constant((rng.standard_normal((size, size)) * 0.02).astype(np.float32))
+        node = ops.matmul(node, weight, False, True)
+    modes = {"int8": dict(mode=nncf.CompressWeightsMode.INT8_ASYM),
+             "int4": dict(mode=nncf.CompressWeightsMode.INT4_ASYM, group_size=128)}
+    speeds = {}
+    data = rng.standard_normal((1, size)).astype(np.float32)
+    for name, options in modes.items():
+        with quiet_libraries():
+            compressed = nncf.compress_weights(ov.Model([node], [x]), **options)
+        compiled = core().compile_model(compressed, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+        request = compiled.create_infer_request()
+        request.infer({0: data})
+        times = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            request.infer({0: data})
+            times.append(time.perf_counter() - start)
+        speeds[name] = statistics.median(times)
+    return speeds
+
+
+def auto_preset(source_name: str, num_parameters: int | None, ov_cache_dir: Any = None) -> tuple[str, str]:
+    """(preset, reason) for ``preset="auto"``.
+
+    1. A choice made by ``tune`` for this checkpoint, if there is one.
+    2. Otherwise: up to 1B parameters, ``int8`` (near-lossless; int8 decodes faster than fp32 on CPUs).
+       Above, whichever of ``int8`` and ``int4_asym_g128`` a matmul probe finds faster on this CPU
+       (int4 only when at least 10% faster: it costs more accuracy).
+    """
+    registry = recall_all(ov_cache_dir)
+    key = _identity(source_name)
+    if key in registry:
+        record = registry[key]
+        return record["preset"], f"tuned on {record['tuned_at']} ({record['objective']}, " \
+            f"budget +{record['max_ppl_increase']:.1%})"
+    if num_parameters is None or num_parameters <= ONE_BILLION:
+        return "int8", "rule: up to 1B parameters -> int8"
+    speeds = int_speeds()
+    if speeds["int4"] < 0.9 * speeds["int8"]:
+        ratio = speeds["int8"] / speeds["int4"]
+        return "int4_asym_g128", f"rule: >1B parameters and int4 matmuls {ratio:.2f}x faster than int8 here"
+    return "int8", f"rule: >1B parameters and int4 not faster than int8 on this CPU ({speeds})"

@@ -1,0 +1,1 @@
+"""Jupyter display and progress bars (leaves, imported lazily)."""
