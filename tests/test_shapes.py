@@ -10,7 +10,7 @@ from ov_causal import AutoModelForCausalLM
 from ov_causal.build.manifest import MANIFEST_FILE, Manifest
 from ov_causal.config.presets import Compression
 from ov_causal.errors import ExportError
-from ov_causal.ui.display import model_summary
+from ov_causal.model.summary import model_summary
 
 # The odd_checkpoint llama: attention and gate/up read 96 channels (int4 g32), down_proj reads 688 (int8).
 LAYERS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",

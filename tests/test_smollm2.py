@@ -49,7 +49,7 @@ def test_int8_preset(smollm2_preset):
 
 
 def test_fallback_in_summary(smollm2_preset):
-    from ov_causal.ui.display import model_summary
+    from ov_causal.model.summary import model_summary
 
     model = AutoModelForCausalLM.from_pretrained(smollm2_preset("int4_asym_g128"), compile=False)
     assert model.ov_manifest.fallback_summary() == "180 layers: int4 g64 (180)"

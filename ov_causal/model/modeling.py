@@ -6,7 +6,6 @@ This module imports optimum-intel (and so torch) when it is imported; ``ov_causa
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import replace
@@ -17,10 +16,8 @@ from optimum.intel import OVModelForCausalLM as OptimumCausalLM
 
 from ..build.cache import compiling
 from ..build.calibration import TextSource
-from ..build.export import IR_FILES, TOKENIZER_FILES, convert_tokenizer, publish, staging_folder
 from ..build.loading import (
     Prepared,
-    damaged_ir,
     find_tokenizer,
     manifest_for_ir,
     prepare_folder,
@@ -29,12 +26,13 @@ from ..build.loading import (
 )
 from ..build.lora import LoraSpec
 from ..build.manifest import Manifest
-from ..config.hub import quiet_offline_folder_check
 from ..config.options import check_device
 from ..config.presets import Compression, Preset, Runtime
-from ..errors import ExportError, OptionError, UnsupportedModelError
+from ..errors import OptionError
 from .engines import GENAI_ONLY, GenAIEngine, Plan, check_backend, has_ov_tokenizers, plan, tokenizers_ready
 from .load_request import Resolved, resolve_request
+from .saving import save_folder
+from .stages import fingerprint, load_optimum, ov_class, register_for_pipelines
 
 
 class OVModelForCausalLM(OptimumCausalLM):
@@ -148,7 +146,7 @@ class OVModelForCausalLM(OptimumCausalLM):
         decision = plan(self, kwargs, self.backend)
         if decision.engine == "genai" and not self.stateful:
             decision = Plan("optimum", "a stateless export (GenAI needs the stateful form)")
-        if decision.engine == "genai" and _fingerprint(self.model) != self._ov_loaded_fingerprint:
+        if decision.engine == "genai" and fingerprint(self.model) != self._ov_loaded_fingerprint:
             decision = Plan("optimum", "model.model was changed since loading (GenAI runs the saved folder)")
         engine = self._genai_engine() if decision.engine == "genai" else None
         if engine is not None:
@@ -172,46 +170,15 @@ class OVModelForCausalLM(OptimumCausalLM):
         return self._genai
 
     def save_pretrained(self, save_directory: str | os.PathLike[str], **kwargs: Any) -> None:
-        """Write IR, config, generation config, HF and OpenVINO tokenizers and the manifest.
-
-        The folder is built beside ``save_directory`` and moved into place when complete. An IR
-        unchanged since loading (same object, same number of ops) is copied byte for byte: optimum
-        would re-serialize it with the in-memory KV-cache precision of a stateless model baked in.
-        A ``model.model`` replaced since loading (e.g. by ``nncf.compress_weights``) is serialized, and
-        the manifest then describes its weights as they are.
-        """
-        target = Path(save_directory)
-        if target.exists() and not target.is_dir():
-            raise ExportError(f"cannot save into {str(target)!r}: it is a file. Pass a folder path.")
+        """Write IR, config, generation config, HF and OpenVINO tokenizers and the manifest (see ``save_folder``)."""
         manifest = replace(self.ov_manifest, runtime=self.ov_runtime, ov_config=self._ov_overrides)
-        with staging_folder(target) as tmp:
-            if _fingerprint(self.model) == self._ov_loaded_fingerprint:
-                for name in IR_FILES:
-                    shutil.copy2(Path(self.model_save_dir) / name, tmp / name)
-                self.config.save_pretrained(tmp)
-                if self.generation_config is not None:
-                    self.generation_config.save_pretrained(tmp)
-            else:  # the user replaced model.model (e.g. nncf.compress_weights): serialize it
-                self._ov_base.save_pretrained(self, tmp, **kwargs)
-                described = manifest_for_ir(self, manifest.source)
-                manifest = replace(manifest, preset=described.preset, compression=described.compression)
-            self._save_tokenizers(tmp)
-            manifest.write(tmp)
-            publish(tmp, target)
-
-    def _save_tokenizers(self, folder: Path) -> None:
-        if self.tokenizer is not None:
-            self.tokenizer.save_pretrained(folder)
-        source = Path(self.model_save_dir)
-        if all((source / name).is_file() for name in TOKENIZER_FILES):
-            for name in TOKENIZER_FILES:
-                shutil.copy2(source / name, folder / name)
-        elif self.tokenizer is not None:
-            convert_tokenizer(self.tokenizer, folder)
+        unchanged = fingerprint(self.model) == self._ov_loaded_fingerprint
+        save_folder(self, Path(save_directory), manifest, unchanged,
+                    serialize=lambda folder: self._ov_base.save_pretrained(self, folder, **kwargs))
 
     def summary(self) -> list[tuple[str, Any]]:
         """(field, value) pairs: architecture, parameters, source, preset, runtime, device, engine, IR size, cache."""
-        from ..ui.display import model_summary
+        from .summary import model_summary
 
         return model_summary(self)
 
@@ -223,41 +190,12 @@ class OVModelForCausalLM(OptimumCausalLM):
         return html_fields(self.summary(), caption=type(self).__name__, note=note)
 
     def __repr__(self) -> str:
-        m = self.ov_manifest
-        fallback = m.fallback_summary()
-        return (
-            f"{type(self).__name__}(source={m.source!r}, model_type={self.config.model_type!r}, "
-            f"preset={m.preset!r}, weights={m.compression.describe()!r}, "
-            + (f"group_size_fallback={fallback!r}, " if fallback else "")
-            + f"runtime={self.ov_runtime.name!r}, device={self._device!r}, stateful={self.stateful})"
-        )
+        from .summary import describe
+
+        return describe(self)
 
 
 OVCausalLM = OVModelForCausalLM  # the name of earlier releases
-
-
-def _fingerprint(model: Any) -> tuple[int, int]:
-    """Identity and op count: tells whether ``model.model`` was replaced or rewritten (e.g. by NNCF) since loading."""
-    return id(model), len(model.get_ops())
-
-
-_CLASSES: dict[type, type] = {OptimumCausalLM: OVModelForCausalLM}
-
-
-def _ov_class(optimum_class: type) -> type:
-    """Our class for whichever class optimum-intel chose (phi3, bloom, SSM... have their own).
-
-    For those, a subclass of both: the optimum class comes first among the bases (CPython only allows
-    re-classing an instance to a class whose first base has its layout), so our methods are copied in
-    to take precedence over its overrides; ``_ov_base`` names it for the calls that go to optimum.
-    """
-    if optimum_class not in _CLASSES:
-        suffix = optimum_class.__name__.removeprefix("OV").removeprefix("ModelFor")
-        name = f"OVCausal{suffix}"
-        namespace = {k: v for k, v in vars(OVModelForCausalLM).items() if k not in ("__dict__", "__weakref__")}
-        namespace.update(__module__=__name__, __qualname__=name, _ov_base=optimum_class)
-        _CLASSES[optimum_class] = type(name, (optimum_class, OVModelForCausalLM), namespace)
-    return _CLASSES[optimum_class]
 
 
 def _compile_first_engine(model: Any) -> None:
@@ -271,39 +209,17 @@ def _compile_first_engine(model: Any) -> None:
         model.compile()
 
 
-def _register_for_pipelines(model: Any) -> None:
-    """Name our class in transformers' causal-LM mapping, as optimum does for its own at construction, so that
-    ``transformers.pipeline`` accepts the model without logging "not supported for text-generation"."""
-    from transformers import AutoConfig
-
-    model.auto_model_class.register(AutoConfig, type(model), exist_ok=True)
-
-
-def _load_optimum(folder: Path, full_config: dict[str, str], resolved: Resolved) -> Any:
-    """Stage 3: optimum-intel reads the IR (not compiled yet)."""
-    try:
-        with quiet_offline_folder_check():
-            return OptimumCausalLM.from_pretrained(
-                str(folder), export=False, ov_config=full_config, device=resolved.device, compile=False,
-                use_cache=resolved.request.hub.use_cache, **resolved.optimum_kwargs,
-            )
-    except ValueError as exc:
-        raise UnsupportedModelError(f"OpenVINO could not load {str(folder)!r}: {exc}") from exc
-    except RuntimeError as exc:  # OpenVINO's "Unable to read the model", "Incorrect weights in bin file"
-        raise damaged_ir(folder, exc) from exc
-
-
 def _attach(model: Any, resolved: Resolved, prepared: Prepared, runtime: Runtime, backend: str) -> Any:
     """Stage 4: make the optimum model ours and give it what ov_causal knows about it."""
     ir, request = model.__dict__.pop("model"), model.__dict__.pop("request", None)
-    model.__class__ = _ov_class(type(model))  # `model` and `request` become properties: set them again
+    model.__class__ = ov_class(type(model), OVModelForCausalLM)  # `model`, `request` become properties: set again
     model.model, model.request = ir, request
-    _register_for_pipelines(model)
+    register_for_pipelines(model)
     model._ov_workdir = prepared.workdir
     model.ov_cache_hit = None if prepared.cache is None else prepared.cache.hit
     model.ov_auto_reason = resolved.auto_reason
     model.backend = check_backend(backend)
-    model._ov_loaded_fingerprint = _fingerprint(model.model)
+    model._ov_loaded_fingerprint = fingerprint(model.model)
     model.ov_manifest = prepared.manifest or manifest_for_ir(model, resolved.source.name)
     model.ov_runtime = runtime
     model._ov_overrides = resolved.overrides
@@ -396,7 +312,7 @@ def load_model(
     runtime_preset, full_config = runtime_config(
         resolved.runtime, resolved.overrides, prepared, resolved.source.kind, resolved.device, ov_config is not None
     )
-    model = _load_optimum(prepared.folder, full_config, resolved)
+    model = load_optimum(prepared.folder, full_config, resolved)
     if stateful is not None and stateful != model.stateful:
         raise stateful_error(prepared.folder, stateful)
     model = _attach(model, resolved, prepared, runtime_preset, backend)
