@@ -25,9 +25,9 @@ from ov_causal import (
     ManifestError,
     ModelSourceError,
     OVCausalError,
-    integrity,
 )
 from ov_causal.build import cache as cache_module
+from ov_causal.build import integrity
 from ov_causal.build.cache import ENTRY_FILE, get_or_build, list_entries, quick_hash, verify, verify_cache
 from ov_causal.build.manifest import MANIFEST_FILE
 from tests.test_lora import _make_adapter
@@ -201,7 +201,8 @@ def test_compilation_holds_the_entry_compile_lock(make_checkpoint, cached, monke
 SAVE = textwrap.dedent(
     """
     import os, sys
-    from ov_causal import AutoModelForCausalLM, files
+    from ov_causal import AutoModelForCausalLM
+    from ov_causal.build import files
     source, target, n, how, exchange = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
     model = AutoModelForCausalLM.from_pretrained(source, compile=False)
     calls = [0]
