@@ -48,8 +48,8 @@ _LAZY = {
     "stream": "ov_causal.model.generation",
     "structured_output_config": "ov_causal.model.structured",
     "set_progress": "ov_causal.ui.progress",
-    "cache_table": "ov_causal.build.cache",
-    "verify_cache": "ov_causal.build.cache",
+    "cache_table": "ov_causal.build.cache_entries",
+    "verify_cache": "ov_causal.build.cache_entries",
 }
 
 __all__ = [

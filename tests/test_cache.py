@@ -12,7 +12,8 @@ import textwrap
 import pytest
 
 from ov_causal import AutoModelForCausalLM
-from ov_causal.build.cache import cache_root, list_entries
+from ov_causal.build.cache import cache_root
+from ov_causal.build.cache_entries import list_entries
 
 
 @pytest.fixture

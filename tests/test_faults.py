@@ -28,7 +28,8 @@ from ov_causal import (
 )
 from ov_causal.build import cache as cache_module
 from ov_causal.build import integrity
-from ov_causal.build.cache import ENTRY_FILE, get_or_build, list_entries, quick_hash, verify, verify_cache
+from ov_causal.build.cache import ENTRY_FILE, get_or_build, quick_hash, verify
+from ov_causal.build.cache_entries import list_entries, verify_cache
 from ov_causal.build.manifest import MANIFEST_FILE
 from tests.test_lora import _make_adapter
 
@@ -181,13 +182,13 @@ def test_four_processes_loading_at_once_share_one_blob_set(make_checkpoint, cach
 
 def test_compilation_holds_the_entry_compile_lock(make_checkpoint, cached, monkeypatch):
     held = []
-    original = cache_module._locked
+    original = cache_module.key_lock
 
     def recording(root, key):
         held.append(key)
         return original(root, key)
 
-    monkeypatch.setattr(cache_module, "_locked", recording)
+    monkeypatch.setattr(cache_module, "key_lock", recording)
     model = _load(make_checkpoint, cached[0])  # GenAI pipeline at load
     key = _entry(cached[0]).name
     assert held == [key, f"{key}.compile"]

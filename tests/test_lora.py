@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ov_causal import AutoModelForCausalLM, ModelSourceError, UnsupportedModelError
-from ov_causal.build.cache import list_entries
+from ov_causal.build.cache_entries import list_entries
 from ov_causal.build.lora import LoraError, fuse_lora
 
 PROMPT = ["def parse(args):\n    return"]

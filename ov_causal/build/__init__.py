@@ -1,0 +1,1 @@
+"""Building a model folder: sources, export, compression, LoRA fusion, manifest, export cache."""
