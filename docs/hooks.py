@@ -20,7 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     root = str(Path(__file__).resolve().parent.parent)
     if root not in sys.path:
         sys.path.insert(0, root)
-    from ov_causal.cli import _parser as build
+    from ov_causal.cli import build_parser as build
 
     return build()
 

@@ -14,7 +14,7 @@ import torch
 import ov_causal
 from ov_causal import AutoModelForCausalLM
 from ov_causal.build.sources import find_local
-from ov_causal.cli import _parser
+from ov_causal.cli import build_parser
 from ov_causal.model.generation import DEMO_MODEL, DEMO_PROMPT, generate
 
 ROOT = Path(__file__).resolve().parent.parent  # cwd of the subprocesses: this checkout's ov_causal runs
@@ -121,7 +121,7 @@ def test_preset_auto_is_accepted_where_a_model_is_loaded():
     assert result.stdout.startswith("def add(a, b):\n") and "tokens/s" in result.stderr
     for command in (["serve", "org/model"], ["export", "org/model", "out"], ["bench"]):
         option = "--presets" if command[0] == "bench" else "--preset"
-        args = _parser().parse_args([*command, option, "auto"])
+        args = build_parser().parse_args([*command, option, "auto"])
         assert getattr(args, option[2:]) == "auto"
 
 
@@ -162,7 +162,7 @@ def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.Argument
 
 
 def test_every_option_says_what_it_does_and_its_default():
-    commands = _subcommands(_parser())
+    commands = _subcommands(build_parser())
     assert {"generate", "serve", "export", "eval", "tune", "bench", "cache", "fuse-lora"} <= set(commands)
     for name, sub in commands.items():
         assert sub.description, f"ov-causal {name} --help has no description"

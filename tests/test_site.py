@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import ov_causal
-from ov_causal.cli import _parser
+from ov_causal.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted(p.stem for p in (ROOT / "docs").glob("*.md"))
@@ -62,7 +62,7 @@ def test_every_page_is_built_and_in_the_nav(site):
 
 def test_cli_page_lists_every_subcommand_and_flag_of_the_parser(site):
     text = text_of(site / "cli.html")
-    commands = subcommands(_parser())
+    commands = subcommands(build_parser())
     assert {"ov-causal generate", "ov-causal cache", "ov-causal bench"} <= {name for name, _ in commands}
     for name, sub in commands:
         assert name in text, f"{name} is missing from the CLI reference"
