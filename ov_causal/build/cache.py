@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import CacheError, OptionError
+from ..errors import CacheError
 from .files import remove, write_json
-from .integrity import COMPILED_DIR, ENTRY_FILE, USED_FILE, check_entry, file_records, verify, verify_entries
+from .integrity import COMPILED_DIR, ENTRY_FILE, USED_FILE, check_entry, file_records, verify
 
 CACHE_ENV = "OV_CAUSAL_CACHE_DIR"
 _SAMPLE = 1 << 20  # bytes read from the start, middle and end of a large file for its quick hash

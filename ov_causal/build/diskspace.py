@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .cache import CACHE_ENV
-from ..errors import ExportError, OVCausalError
 from ..config.presets import Compression
+from ..errors import ExportError, OVCausalError
+from .cache import CACHE_ENV
 
 _FULL_ERRNOS = tuple(n for n in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if n is not None)
 _FULL_TEXTS = ("No space left on device", "Disk quota exceeded")

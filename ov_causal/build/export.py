@@ -11,12 +11,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .diskspace import check_free_space, disk_full_errors, export_bytes, free_bytes, is_disk_full, is_write_error
-from ..errors import ExportError, OVCausalError, PresetError
-from .files import publish_folder, staging
 from ..config.hub import HubOptions
 from ..config.presets import Compression
+from ..errors import ExportError, OVCausalError, PresetError
 from ..ui.progress import stage
+from .diskspace import check_free_space, disk_full_errors, export_bytes, free_bytes, is_disk_full, is_write_error
+from .files import publish_folder, staging
 from .sources import IR_FILE, TASK, Source, count_parameters
 
 logger = logging.getLogger(__name__)

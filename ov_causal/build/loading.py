@@ -10,9 +10,12 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..config.hub import HubOptions
+from ..config.options import validate_ov_config
+from ..config.presets import PRESETS, Compression, Runtime, default_compression, default_runtime
+from ..errors import DamagedModelError, UnsupportedModelError
 from .cache import Hit, cache_root, folder_fingerprint, get_or_build, make_key
 from .diskspace import check_free_space, compress_bytes, disk_full_errors, export_bytes
-from ..errors import DamagedModelError, UnsupportedModelError
 from .export import (
     IR_FILES,
     compress_folder,
@@ -22,12 +25,9 @@ from .export import (
     read_ir,
     staging_folder,
 )
-from ..config.hub import HubOptions
 from .ir import dominant_format, int4_layout, is_stateful
 from .lora import Adapter, check_adapter, fused_checkpoint
 from .manifest import MANIFEST_FILE, Manifest, library_versions
-from ..config.options import validate_ov_config
-from ..config.presets import PRESETS, Compression, Runtime, default_compression, default_runtime
 from .sources import Source, check_exportable, count_parameters, read_config
 
 

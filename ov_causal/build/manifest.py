@@ -11,8 +11,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ..errors import ManifestError
 from ..config.presets import Compression, Runtime
+from ..errors import ManifestError
 
 MANIFEST_FILE = "ov_causal.json"
 FORMAT = 1

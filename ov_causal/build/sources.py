@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ..config.hub import HubOptions
 from ..errors import ModelSourceError, UnsupportedModelError
 from .files import recover
-from ..config.hub import HubOptions
 
 IR_FILE = "openvino_model.xml"
 TASK = "text-generation-with-past"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..build.cache import cache_root, clear, list_entries, parse_age
+from ..build.cache import cache_root
+from ..build.cache_entries import clear, list_entries, parse_age
 from ..build.integrity import ENTRY_FILE, verify_entries
 from ..errors import OptionError
 from .common import EXIT_DAMAGED, EXIT_OK, Subparsers, command
