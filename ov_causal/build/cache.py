@@ -33,7 +33,7 @@ from typing import Any
 
 from ..errors import CacheError
 from .files import remove, write_json
-from .integrity import COMPILED_DIR, ENTRY_FILE, USED_FILE, check_entry, file_records, verify
+from .integrity import COMPILED_DIR, ENTRIES_DIR, ENTRY_FILE, USED_FILE, check_entry, file_records, verify
 
 CACHE_ENV = "OV_CAUSAL_CACHE_DIR"
 _SAMPLE = 1 << 20  # bytes read from the start, middle and end of a large file for its quick hash
@@ -174,7 +174,8 @@ class Hit:
         return self.folder if self.read_only and not compiled.is_dir() else compiled
 
 
-def _touch_used(entry: Path) -> None:
+def touch_used(entry: Path) -> None:
+    """Record a use of the entry (its age in ``cache list`` and for ``cache clear --older-than``)."""
     try:
         (entry / USED_FILE).write_text(str(time.time()))
     except OSError:  # a read-only entry in a writable cache: the age it shows is its folder's
@@ -192,7 +193,7 @@ def _refresh(entry: Path, record: dict[str, Any] | None) -> None:
 
 def _uncached(root: Path, key: str, build: Callable[[Path], None], why: str) -> Hit:
     """A read-only cache: its intact entry as it is, or an export into a temporary folder."""
-    entry = root / "entries" / key
+    entry = root / ENTRIES_DIR / key
     problem = verify(entry) if entry.exists() else "it has no entry for this model"
     if problem is None:
         return Hit(entry, hit=True, read_only=True)
@@ -211,7 +212,7 @@ def get_or_build(root: Path, key: str, parts: dict[str, Any], build: Callable[[P
 
     ``build`` must create ``target`` atomically (it is a path that does not exist yet).
     """
-    entries = root / "entries"
+    entries = root / ENTRIES_DIR
     lock = key_lock(root, key)
     try:
         lock.__enter__()
@@ -231,7 +232,7 @@ def _get_or_buildkey_lock(entries: Path, key: str, parts: dict[str, Any], build:
         problem, record = check_entry(entry, full=False)
         if problem is None:
             _refresh(entry, record)
-            _touch_used(entry)
+            touch_used(entry)
             return Hit(entry, hit=True)
         warnings.warn(f"cache entry {entry} is damaged ({problem}); rebuilding it.", stacklevel=4)
         remove(entry)
@@ -242,7 +243,7 @@ def _get_or_buildkey_lock(entries: Path, key: str, parts: dict[str, Any], build:
     try:
         records = {"key": key, "parts": parts, "files": file_records(entry), "created": time.time()}
         write_json(entry / ENTRY_FILE, records)
-        _touch_used(entry)
+        touch_used(entry)
     except BaseException:  # e.g. the disk filled up: leave no entry without its records
         remove(entry)
         raise

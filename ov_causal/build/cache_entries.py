@@ -12,7 +12,7 @@ from typing import Any
 from ..errors import CacheError, OptionError
 from .cache import cache_root, key_lock
 from .files import remove
-from .integrity import USED_FILE, verify, verify_entries
+from .integrity import ENTRIES_DIR, USED_FILE, verify, verify_entries
 from .manifest import MANIFEST_FILE
 
 
@@ -66,7 +66,7 @@ def _entry(folder: Path) -> Entry:
 
 def list_entries(root: Path) -> list[Entry]:
     """Every entry under the root (a damaged one too, with its problem), most recently used first."""
-    entries = root / "entries"
+    entries = root / ENTRIES_DIR
     if not entries.is_dir():
         return []
     found = [_entry(p) for p in sorted(entries.glob("*")) if not p.name.startswith(".")]
@@ -96,7 +96,7 @@ def clear(root: Path, older_than: float | None = None) -> list[Entry]:
                 raise CacheError(f"cannot remove {entry.folder} ({exc.strerror}): this user cannot write the export "
                                  f"cache {root}. Run as its owner, or remove the folder by hand.") from exc
             removed.append(entry)
-    for stale in (root / "entries").glob(".*.partial-*"):
+    for stale in (root / ENTRIES_DIR).glob(".*.partial-*"):
         if older_than is None or now - stale.stat().st_mtime > max(older_than, 3600):
             remove(stale)
     return removed

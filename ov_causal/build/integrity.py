@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+ENTRIES_DIR = "entries"  # under the cache root: one folder per export
 ENTRY_FILE = "entry.json"
 COMPILED_DIR = "compiled"
 USED_FILE = "last_used"
@@ -99,6 +100,6 @@ def verify_entries(root: Path, key: str | None = None) -> dict[str, str | None]:
         >>> verify_entries(cache_root())
         {'3f2a...': None}
     """
-    entries = root / "entries"
+    entries = root / ENTRIES_DIR
     folders = sorted(p for p in entries.glob("*") if not p.name.startswith(".")) if entries.is_dir() else []
     return {p.name: verify(p, full=True) for p in folders if key is None or p.name.startswith(key)}

@@ -124,6 +124,11 @@ class OVModelForCausalLM(OptimumCausalLM):
         return self.ov_manifest.preset
 
     @property
+    def is_temporary(self) -> bool:
+        """True when the export lives in a temporary folder (``cache=False``), removed with the model."""
+        return self._ov_workdir is not None
+
+    @property
     def device_name(self) -> str:
         """The OpenVINO device the model runs on, e.g. 'CPU'."""
         return self._device

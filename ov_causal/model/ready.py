@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from ..build.cache import USED_FILE, Hit, cache_root, verify
+from ..build.cache import Hit, cache_root, touch_used, verify
+from ..build.integrity import ENTRIES_DIR
 from ..build.ir import is_stateful
 from ..build.loading import ExportRequest, Prepared, cache_key, export_settings, read_ir, runtime_config
 from ..build.manifest import Manifest
@@ -49,13 +49,10 @@ class ReadyFolder:
 def _entry(source: Source, request: ExportRequest) -> Prepared | None:
     """The intact cache entry of a checkpoint's export, or None (not exported yet, damaged, or being written)."""
     key, _ = cache_key(source, request)
-    entry = cache_root(request.ov_cache_dir) / "entries" / key  # the layout cache.get_or_build writes
+    entry = cache_root(request.ov_cache_dir) / ENTRIES_DIR / key  # the layout cache.get_or_build writes
     if not entry.is_dir() or verify(entry) is not None:
         return None
-    try:
-        (entry / USED_FILE).write_text(str(time.time()))  # a hit counts as a use, as in get_or_build
-    except OSError:  # a read-only cache: used as it is
-        pass
+    touch_used(entry)  # a hit counts as a use, as in get_or_build
     return Prepared(entry, Manifest.read(entry), cache=Hit(entry, hit=True))
 
 

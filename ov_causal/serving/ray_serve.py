@@ -195,7 +195,7 @@ def _prepare(model: str | os.PathLike[str], preset: str | None,
         raise OptionError(f"{os.fspath(model)!r}: its tokenizer cannot be converted to OpenVINO, which the server's "
                           "GenAI engine needs.")
     properties = {k: str(v) for k, v in dict(loaded.ov_config).items()}
-    return (loaded if loaded._ov_workdir is not None else None), folder, properties
+    return (loaded if loaded.is_temporary else None), folder, properties
 
 
 def _deployment(ray_serve: Any) -> Any:
