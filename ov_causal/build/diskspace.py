@@ -17,6 +17,7 @@ from pathlib import Path
 from ..config.presets import Compression
 from ..errors import ExportError, OVCausalError
 from .cache import CACHE_ENV
+from .sources import IR_FILE
 
 _FULL_ERRNOS = tuple(n for n in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if n is not None)
 _FULL_TEXTS = ("No space left on device", "Disk quota exceeded")
@@ -36,7 +37,8 @@ def export_bytes(parameters: int, compression: Compression) -> int:
 def compress_bytes(folder: Path, compression: Compression) -> int:
     """Bytes compressing a copy of the uncompressed export in ``folder`` needs: the copy plus its compressed IR."""
     size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
-    ir = (folder / "openvino_model.bin").stat().st_size if (folder / "openvino_model.bin").is_file() else size
+    weights = folder / IR_FILE.replace(".xml", ".bin")
+    ir = weights.stat().st_size if weights.is_file() else size
     return size + int(ir * _STORED_BYTES[compression.weights] / 4.0) + _MARGIN
 
 

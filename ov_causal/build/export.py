@@ -17,17 +17,12 @@ from ..errors import ExportError, OVCausalError, PresetError
 from ..ui.progress import stage
 from .diskspace import check_free_space, disk_full_errors, export_bytes, free_bytes, is_disk_full, is_write_error
 from .files import publish_folder, staging
-from .sources import IR_FILE, TASK, Source, count_parameters
+from .sources import DETOKENIZER_FILE, IR_FILE, TASK, TOKENIZER_FILE, Source, count_parameters
 
 logger = logging.getLogger(__name__)
 
 IR_FILES = (IR_FILE, IR_FILE.replace(".xml", ".bin"))
-TOKENIZER_FILES = (
-    "openvino_tokenizer.xml",
-    "openvino_tokenizer.bin",
-    "openvino_detokenizer.xml",
-    "openvino_detokenizer.bin",
-)
+TOKENIZER_FILES = tuple(f"{name[:-4]}.{ext}" for name in (TOKENIZER_FILE, DETOKENIZER_FILE) for ext in ("xml", "bin"))
 
 
 def optimum_export_config(compression: Compression) -> Any:
@@ -295,6 +290,6 @@ def convert_tokenizer(tokenizer: Any, folder: Path) -> bool:
     except Exception as exc:  # openvino_tokenizers raises a variety of types for unsupported tokenizers
         logger.warning("The OpenVINO tokenizer could not be converted (%s); GenAI will not load this folder.", exc)
         return False
-    openvino.save_model(ov_tokenizer, folder / "openvino_tokenizer.xml")
-    openvino.save_model(ov_detokenizer, folder / "openvino_detokenizer.xml")
+    openvino.save_model(ov_tokenizer, folder / TOKENIZER_FILE)
+    openvino.save_model(ov_detokenizer, folder / DETOKENIZER_FILE)
     return True

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LoraError, ModelSourceError, UnsupportedModelError
+from .sources import CONFIG_FILE
 
 SAFE_WEIGHTS = "adapter_model.safetensors"
 PICKLE_WEIGHTS = "adapter_model.bin"
@@ -142,7 +143,7 @@ def check_targets(path: Path, tensors: Mapping[str, Any], modules: set[str], bas
 
 
 def check_base(base: Path) -> None:
-    config = json.loads((base / "config.json").read_text(encoding="utf-8"))
+    config = json.loads((base / CONFIG_FILE).read_text(encoding="utf-8"))
     if config.get("quantization_config"):
         method = config["quantization_config"].get("quant_method", "quantized")
         raise UnsupportedModelError(
@@ -222,7 +223,7 @@ def fuse_lora(
     from .export import publish, staging_folder
 
     base_path = Path(base)
-    if not (base_path / "config.json").is_file():
+    if not (base_path / CONFIG_FILE).is_file():
         raise ModelSourceError(f"{str(base)!r} is not a transformers checkpoint folder (no config.json).")
     target = Path(out_dir)
     with staging_folder(target) as tmp:

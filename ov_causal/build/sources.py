@@ -15,8 +15,12 @@ from ..errors import ModelSourceError, UnsupportedModelError
 from .files import recover
 
 IR_FILE = "openvino_model.xml"
+CONFIG_FILE = "config.json"
+GENERATION_CONFIG_FILE = "generation_config.json"
+TOKENIZER_FILE = "openvino_tokenizer.xml"
+DETOKENIZER_FILE = "openvino_detokenizer.xml"
 TASK = "text-generation-with-past"
-MODEL_FOLDER = f"config.json and the weights of a Hugging Face checkpoint, or the {IR_FILE} of an OpenVINO export"
+MODEL_FOLDER = f"{CONFIG_FILE} and the weights of a Hugging Face checkpoint, or the {IR_FILE} of an OpenVINO export"
 
 
 @dataclass(frozen=True)
@@ -75,11 +79,11 @@ def _check_link(path: Path) -> None:
 
 def classify(folder: Path, name: str) -> Source:
     """Decide whether a local folder is an OpenVINO export or a transformers checkpoint."""
-    for file_name in (IR_FILE, "config.json"):
+    for file_name in (IR_FILE, CONFIG_FILE):
         _check_link(folder / file_name)
     if (folder / IR_FILE).is_file():
         return Source("openvino", folder, name)
-    if (folder / "config.json").is_file():
+    if (folder / CONFIG_FILE).is_file():
         return Source("checkpoint", folder, name)
     content = ", ".join(sorted(p.name for p in folder.iterdir())[:8]) or "nothing"
     raise ModelSourceError(
@@ -126,7 +130,7 @@ def resolve_source(model_id: str | os.PathLike[str], hub: HubOptions) -> Source:
 
 def read_config(folder: Path) -> dict:
     try:
-        return json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        return json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelSourceError(f"cannot read {folder / 'config.json'}: {exc}. Is the checkpoint complete?") from exc
 

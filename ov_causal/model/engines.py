@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..build.cache import compiling
+from ..build.sources import DETOKENIZER_FILE, TOKENIZER_FILE
 from ..errors import OptionError
 
 Backend = Literal["auto", "genai", "optimum"]
@@ -266,7 +267,7 @@ def check_backend(backend: str) -> Backend:
 
 def has_ov_tokenizers(folder: Path) -> bool:
     """Whether the folder holds the OpenVINO tokenizer and detokenizer GenAI needs."""
-    return (folder / "openvino_tokenizer.xml").is_file() and (folder / "openvino_detokenizer.xml").is_file()
+    return (folder / TOKENIZER_FILE).is_file() and (folder / DETOKENIZER_FILE).is_file()
 
 
 def tokenizers_ready(folder: Path, tokenizer: Any) -> bool:

@@ -20,7 +20,7 @@ from ..build.integrity import ENTRIES_DIR
 from ..build.ir import is_stateful
 from ..build.loading import ExportRequest, Prepared, cache_key, export_settings, read_ir, runtime_config
 from ..build.manifest import Manifest
-from ..build.sources import Source, resolve_source
+from ..build.sources import CONFIG_FILE, GENERATION_CONFIG_FILE, Source, resolve_source
 from ..config.hub import resolve_hf_kwargs
 from ..config.optimum_keywords import merge_preset
 from ..config.options import check_device
@@ -110,12 +110,12 @@ def generation_defaults(folder: Path) -> SimpleNamespace | None:
     """The folder's generation settings as transformers reads them (generation_config.json, else config.json),
     with transformers' defaults; None when a setting only the transformers loop has is set."""
     settings: dict[str, Any] = {}
-    for name in ("generation_config.json", "config.json"):
+    for name in (GENERATION_CONFIG_FILE, CONFIG_FILE):
         try:
             settings = json.loads((folder / name).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if name == "config.json":
+        if name == CONFIG_FILE:
             settings = {k: v for k, v in settings.items() if k in HF_DEFAULTS or k == "pad_token_id"}
         break
     for key, value in settings.items():
