@@ -15,6 +15,7 @@ from .files import recover
 from ..config.hub import HubOptions
 
 IR_FILE = "openvino_model.xml"
+DEMO_MODEL = Path(__file__).parents[1] / "demo_model"  # the small model shipped with the package
 TASK = "text-generation-with-past"
 MODEL_FOLDER = f"config.json and the weights of a Hugging Face checkpoint, or the {IR_FILE} of an OpenVINO export"
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..build.ir import ir_mib
+from ..build.sources import DEMO_MODEL
 from ..errors import OVCausalError
 from ..ui.progress import stage
 from .memory import engine_peak_rss_mib, peak_rss_mib
@@ -186,8 +187,6 @@ def build_random_checkpoint(out: Path, hidden: int = 1024, layers: int = 16, voc
     """A Llama-shaped checkpoint with random weights and the demo tokenizer (no Hub)."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from ..model.generation import DEMO_MODEL
 
     config = LlamaConfig(
         vocab_size=vocab, hidden_size=hidden, intermediate_size=int(hidden * 2.75), num_hidden_layers=layers,

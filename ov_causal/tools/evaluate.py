@@ -18,6 +18,7 @@ from typing import Any
 
 from ..build.calibration import TextSource, load_texts, token_stream
 from ..build.ir import ir_mib
+from ..build.sources import DEMO_MODEL
 from ..errors import OptionError
 from ..ui.progress import stage
 
@@ -29,8 +30,6 @@ REFERENCE = "fp32"
 
 def default_text_path() -> Path:
     """The built-in text for quick checks: held-out Python standard library source (never trained on)."""
-    from ..model.generation import DEMO_MODEL
-
     return DEMO_MODEL / "heldout.txt"
 
 
