@@ -16,7 +16,8 @@ from ..build.calibration import TextSource
 from ..build.files import write_json
 from ..config.auto import tuned_file, tuned_key, tuned_record, with_record
 from ..errors import OptionError
-from .evaluate import REFERENCE, EvalReport, evaluate
+from .evaluate import REFERENCE, evaluate
+from .reports import EvalReport
 
 CANDIDATES = ("int8", "int4_asym_g128", "int4_asym_g64", "int4_sym_g128", "int4_sym_g64")
 DATA_AWARE_CANDIDATES = ("int4_asym_g128_gptq", "int4_asym_g64_gptq")
