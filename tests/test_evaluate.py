@@ -7,11 +7,12 @@ import subprocess
 import sys
 
 import pytest
+from ov_causal.build.speed_probe import int_speeds
 
 from ov_causal import AutoModelForCausalLM, OptionError, PresetError
 from ov_causal.model.generation import DEMO_MODEL
 from ov_causal.tools.evaluate import evaluate
-from ov_causal.tools.tune import int_speeds, tune
+from ov_causal.tools.tune import tune
 
 HELDOUT = DEMO_MODEL / "heldout.txt"
 CALIBRATION = DEMO_MODEL / "calibration.txt"  # training-side files: kept apart from the held-out text
@@ -80,7 +81,7 @@ def test_auto_rule_without_a_tuned_choice(tmp_path, monkeypatch):
     model = AutoModelForCausalLM.from_pretrained(DEMO_MODEL, preset="auto", ov_cache_dir=tmp_path, compile=False)
     assert model.ov_manifest.preset == "int8" and "up to 1B" in model.ov_auto_reason
     monkeypatch.setattr("ov_causal.build.sources.count_parameters", lambda folder: 3_000_000_000)
-    monkeypatch.setattr("ov_causal.tools.tune.int_speeds", lambda: {"int8": 1.0, "int4": 0.5})
+    monkeypatch.setattr("ov_causal.build.speed_probe.int_speeds", lambda: {"int8": 1.0, "int4": 0.5})
     big = AutoModelForCausalLM.from_pretrained(DEMO_MODEL, preset="auto", ov_cache_dir=tmp_path, compile=False)
     assert big.ov_manifest.preset == "int4_asym_g128" and "2.00x faster" in big.ov_auto_reason
 

@@ -19,6 +19,7 @@ CONFIG_FILE = "config.json"
 GENERATION_CONFIG_FILE = "generation_config.json"
 TOKENIZER_FILE = "openvino_tokenizer.xml"
 DETOKENIZER_FILE = "openvino_detokenizer.xml"
+DEMO_MODEL = Path(__file__).parents[1] / "demo_model"  # the small model shipped with the package
 TASK = "text-generation-with-past"
 MODEL_FOLDER = f"{CONFIG_FILE} and the weights of a Hugging Face checkpoint, or the {IR_FILE} of an OpenVINO export"
 

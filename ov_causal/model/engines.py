@@ -209,12 +209,6 @@ class GenAIEngine:
 
     def generate(self, input_ids: Any, attention_mask: Any, config: Any, kwargs: dict[str, Any]) -> Any:
         """Run GenAI and return the transformers-shaped output tensor."""
-        import openvino
-        import openvino_genai
-        import torch
-
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
         options = genai_config(config, input_ids.shape[1], kwargs)
         assistant = kwargs.get("assistant_model")
         if config.prompt_lookup_num_tokens:
@@ -223,9 +217,7 @@ class GenAIEngine:
             pipe = self.pipeline("draft", _model_folder(assistant))
         else:
             pipe = self.pipeline()
-        inputs = openvino_genai.TokenizedInputs(
-            openvino.Tensor(input_ids.numpy().astype("int64")), openvino.Tensor(attention_mask.numpy().astype("int64"))
-        )
+        inputs = tokenized_inputs(input_ids, attention_mask)
         streamer = kwargs.get("streamer")
         if streamer is not None:
             streamer.put(input_ids.cpu())
@@ -233,6 +225,18 @@ class GenAIEngine:
         self.last_perf_metrics = result.perf_metrics
         pad = config.pad_token_id if config.pad_token_id is not None else options.eos_token_id
         return _assemble(input_ids, result.tokens, options.num_return_sequences, pad)
+
+
+def tokenized_inputs(input_ids: Any, attention_mask: Any = None) -> Any:
+    """GenAI's ``TokenizedInputs`` from [batch, length] token ids and mask (torch tensors or NumPy arrays;
+    no mask: every position attended), as int64 tensors."""
+    import numpy as np
+    import openvino
+    import openvino_genai
+
+    ids = np.ascontiguousarray(input_ids, dtype=np.int64)
+    mask = np.ones_like(ids) if attention_mask is None else np.ascontiguousarray(attention_mask, dtype=np.int64)
+    return openvino_genai.TokenizedInputs(openvino.Tensor(ids), openvino.Tensor(mask))
 
 
 def _model_folder(model: Any) -> Path:

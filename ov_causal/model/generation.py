@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TextIO
 
+from ..build.sources import DEMO_MODEL
 from ..errors import OptionError
 
-DEMO_MODEL = Path(__file__).parents[1] / "demo_model"
 DEMO_PROMPT = 'def read_config(path):\n    """Read a configuration file."""\n    with open(path'
 
 

@@ -20,14 +20,17 @@ from ..errors import PresetError
 
 
 def _auto(model_id: Any, hub: Any, ov_cache_dir: Any) -> tuple[str | None, str]:
-    """``preset="auto"``: the tuned choice or the documented rule (see ``ov_causal.tools.tune.auto_preset``)."""
+    """``preset="auto"``: the tuned choice or the documented rule (see ``ov_causal.config.auto.auto_preset``)."""
+    from ..build.cache import cache_root, folder_fingerprint
     from ..build.sources import count_parameters
-    from ..tools.tune import auto_preset
+    from ..build.speed_probe import int_speeds
+    from ..config.auto import auto_preset, tuned_key
 
     source = resolve_source(model_id, hub)
     if source.kind == "openvino":
         return None, "auto on an OpenVINO export: its weights are kept as they are"
-    return auto_preset(os.fspath(model_id), count_parameters(source.path), ov_cache_dir)
+    key = tuned_key(os.fspath(model_id), folder_fingerprint)
+    return auto_preset(key, count_parameters(source.path), cache_root(ov_cache_dir), int_speeds)
 
 
 @dataclass(frozen=True)

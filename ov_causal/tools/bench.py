@@ -1,171 +1,28 @@
 """``ov-causal bench``: speed of each engine and preset, side by side in one run, with medians.
 
-Engines: ov_causal on GenAI (``backend='genai'``), ov_causal on the transformers loop
-(``backend='optimum'``), raw ``openvino_genai.LLMPipeline`` and raw optimum-intel
-``OVModelForCausalLM`` on the same folder, and plain transformers + torch (fp32). Prompts are fresh
+The engines are those of ``ov_causal.tools.runners`` (ours on both of its engines, raw GenAI, raw
+optimum-intel, transformers + torch), all in this process on the same exported folder. Prompts are fresh
 each run (a prefix cache cannot help) except in the repeated-prefix measurement, which reports that
 case on its own.
 """
 
 from __future__ import annotations
 
-import html
 import os
 import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..build.ir import ir_mib
+from ..build.sources import DEMO_MODEL
 from ..errors import OVCausalError
 from ..ui.progress import stage
 from .memory import engine_peak_rss_mib, peak_rss_mib
-
-ENGINES = ("ov_causal-genai", "ov_causal-optimum", "llm-pipeline", "optimum-intel", "transformers")
-
-
-@dataclass(frozen=True)
-class Measure:
-    """Median and range of repeated timings (seconds, or tokens/s for rates)."""
-
-    median: float
-    low: float
-    high: float
-
-    @classmethod
-    def of(cls, values: Sequence[float]) -> Measure:
-        return cls(statistics.median(values), min(values), max(values))
-
-
-@dataclass(frozen=True)
-class BenchRow:
-    engine: str
-    preset: str
-    ttft_s: Measure
-    ttft_prefix_s: Measure | None
-    tpot_s: Measure
-    decode_tok_s: Measure
-    e2e_s: Measure
-    throughput_tok_s: float
-    load_s: float
-    ir_mib: float
-    peak_rss_mib: float | None = None  # a fresh process running only this engine (bench(peak_rss=True))
-
-
-@dataclass(frozen=True)
-class BenchReport:
-    model: str
-    prompt_tokens: int
-    new_tokens: int
-    runs: int
-    num_prompts: int
-    bandwidth_gb_s: float
-    peak_rss_mib: float
-    rows: list[BenchRow] = field(default_factory=list)
-    failures: dict[str, str] = field(default_factory=dict)
-
-    def table(self) -> str:
-        head = (f"{'engine':20s} {'preset':16s} {'TTFT ms':>9s} {'prefix ms':>9s} {'TPOT ms':>8s} {'tok/s':>7s} "
-                f"{'range':>13s} {'batch tok/s':>11s} {'load s':>7s} {'ceiling':>8s}")
-        with_rss = any(r.peak_rss_mib is not None for r in self.rows)
-        head += f" {'RSS MiB':>8s}" if with_rss else ""
-        lines = [head, "-" * len(head)]
-        for r in self.rows:
-            prefix = f"{1000 * r.ttft_prefix_s.median:9.1f}" if r.ttft_prefix_s else f"{'-':>9s}"
-            ceiling = self.bandwidth_gb_s * 1e9 / (r.ir_mib * 2**20) if r.ir_mib else float("nan")
-            lines.append(
-                f"{r.engine:20s} {r.preset:16s} {1000 * r.ttft_s.median:9.1f} {prefix} {1000 * r.tpot_s.median:8.2f} "
-                f"{r.decode_tok_s.median:7.1f} {r.decode_tok_s.low:6.1f}-{r.decode_tok_s.high:<6.1f} "
-                f"{r.throughput_tok_s:11.1f} {r.load_s:7.2f} {r.decode_tok_s.median / ceiling:7.0%}"
-                + (f" {r.peak_rss_mib or float('nan'):8.0f}" if with_rss else "")
-            )
-        lines.append(
-            f"({self.prompt_tokens}-token fresh prompts, {self.new_tokens} new tokens, median of {self.runs}; batch: "
-            f"{self.num_prompts} prompts in one call, median of {max(1, min(self.runs, 3))}; "
-            f"memory bandwidth {self.bandwidth_gb_s:.1f} GB/s; 'ceiling' = share of the "
-            f"bandwidth-bound decode limit bandwidth / IR size; this process's peak RSS, every engine loaded: "
-            f"{self.peak_rss_mib:.0f} MiB" + ("; RSS MiB = peak of a process running that engine alone)" if with_rss
-                                             else ")")
-        )
-        for name, error in self.failures.items():
-            lines.append(f"FAILED {name}: {error}")
-        return "\n".join(lines)
-
-    def ratios(self, preset: str) -> dict[str, float]:
-        """Decode speed of each engine relative to raw optimum-intel for one preset."""
-        rows = {r.engine: r for r in self.rows if r.preset in (preset, "fp32 (torch)")}
-        base = rows.get("optimum-intel")
-        return {e: r.decode_tok_s.median / base.decode_tok_s.median for e, r in rows.items()} if base else {}
-
-    def summary(self, preset: str) -> str:
-        """The issue's target ratios for one preset, measured in this run."""
-        rows = {r.engine: r for r in self.rows if r.preset in (preset, "fp32 (torch)")}
-        ours, checks = rows.get("ov_causal-genai"), []
-        pairs = (("llm-pipeline", "decode", "decode_tok_s"), ("optimum-intel", "decode", "decode_tok_s"),
-                 ("transformers", "decode", "decode_tok_s"), ("llm-pipeline", "TTFT", "ttft_s"))
-        for other, label, key in pairs:
-            if ours is not None and other in rows:
-                ratio = getattr(ours, key).median / getattr(rows[other], key).median
-                checks.append(f"{label} vs {other}: {ratio:.2f}x")
-        if ours is not None and "llm-pipeline" in rows:
-            ratio = ours.throughput_tok_s / rows["llm-pipeline"].throughput_tok_s
-            checks.append(f"batch throughput vs llm-pipeline: {ratio:.2f}x")
-        if "ov_causal-optimum" in rows and "optimum-intel" in rows:
-            overhead = rows["optimum-intel"].decode_tok_s.median / rows["ov_causal-optimum"].decode_tok_s.median - 1
-            checks.append(f"wrapper overhead on the transformers loop: {overhead:+.1%}")
-        return "; ".join(checks)
-
-    def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
-        from ..ui.display import to_json
-
-        return to_json(asdict(self), path)
-
-    def to_pandas(self) -> Any:
-        """One row per engine and preset, with the medians (``pandas.DataFrame``; needs pandas)."""
-        from ..ui.display import to_pandas
-
-        return to_pandas([self._flat(r) for r in self.rows])
-
-    @staticmethod
-    def _flat(r: BenchRow) -> dict[str, Any]:
-        return {"engine": r.engine, "preset": r.preset, "ttft_ms": 1000 * r.ttft_s.median,
-                "ttft_prefix_ms": 1000 * r.ttft_prefix_s.median if r.ttft_prefix_s else None,
-                "tpot_ms": 1000 * r.tpot_s.median, "decode_tok_s": r.decode_tok_s.median,
-                "decode_tok_s_low": r.decode_tok_s.low, "decode_tok_s_high": r.decode_tok_s.high,
-                "e2e_s": r.e2e_s.median, "batch_tok_s": r.throughput_tok_s, "load_s": r.load_s, "ir_mib": r.ir_mib,
-                "peak_rss_mib": r.peak_rss_mib}
-
-    def _repr_html_(self) -> str:
-        from ..ui.display import html_table
-
-        flat = [self._flat(r) for r in self.rows]
-        columns = ("engine", "preset", "ttft_ms", "ttft_prefix_ms", "tpot_ms", "decode_tok_s", "batch_tok_s",
-                   "load_s", "ir_mib") + (("peak_rss_mib",) if any(r.peak_rss_mib for r in self.rows) else ())
-        caption = (f"{Path(self.model).name}: {self.prompt_tokens}-token fresh prompts, {self.new_tokens} new tokens, "
-                   f"median of {self.runs}")
-        failures = "".join(f"<br>FAILED {html.escape(k)}: {html.escape(v)}" for k, v in self.failures.items())
-        return html_table(columns, [[f[c] for c in columns] for f in flat], caption) + failures
-
-    def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
-        """Decode tok/s and time to first token per engine and preset (a matplotlib Figure, shown inline in Jupyter)."""
-        from ..ui.display import new_figure
-
-        labels = [f"{r.engine}\n{r.preset}" for r in self.rows]
-        fig, axes = new_figure(2, (12, 4))
-        axes[0].bar(labels, [r.decode_tok_s.median for r in self.rows])
-        axes[0].set_ylabel("decode tokens/s")
-        axes[1].bar(labels, [1000 * r.ttft_s.median for r in self.rows])
-        axes[1].set_ylabel("time to first token (ms)")
-        for ax in axes:
-            ax.tick_params(axis="x", labelsize=7, rotation=45)
-        fig.suptitle(f"Speed per engine: {Path(self.model).name}")
-        fig.tight_layout()
-        if path is not None:
-            fig.savefig(path, dpi=100)
-        return fig
+from .reports import BenchReport, BenchRow, Measure
+from .runners import ENGINES, check_engines, greedy, load_runner
 
 
 def memory_bandwidth_gb_s(size_mib: int = 512, repeats: int = 5) -> float:
@@ -186,8 +43,6 @@ def build_random_checkpoint(out: Path, hidden: int = 1024, layers: int = 16, voc
     """A Llama-shaped checkpoint with random weights and the demo tokenizer (no Hub)."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from ..model.generation import DEMO_MODEL
 
     config = LlamaConfig(
         vocab_size=vocab, hidden_size=hidden, intermediate_size=int(hidden * 2.75), num_hidden_layers=layers,
@@ -230,8 +85,7 @@ def _measure_all(runners: dict[str, Any], prompts: _Prompts, new_tokens: int, ru
     always runs first or right after another one (whose worker threads may still be spinning)."""
     import torch
 
-    one = dict(max_new_tokens=1, min_new_tokens=1, do_sample=False)
-    full = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+    one, full = greedy(1), greedy(new_tokens)
     names = list(runners)
     times: dict[str, dict[str, list[float]]] = {n: {"ttft": [], "e2e": [], "prefix": []} for n in names}
 
@@ -300,6 +154,7 @@ def bench(
     """
     from ..model.modeling import AutoModelForCausalLM
 
+    check_engines(engines)
     rows: list[BenchRow] = []
     failures: dict[str, str] = {}
     common = dict(runs=runs, num_prompts=num_prompts, new_tokens=new_tokens)
@@ -313,13 +168,12 @@ def bench(
             failures[str(preset)] = str(exc).splitlines()[0]
             continue
         size_mib = ir_mib(ours.model_save_dir)
-        runners = {e: r for e in engines if (r := _engine_model(e, ours, device)) is not None}
+        runners = {e: load_runner(e, ours.model_save_dir, device, ours.ov_config, model=ours)
+                   for e in engines if e != "transformers"}
         sizes = {e: (preset, load_s, size_mib) for e in runners}
         if "transformers" in engines and not torch_measured:
-            from transformers import AutoModelForCausalLM as TorchModel
-
             start = time.perf_counter()
-            runners["transformers"] = TorchModel.from_pretrained(model, dtype="float32").eval()
+            runners["transformers"] = load_runner("transformers", None, checkpoint=model)
             torch_mib = sum(p.numel() * p.element_size() for p in runners["transformers"].parameters()) / 2**20
             sizes["transformers"] = ("fp32 (torch)", time.perf_counter() - start, torch_mib)
             torch_measured = True
@@ -342,54 +196,3 @@ def bench(
         del ours, runners
     return BenchReport(str(model), prompt_tokens, new_tokens, runs, num_prompts, memory_bandwidth_gb_s(),
                        peak_rss_mib(), rows, failures)
-
-
-def _engine_model(engine: str, ours: Any, device: str) -> Any:
-    if engine == "ov_causal-genai":
-        ours.backend = "genai"
-        return ours
-    if engine == "ov_causal-optimum":
-        clone = _OptimumView(ours)
-        return clone
-    if engine == "llm-pipeline":
-        return _RawLLMPipeline(ours.model_save_dir, device, dict(ours.ov_config))
-    if engine == "optimum-intel":
-        from optimum.intel import OVModelForCausalLM
-
-        return OVModelForCausalLM.from_pretrained(str(ours.model_save_dir), export=False, device=device,
-                                                  ov_config=dict(ours.ov_config))
-    return None
-
-
-class _RawLLMPipeline:
-    """``openvino_genai.LLMPipeline`` called directly with token ids: the engine without our wrapper."""
-
-    def __init__(self, folder: Any, device: str, properties: dict[str, str]) -> None:
-        import openvino_genai
-
-        self.pipe = openvino_genai.LLMPipeline(str(folder), device, **properties)
-
-    def generate(self, input_ids: Any, attention_mask: Any, max_new_tokens: int, min_new_tokens: int,
-                 do_sample: bool) -> Any:
-        import openvino
-        import openvino_genai
-
-        config = openvino_genai.GenerationConfig(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens)
-        inputs = openvino_genai.TokenizedInputs(
-            openvino.Tensor(input_ids.numpy()), openvino.Tensor(attention_mask.numpy())
-        )
-        return self.pipe.generate(inputs, config)
-
-
-class _OptimumView:
-    """ov_causal's model forced onto the transformers loop, for one engine's measurements."""
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-
-    def generate(self, **kwargs: Any) -> Any:
-        self.model.backend = "optimum"
-        try:
-            return self.model.generate(**kwargs)
-        finally:
-            self.model.backend = "auto"

@@ -12,14 +12,17 @@ import os
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..build.calibration import TextSource, load_texts, token_stream
 from ..build.ir import ir_mib
+from ..build.sources import DEMO_MODEL
 from ..errors import OptionError
 from ..ui.progress import stage
+from .reports import EvalReport, EvalRow
+from .runners import greedy
 
 logger = logging.getLogger(__name__)
 
@@ -29,103 +32,7 @@ REFERENCE = "fp32"
 
 def default_text_path() -> Path:
     """The built-in text for quick checks: held-out Python standard library source (never trained on)."""
-    from ..model.generation import DEMO_MODEL
-
     return DEMO_MODEL / "heldout.txt"
-
-
-@dataclass(frozen=True)
-class EvalRow:
-    """One preset against the reference. Changes are relative (0.05 = +5%)."""
-
-    preset: str
-    weights: str
-    perplexity: float
-    ppl_change: float
-    top1_agreement: float
-    mean_kl: float
-    first_divergence: float
-    divergent_fraction: float
-    ir_mib: float
-    tokens_per_second: float
-
-
-@dataclass(frozen=True)
-class EvalReport:
-    """The result of ``evaluate``: one row per preset, the reference first."""
-
-    model: str
-    text_tokens: int
-    windows: int
-    new_tokens: int
-    rows: list[EvalRow] = field(default_factory=list)
-
-    def row(self, preset: str) -> EvalRow:
-        return next(r for r in self.rows if r.preset == preset)
-
-    def table(self, marked: str | None = None) -> str:
-        header = (f"{'preset':24s} {'weights':36s} {'ppl':>8s} {'Δppl':>8s} {'top1':>7s} {'KL':>8s} "
-                  f"{'1st div':>7s} {'div%':>6s} {'MiB':>7s} {'tok/s':>7s}")
-        lines = [header, "-" * len(header)]
-        for r in self.rows:
-            mark = " <- chosen" if r.preset == marked else ""
-            lines.append(
-                f"{r.preset:24s} {r.weights:36s} {r.perplexity:8.3f} {r.ppl_change:+8.2%} {r.top1_agreement:7.1%} "
-                f"{r.mean_kl:8.4f} {r.first_divergence:7.1f} {r.divergent_fraction:6.1%} {r.ir_mib:7.1f} "
-                f"{r.tokens_per_second:7.1f}{mark}"
-            )
-        lines.append(f"({self.text_tokens} tokens in {self.windows} windows; divergence over {self.new_tokens} "
-                     "greedy tokens per prompt; tok/s with the latency runtime)")
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
-        from ..ui.display import to_json
-
-        return to_json(self.to_dict(), path)
-
-    def to_pandas(self) -> Any:
-        """One row per preset (``pandas.DataFrame``; needs pandas)."""
-        from ..ui.display import to_pandas
-
-        return to_pandas([asdict(r) for r in self.rows], list(EvalRow.__dataclass_fields__))
-
-    def html(self, marked: str | None = None) -> str:
-        from ..ui.display import html_table
-
-        rows = [(r.preset, r.weights, r.perplexity, f"{r.ppl_change:+.2%}", f"{r.top1_agreement:.1%}", r.mean_kl,
-                 r.first_divergence, f"{r.divergent_fraction:.1%}", r.ir_mib, r.tokens_per_second) for r in self.rows]
-        marked_index = next((i for i, r in enumerate(self.rows) if r.preset == marked), None)
-        caption = (f"{Path(self.model).name}: {self.text_tokens} tokens in {self.windows} windows; divergence over "
-                   f"{self.new_tokens} greedy tokens")
-        return html_table(("preset", "weights", "ppl", "Δppl", "top1", "KL", "1st div", "div%", "MiB", "tok/s"),
-                          rows, caption, marked_index)
-
-    def _repr_html_(self) -> str:
-        return self.html()
-
-    def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
-        """Perplexity change against IR size and against speed, one point per preset (a matplotlib Figure).
-
-        In Jupyter the returned figure shows inline; ``path`` also saves it (PNG, SVG, ... by suffix).
-        """
-        from ..ui.display import new_figure
-
-        fig, axes = new_figure(2, (10, 4))
-        for ax, key, label in ((axes[0], "ir_mib", "IR size (MiB)"), (axes[1], "tokens_per_second", "decode tok/s")):
-            for r in self.rows:
-                ax.scatter(getattr(r, key), 100 * r.ppl_change)
-                ax.annotate(r.preset, (getattr(r, key), 100 * r.ppl_change), fontsize=8)
-            ax.set_xlabel(label)
-            ax.set_ylabel("perplexity change vs fp32 (%)")
-            ax.grid(alpha=0.3)
-        fig.suptitle(f"Accuracy cost of each preset: {Path(self.model).name}")
-        fig.tight_layout()
-        if path is not None:
-            fig.savefig(path, dpi=100)
-        return fig
 
 
 def _windows(n_tokens: int, window: int, stride: int) -> list[tuple[int, int, int]]:
@@ -185,11 +92,10 @@ def _score_windows(reference: Any, models: dict[str, Any], ids: list[int], spans
 def _divergence(reference: Any, model: Any, prompts: list[Any], new_tokens: int) -> tuple[float, float]:
     """Mean position of the first differing greedy token, and mean fraction of differing tokens."""
     firsts, fractions = [], []
-    greedy = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
     for prompt in prompts:
         n = prompt["input_ids"].shape[1]
-        ref = reference.generate(**prompt, **greedy)[0, n:]
-        out = model.generate(**prompt, **greedy)[0, n:]
+        ref = reference.generate(**prompt, **greedy(new_tokens))[0, n:]
+        out = model.generate(**prompt, **greedy(new_tokens))[0, n:]
         differ = (ref != out).tolist()
         firsts.append(differ.index(True) if True in differ else new_tokens)
         fractions.append(sum(differ) / new_tokens)
@@ -198,12 +104,11 @@ def _divergence(reference: Any, model: Any, prompts: list[Any], new_tokens: int)
 
 def decode_speed(model: Any, prompt: dict[str, Any], new_tokens: int, runs: int) -> float:
     """Median greedy decode tokens/s (after a warm-up run)."""
-    greedy = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
-    model.generate(**prompt, **greedy)
+    model.generate(**prompt, **greedy(new_tokens))
     speeds = []
     for _ in range(runs):
         start = time.perf_counter()
-        model.generate(**prompt, **greedy)
+        model.generate(**prompt, **greedy(new_tokens))
         speeds.append(new_tokens / (time.perf_counter() - start))
     return statistics.median(speeds)
 

@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from ..errors import OVCausalError
+from .runners import greedy, load_runner
 
 
 def peak_rss_mib() -> float:
@@ -45,35 +46,10 @@ def engine_peak_rss_mib(engine: str, folder: str | os.PathLike[str], checkpoint:
     return float(lines[-1])
 
 
-def _load(job: dict[str, Any]) -> Any:
-    from .bench import _OptimumView, _RawLLMPipeline
-
-    engine, folder, device = job["engine"], job["folder"], job["device"]
-    if engine in ("ov_causal-genai", "ov_causal-optimum"):
-        from ..model.modeling import AutoModelForCausalLM
-
-        model = AutoModelForCausalLM.from_pretrained(folder, device=device, ov_config=job["ov_config"] or None)
-        if engine == "ov_causal-optimum":
-            return _OptimumView(model)
-        model.backend = "genai"
-        return model
-    if engine == "llm-pipeline":
-        return _RawLLMPipeline(folder, device, job["ov_config"])
-    if engine == "optimum-intel":
-        from optimum.intel import OVModelForCausalLM
-
-        return OVModelForCausalLM.from_pretrained(folder, export=False, device=device, ov_config=job["ov_config"])
-    if engine == "transformers":
-        from transformers import AutoModelForCausalLM as TorchModel
-
-        return TorchModel.from_pretrained(job["checkpoint"], dtype="float32").eval()
-    raise OVCausalError(f"unknown engine {engine!r}")
-
-
 def _child(job: dict[str, Any]) -> None:
     import numpy as np
 
-    runner = _load(job)
+    runner = load_runner(job["engine"], job["folder"], job["device"], job["ov_config"], checkpoint=job["checkpoint"])
     with open(os.path.join(job["folder"], "config.json"), encoding="utf-8") as config:
         vocab = int(json.load(config)["vocab_size"])
     rng = np.random.default_rng(0)
@@ -85,22 +61,14 @@ def _child(job: dict[str, Any]) -> None:
 
 def _generate(runner: Any, engine: str, ids: Any, new_tokens: int) -> None:
     """One greedy call; the GenAI engine gets NumPy arrays so that its process never imports torch."""
-    import numpy as np
-
     if engine == "llm-pipeline":
-        import openvino
-        import openvino_genai
-
-        inputs = openvino_genai.TokenizedInputs(openvino.Tensor(ids), openvino.Tensor(np.ones_like(ids)))
-        config = openvino_genai.GenerationConfig(max_new_tokens=new_tokens, min_new_tokens=new_tokens)
-        runner.pipe.generate(inputs, config)
+        runner.generate(ids, **greedy(new_tokens))
         return
     import torch
 
     with torch.no_grad():
         tensor = torch.from_numpy(ids)
-        runner.generate(input_ids=tensor, attention_mask=torch.ones_like(tensor), max_new_tokens=new_tokens,
-                        min_new_tokens=new_tokens, do_sample=False)
+        runner.generate(input_ids=tensor, attention_mask=torch.ones_like(tensor), **greedy(new_tokens))
 
 
 if __name__ == "__main__":

@@ -1,29 +1,26 @@
 """``tune``: the fastest (or smallest) preset within an accuracy budget, measured on this machine.
 
 A tuned choice is remembered per checkpoint (``tuned.json`` in the export cache) and used by
-``from_pretrained(..., preset="auto")``; without one, ``auto`` follows the rule in ``auto_preset``.
+``from_pretrained(..., preset="auto")``; without one, ``auto`` follows the rule in
+``ov_causal.config.auto.auto_preset``.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import statistics
-import time
 from dataclasses import dataclass, replace
-from functools import lru_cache
-from pathlib import Path
 from typing import Any, Literal
 
 from ..build.cache import cache_root, folder_fingerprint
 from ..build.calibration import TextSource
-from ..config.presets import ONE_BILLION
+from ..build.files import write_json
+from ..config.auto import tuned_file, tuned_key, tuned_record, with_record
 from ..errors import OptionError
-from .evaluate import REFERENCE, EvalReport, evaluate
+from .evaluate import REFERENCE, evaluate
+from .reports import EvalReport
 
 CANDIDATES = ("int8", "int4_asym_g128", "int4_asym_g64", "int4_sym_g128", "int4_sym_g64")
 DATA_AWARE_CANDIDATES = ("int4_asym_g128_gptq", "int4_asym_g64_gptq")
-TUNED_FILE = "tuned.json"
 
 
 @dataclass(frozen=True)
@@ -126,9 +123,8 @@ def tune(
     result = TuneResult(report, float(max_ppl_increase), objective, choice, best)
     if choice is not None:
         row = report.row(choice)
-        record = {"preset": choice, "objective": objective, "max_ppl_increase": max_ppl_increase,
-                  "ppl_change": row.ppl_change, "tokens_per_second": row.tokens_per_second,
-                  "text_tokens": report.text_tokens, "tuned_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        record = tuned_record(choice, objective, max_ppl_increase, row.ppl_change, row.tokens_per_second,
+                              report.text_tokens)
         remember(model, record, ov_cache_dir)
         if save is not None:
             _save_choice(model, choice, record, calibration, save, ov_cache_dir)
@@ -146,87 +142,8 @@ def _save_choice(model: Any, choice: str, record: dict, calibration: Any, save: 
     chosen.save_pretrained(save)
 
 
-def _identity(model: str | os.PathLike[str]) -> str:
-    path = Path(model)
-    return f"local:{folder_fingerprint(path)}" if path.is_dir() else f"hub:{model}"
-
-
-def remember(model: str | os.PathLike[str], record: dict, ov_cache_dir: Any = None) -> None:
-    """Store a tuned choice for ``preset="auto"`` (atomically replaced JSON in the cache root)."""
+def remember(model: str | os.PathLike[str], record: dict, ov_cache_dir: str | os.PathLike[str] | None = None) -> None:
+    """Store a tuned choice for ``preset="auto"`` (``tuned.json`` in the cache root, replaced atomically)."""
     root = cache_root(ov_cache_dir)
     root.mkdir(parents=True, exist_ok=True)
-    registry = recall_all(ov_cache_dir)
-    registry[_identity(model)] = record
-    tmp = root / f".{TUNED_FILE}.{os.getpid()}"
-    tmp.write_text(json.dumps(registry, indent=2), encoding="utf-8")
-    os.replace(tmp, root / TUNED_FILE)
-
-
-def recall_all(ov_cache_dir: Any = None) -> dict[str, dict]:
-    try:
-        return json.loads((cache_root(ov_cache_dir) / TUNED_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-@lru_cache(maxsize=1)
-def int_speeds(size: int = 4096, layers: int = 6, calls: int = 30) -> dict[str, float]:
-    """Seconds per batch-1 pass through ``layers`` size x size matmuls, int8 vs int4 weights, on this CPU.
-
-    The weights (int8: 96 MiB at the defaults) exceed the CPU caches, as an LLM's do, so the probe
-    measures the memory-bound decode regime.
-    """
-    import nncf
-    import numpy as np
-    import openvino as ov
-    import openvino.opset13 as ops
-
-    from ..build.export import quiet_libraries
-    from ..config.options import core
-
-    rng = np.random.default_rng(0)
-    x = ops.parameter([1, size], np.float32, name="x")
-    node = x
-    for _ in range(layers):
-        weight = ops.constant((rng.standard_normal((size, size)) * 0.02).astype(np.float32))
-        node = ops.matmul(node, weight, False, True)
-    modes = {"int8": dict(mode=nncf.CompressWeightsMode.INT8_ASYM),
-             "int4": dict(mode=nncf.CompressWeightsMode.INT4_ASYM, group_size=128)}
-    speeds = {}
-    data = rng.standard_normal((1, size)).astype(np.float32)
-    for name, options in modes.items():
-        with quiet_libraries():
-            compressed = nncf.compress_weights(ov.Model([node], [x]), **options)
-        compiled = core().compile_model(compressed, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
-        request = compiled.create_infer_request()
-        request.infer({0: data})
-        times = []
-        for _ in range(calls):
-            start = time.perf_counter()
-            request.infer({0: data})
-            times.append(time.perf_counter() - start)
-        speeds[name] = statistics.median(times)
-    return speeds
-
-
-def auto_preset(source_name: str, num_parameters: int | None, ov_cache_dir: Any = None) -> tuple[str, str]:
-    """(preset, reason) for ``preset="auto"``.
-
-    1. A choice made by ``tune`` for this checkpoint, if there is one.
-    2. Otherwise: up to 1B parameters, ``int8`` (near-lossless; int8 decodes faster than fp32 on CPUs).
-       Above, whichever of ``int8`` and ``int4_asym_g128`` a matmul probe finds faster on this CPU
-       (int4 only when at least 10% faster: it costs more accuracy).
-    """
-    registry = recall_all(ov_cache_dir)
-    key = _identity(source_name)
-    if key in registry:
-        record = registry[key]
-        return record["preset"], f"tuned on {record['tuned_at']} ({record['objective']}, " \
-            f"budget +{record['max_ppl_increase']:.1%})"
-    if num_parameters is None or num_parameters <= ONE_BILLION:
-        return "int8", "rule: up to 1B parameters -> int8"
-    speeds = int_speeds()
-    if speeds["int4"] < 0.9 * speeds["int8"]:
-        ratio = speeds["int8"] / speeds["int4"]
-        return "int4_asym_g128", f"rule: >1B parameters and int4 matmuls {ratio:.2f}x faster than int8 here"
-    return "int8", f"rule: >1B parameters and int4 not faster than int8 on this CPU ({speeds})"
+    write_json(tuned_file(root), with_record(root, tuned_key(model, folder_fingerprint), record))
