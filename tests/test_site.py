@@ -75,8 +75,8 @@ def test_api_page_documents_the_public_names(site):
     ids = set(re.findall(r'id="(ov_causal\.[^"]+)"', (site / "api.html").read_text(encoding="utf-8")))
     for name in ov_causal.__all__:
         assert any(i.rsplit(".", 1)[-1] == name for i in ids), f"{name} is not on the API page"
-    for module in ("config.presets", "config.runtimes", "model.pipelines", "tools.evaluate", "tools.tune", "tools.bench",
-                   "build.cache", "build.cache_entries", "build.lora", "errors"):
+    for module in ("config.presets", "config.runtimes", "model.pipelines", "tools.evaluate", "tools.tune",
+                   "tools.bench", "build.cache", "build.cache_entries", "build.lora", "errors"):
         assert any(i.startswith(f"ov_causal.{module}") for i in ids), module
 
 
