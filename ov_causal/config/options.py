@@ -53,7 +53,7 @@ def _text(value: Any) -> str:
 
 _CACHE_PRECISIONS = ("u8", "u4", "i8", "f16", "bf16", "f32")
 
-# Keys the runtime presets and the seeds use, with their allowed values. Other keys are accepted
+# Keys the runtime presets and OpenVINO's LLM guides use, with their allowed values. Other keys are accepted
 # when the target device reports them in SUPPORTED_PROPERTIES (values then checked by OpenVINO).
 KNOWN_KEYS: dict[str, Callable[[Any], str]] = {
     "PERFORMANCE_HINT": _choice("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT"),
