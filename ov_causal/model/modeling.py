@@ -24,9 +24,8 @@ from ..config.presets import Runtime
 from ..errors import OptionError
 from .engines import GENAI_ONLY, GenAIEngine, Plan, has_ov_tokenizers, plan, tokenizers_ready
 from .load_request import Resolved
-from .loader import load_ir
+from .loader import fingerprint, load_ir, ov_class, register_for_pipelines
 from .saving import save_folder
-from .stages import fingerprint, ov_class, register_for_pipelines
 
 
 class OVModelForCausalLM(OptimumCausalLM):
