@@ -67,13 +67,19 @@ class ServingCore:
         self.chat_template: ChatTemplate | None = load_chat_template(self.folder, chat_template)
         self.context = _context_length(self.folder)
         self.max_running, self.max_queue, self.on_finish = max_running, max_queue, on_finish
-        self._ids = itertools.count()
+        self._ids = itertools.count(1)  # 0 is the primer's: generate() numbers its requests from 0
         self._incoming: deque[Request] = deque()
         self._active: dict[int, Request] = {}
         self._cond = threading.Condition()
         self._closed = False
+        self._ending: set[int] = set()  # requests seen ending, read once more
         self.failure: BaseException | None = None
+        self._open, self._go, self._pump_done = threading.Event(), threading.Event(), threading.Event()
+        self._pumping, self._pump_error = False, None
+        self._primer, self._primer_config, self._gate = _primer(self._open, self._cond)
+        self._pump_thread = threading.Thread(target=self._pump, name="ov_causal-serving-engine", daemon=True)
         self._thread = threading.Thread(target=self._run, name="ov_causal-serving-core", daemon=True)
+        self._pump_thread.start()
         self._thread.start()
 
     # -- requests ---------------------------------------------------------------------------------
@@ -136,17 +142,23 @@ class ServingCore:
             self._cond.notify()
         self._thread.join(timeout=60)
 
-    # -- the stepping thread ----------------------------------------------------------------------
+    # -- the engine threads -----------------------------------------------------------------------
+    # GenAI's step() binding holds Python's GIL for the whole step (measured: a counting thread runs at 13% of
+    # its speed beside a stepping thread, 91% beside a stepping process), so HTTP work in the same process
+    # could only run between steps. Its generate() releases the GIL and steps while *any* request is in the
+    # engine, including ones added meanwhile. So the pump thread runs generate() on a short primer request;
+    # once the primer's first token is out (generate() has passed its idle check), this thread adds our
+    # requests to the running engine and reads their tokens, polling between steps; the primer ends
+    # within a few steps. generate() returns once the engine is empty.
     def _run(self) -> None:
         try:
-            while self._admit():
-                if self._active:
-                    started = time.perf_counter()
-                    self.pipeline.step()
-                    self._collect()
-                    self._let_readers_catch_up(time.perf_counter() - started)
-                    if not self._active:
-                        _trim_heap()  # give freed memory back after a burst
+            while self._wait():
+                self._start_pump()
+                if self._open.is_set():
+                    self._admit()
+                self._collect()
+                if self._pump_done.is_set():
+                    self._after_pump()
         except BaseException as exc:  # noqa: BLE001 - reported to every request and to /health
             self.failure = exc
             error = APIError(500, f"The engine failed: {exc}", kind="server_error")
@@ -156,22 +168,69 @@ class ServingCore:
         finally:
             for request in [*self._active.values(), *self._incoming]:
                 self._end(request, APIError(503, "The server shut down.", kind="server_error"))
+                if request.handle is not None:
+                    request.handle.cancel()
+            self._stop_pump()
 
-    def _let_readers_catch_up(self, step_seconds: float) -> None:
-        """Wait (up to a step's time) while readers are behind: GenAI's step() holds the GIL, so the
-        threads reading the requests (an event loop sending pieces, health checks) only run between steps."""
-        deadline = time.perf_counter() + min(_MAX_PAUSE, step_seconds)
-        time.sleep(0)  # one turn for the other threads (requests arriving) even when no reader is behind
-        while time.perf_counter() < deadline and any(r.backlog for r in self._active.values()):
-            time.sleep(0.0005)
-
-    def _admit(self) -> bool:
-        """Hand waiting requests to GenAI and cancel abandoned ones; False once closed."""
+    def _wait(self) -> bool:
+        """Sleep until there is work (or, while the engine runs, one poll interval); False once closed."""
         with self._cond:
-            while not self._closed and not self._incoming and not self._active:
+            while not self._closed and not self._incoming and not self._active and not self._pumping:
                 self._cond.wait()
-            if self._closed:
-                return False
+            if self._pumping and not self._pump_done.is_set():
+                self._cond.wait(_POLL)
+            return not self._closed
+
+    def _start_pump(self) -> None:
+        if self._pumping or not self._incoming:
+            return
+        self._pumping = True
+        self._open.clear()
+        self._go.set()
+
+    def _pump(self) -> None:
+        """The pump thread: generate() on the primer each time it is told to, with the GIL released."""
+        while self._go.wait() and not self._closed:
+            self._go.clear()
+            try:
+                self.pipeline.generate([self._primer], [self._primer_config], self._gate)
+            except BaseException as exc:  # noqa: BLE001 - handed to the feeding thread
+                self._pump_error = exc
+            with self._cond:
+                self._pump_done.set()
+                self._cond.notify()
+
+    def _stop_pump(self) -> None:
+        self._closed = True
+        self._go.set()
+        self._pump_thread.join(timeout=60)
+
+    def _after_pump(self) -> None:
+        """generate() returned: read the last outputs; requests added after its last check go back in the queue."""
+        self._pump_done.clear()
+        self._open.clear()
+        self._pumping = False
+        if self._pump_error is not None:
+            raise self._pump_error
+        self._collect(final=True)
+        late = list(self._active.values())  # still running: added after generate() found the engine empty
+        for request in late:
+            request.handle.cancel()
+        for _ in range(8):  # drop them from GenAI's waiting list (one step, with the GIL: rare)
+            if not self.pipeline.has_non_finished_requests():
+                break
+            self.pipeline.step()
+        self._active.clear()
+        for request in late:
+            request.handle = None
+        with self._cond:
+            self._incoming.extendleft(reversed(late))
+        if not self._active and not self._incoming:
+            _trim_heap()  # give freed memory back after a burst
+
+    def _admit(self) -> None:
+        """Hand waiting requests to GenAI and cancel abandoned ones."""
+        with self._cond:
             admitted = []
             while self._incoming and len(self._active) + len(admitted) < self.max_running:
                 admitted.append(self._incoming.popleft())
@@ -196,9 +255,12 @@ class ServingCore:
         for request in self._active.values():
             if request.cancelled:
                 request.handle.cancel()
-        return True
 
-    def _collect(self) -> None:
+    def _collect(self, final: bool = False) -> None:
+        """Pass every request's new tokens on; end the requests GenAI is done with.
+
+        GenAI sets a request's status before it pushes its last outputs, so a request seen ending is read once
+        more at the next poll (or at once when generate() has returned: everything is pushed then)."""
         import openvino_genai
 
         running = openvino_genai.GenerationStatus.RUNNING
@@ -208,10 +270,15 @@ class ServingCore:
                 for sequence_id, output in request.handle.read().items():
                     reason = _REASONS.get(output.finish_reason.name)
                     request._push(Chunk(request._index(sequence_id), tuple(output.generated_ids), reason))
-            if status != running:
-                del self._active[rid]
-                self._end(request, None if status.name == "FINISHED" or request.cancelled else self._refusal(request))
-
+            if status == running:
+                continue  # at the end (final), these are the late ones: _after_pump queues them again
+            if not (final or rid in self._ending or request.cancelled):
+                self._ending.add(rid)
+                continue
+            del self._active[rid]
+            self._ending.discard(rid)
+            self._end(request, None if status.name in ("FINISHED", "STOP") or request.cancelled
+                      else self._refusal(request))
     def _refusal(self, request: Request) -> APIError:
         return APIError(400, f"The request needs more than {self.pool} KV-cache pool ({request.prompt_tokens} prompt "
                         f"tokens, max_tokens={request.config.max_new_tokens}, n={request.config.num_return_sequences}"
@@ -227,8 +294,33 @@ class ServingCore:
             self.on_finish(request)
 
 
-_MAX_PAUSE = 0.2  # seconds the stepping thread waits at most for slow readers after a step
+_PRIMER_TOKENS = 4  # steps the primer keeps generate() going while our first requests go in
+_POLL = 0.002  # seconds between two reads of the running requests while the engine steps
 _REASONS = {"STOP": "stop", "LENGTH": "length", "TOOL_CALL": "stop"}
+
+
+def _primer(opened: threading.Event, cond: threading.Condition) -> tuple[Any, Any, Any]:
+    """A short request to run generate() on, and a streamer that opens the engine at its first token.
+
+    The primer lasts a few steps, time for our requests to go in (they keep generate() stepping from then on).
+    Its streamer never answers STOP: GenAI 2026.4 then fails with "std::future_error: No associated state".
+    """
+    import openvino
+    import openvino_genai
+
+    class Gate(openvino_genai.StreamerBase):
+        def write(self, token: Any) -> Any:
+            opened.set()
+            with cond:
+                cond.notify()
+            return openvino_genai.StreamingStatus.RUNNING
+
+        def end(self) -> None:
+            pass
+
+    config = openvino_genai.GenerationConfig()
+    config.max_new_tokens = _PRIMER_TOKENS
+    return openvino.Tensor(_int64([[0]])), config, Gate()
 
 
 def _int64(rows: list[list[int]]) -> Any:
