@@ -52,7 +52,11 @@ class ServingCore:
 
         self.folder = Path(folder)
         _check_folder(self.folder)
-        _check_numbers(kv_cache_gb, kv_blocks, max_running, max_queue, properties or {})
+        _check_numbers(kv_cache_gb, kv_blocks, max_running, max_queue)
+        if single_thread_crash(self.folder, properties or {}):
+            raise OptionError("INFERENCE_NUM_THREADS=1 crashes OpenVINO GenAI 2026.4's continuous batching (SIGFPE) on "
+                              "this model (head size under 64, bf16 or f16 inference): use 2 or more threads, set "
+                              "INFERENCE_PRECISION_HINT=f32, or leave INFERENCE_NUM_THREADS unset.")
         scheduler = openvino_genai.SchedulerConfig()
         scheduler.enable_prefix_caching = prefix_caching
         scheduler.max_num_seqs = max_running
@@ -345,8 +349,7 @@ def _check_folder(folder: Path) -> None:
                                "Export it with ov_causal (save_pretrained writes the OpenVINO tokenizers).")
 
 
-def _check_numbers(kv_cache_gb: int | None, kv_blocks: int | None, max_running: int, max_queue: int,
-                   properties: dict[str, Any]) -> None:
+def _check_numbers(kv_cache_gb: int | None, kv_blocks: int | None, max_running: int, max_queue: int) -> None:
     if kv_cache_gb is not None and kv_blocks is not None:
         raise OptionError(f"kv_cache_gb={kv_cache_gb!r} and kv_blocks={kv_blocks!r} both size the KV-cache pool: "
                           "pass one of them.")
@@ -356,9 +359,30 @@ def _check_numbers(kv_cache_gb: int | None, kv_blocks: int | None, max_running: 
             continue
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise OptionError(f"{name}={value!r} is not valid: pass a whole number of at least {low}.")
-    if str(properties.get("INFERENCE_NUM_THREADS")) == "1":  # checked here: GenAI 2026.4 crashes (SIGFPE)
-        raise OptionError("INFERENCE_NUM_THREADS=1 crashes OpenVINO GenAI's continuous batching; use 2 or more, "
-                          "or leave it unset.")
+
+
+def single_thread_crash(folder: Path, properties: dict[str, Any]) -> bool:
+    """Whether these properties hit a crash of GenAI 2026.4's continuous batching with one inference thread.
+
+    Checked on this machine (AMX/AVX512-BF16, where bf16 is the CPU default): one thread crashed with SIGFPE
+    on a head size of 32 (bf16; f16 and f32 ran) and with SIGSEGV on a head size of 64 with f16 (bf16 and
+    f32 ran). f32 ran everywhere.
+    """
+    if str(properties.get("INFERENCE_NUM_THREADS")) != "1":
+        return False
+    precision = str(properties.get("INFERENCE_PRECISION_HINT", "bf16")).lower()
+    if precision in ("f32", "float32"):
+        return False
+    return precision in ("f16", "float16") or (_head_size(folder) or 0) < 64
+
+
+def _head_size(folder: Path) -> int | None:
+    path = folder / "config.json"
+    config = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if isinstance(config.get("head_dim"), int):
+        return int(config["head_dim"])
+    hidden, heads = config.get("hidden_size"), config.get("num_attention_heads")
+    return hidden // heads if isinstance(hidden, int) and isinstance(heads, int) and heads else None
 
 
 def _context_length(folder: Path) -> int | None:

@@ -150,6 +150,11 @@ def test_a_request_larger_than_the_pool_is_refused(folder):
 def test_bad_options(folder):
     with pytest.raises(OptionError, match="INFERENCE_NUM_THREADS"):
         ServingCore(folder, properties={"INFERENCE_NUM_THREADS": 1})
+    single = ServingCore(folder, properties={"INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": "f32"})
+    try:  # the setting that runs on one thread here
+        assert single.submit(PROMPTS[0], _greedy(single, 3)).result()[0].tokens
+    finally:
+        single.close()
     with pytest.raises(OptionError, match="one of them"):
         ServingCore(folder, kv_cache_gb=1, kv_blocks=8)
     with pytest.raises(OptionError, match="max_queue"):
