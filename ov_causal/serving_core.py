@@ -21,6 +21,7 @@ from typing import Any
 
 from .chat_template import ChatTemplate, load_chat_template
 from .errors import APIError, ModelSourceError, OptionError
+from .serving_memory import MemoryWatch
 from .serving_request import _END, Chunk, Request, SequenceResult
 
 __all__ = ["Chunk", "Request", "SequenceResult", "ServingCore"]
@@ -41,13 +42,15 @@ class ServingCore:
         properties: OpenVINO properties for the model (``INFERENCE_NUM_THREADS``, ...).
         chat_template: Jinja text replacing the folder's chat template.
         on_finish: called (in the stepping thread) with every request that ended, for metrics.
+        memory_slack_mib: once idle, rebuild the pipeline when the process has grown by more than this since
+            its first idle moment (GenAI never shrinks its KV-cache pool; see ``serving_memory``); None: never.
     """
 
     def __init__(self, folder: str | Path, *, device: str = "CPU", kv_cache_gb: int | None = None,
                  kv_blocks: int | None = None, max_running: int = 16, max_queue: int = 64,
                  prefix_caching: bool = True,
                  properties: dict[str, Any] | None = None, chat_template: str | None = None,
-                 on_finish: Callable[[Request], None] | None = None) -> None:
+                 on_finish: Callable[[Request], None] | None = None, memory_slack_mib: int | None = 256) -> None:
         import openvino_genai
 
         self.folder = Path(folder)
@@ -65,8 +68,10 @@ class ServingCore:
         if kv_blocks is not None:
             scheduler.num_kv_blocks = kv_blocks
         self.pool = f"{kv_cache_gb} GB" if kv_cache_gb else f"{kv_blocks}-block" if kv_blocks else "the"
-        self.pipeline = openvino_genai.ContinuousBatchingPipeline(str(self.folder), scheduler, device,
-                                                                 dict(properties or {}))
+        self._engine_args = (str(self.folder), scheduler, device, dict(properties or {}))
+        self._engine_lock = threading.Lock()  # held while the pipeline is rebuilt
+        self.memory = MemoryWatch(memory_slack_mib)
+        self.pipeline = openvino_genai.ContinuousBatchingPipeline(*self._engine_args)
         self.tokenizer = self.pipeline.get_tokenizer()
         self.chat_template: ChatTemplate | None = load_chat_template(self.folder, chat_template)
         self.context = _context_length(self.folder)
@@ -89,7 +94,8 @@ class ServingCore:
     # -- requests ---------------------------------------------------------------------------------
     def generation_config(self) -> Any:
         """A fresh copy of the folder's ``openvino_genai.GenerationConfig`` (its eos ids, defaults)."""
-        return self.pipeline.get_config()
+        with self._engine_lock:
+            return self.pipeline.get_config()
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         encoded = self.tokenizer.encode(text, add_special_tokens=add_special_tokens)
@@ -137,7 +143,8 @@ class ServingCore:
 
     def kv_cache_usage(self) -> float:
         """Share of the KV-cache pool in use at the last step, 0..1."""
-        return float(self.pipeline.get_metrics().cache_usage) / 100.0
+        with self._engine_lock:
+            return float(self.pipeline.get_metrics().cache_usage) / 100.0
 
     def close(self) -> None:
         """Stop the stepping thread; requests still running end with APIError(503)."""
@@ -171,23 +178,39 @@ class ServingCore:
             raise
         finally:
             for request in [*self._active.values(), *self._incoming]:
-                self._end(request, APIError(503, "The server shut down.", kind="server_error"))
                 if request.handle is not None:
                     request.handle.cancel()
+                self._end(request, APIError(503, "The server shut down.", kind="server_error"))
             self._stop_pump()
 
     def _wait(self) -> bool:
         """Sleep until there is work (or, while the engine runs, one poll interval); False once closed."""
         with self._cond:
             while not self._closed and not self._incoming and not self._active and not self._pumping:
-                self._cond.wait()
+                due = self.memory.wait_s()
+                if due == 0:
+                    self._rebuild()
+                    continue
+                self._cond.wait(due)
             if self._pumping and not self._pump_done.is_set():
                 self._cond.wait(_POLL)
             return not self._closed
 
+    def _rebuild(self) -> None:
+        """A new pipeline in place of one grown by a burst (dropped first: memory never holds both)."""
+        import openvino_genai
+
+        with self._engine_lock:
+            self.pipeline = None
+            _trim_heap()
+            self.pipeline = openvino_genai.ContinuousBatchingPipeline(*self._engine_args)
+        self.memory.rebuilds += 1
+        self.memory.busy()
+
     def _start_pump(self) -> None:
         if self._pumping or not self._incoming:
             return
+        self.memory.busy()
         self._pumping = True
         self._open.clear()
         self._go.set()
@@ -231,6 +254,7 @@ class ServingCore:
             self._incoming.extendleft(reversed(late))
         if not self._active and not self._incoming:
             _trim_heap()  # give freed memory back after a burst
+            self.memory.went_idle()
 
     def _admit(self) -> None:
         """Hand waiting requests to GenAI and cancel abandoned ones."""
@@ -293,6 +317,7 @@ class ServingCore:
         if request.finished is not None:
             return
         request.error, request.finished = error, time.monotonic()
+        request.handle = None  # a finished request keeps nothing of the engine's (rebuilt after bursts)
         request._push(_END)
         if self.on_finish is not None:
             self.on_finish(request)

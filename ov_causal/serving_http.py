@@ -120,6 +120,9 @@ class Metrics:
         kv = Gauge("ov_causal_kv_cache_usage_ratio", "Share of the KV-cache pool held by running requests",
                    registry=registry)
         kv.set_function(lambda: core.kv_cache_usage() if core.running else 0.0)
+        rebuilds = Gauge("ov_causal_engine_rebuilds", "Pipelines rebuilt to give back memory a burst took "
+                         "(see process_resident_memory_bytes)", registry=registry)
+        rebuilds.set_function(lambda: core.memory.rebuilds)
         self.ttft = Histogram("ov_causal_time_to_first_token_seconds", "Time from submission to the first token",
                               buckets=_LATENCY_BUCKETS, registry=registry)
         self.latency = Histogram("ov_causal_request_latency_seconds", "Time from submission to the end",

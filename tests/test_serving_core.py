@@ -209,3 +209,27 @@ def test_requests_arriving_as_the_engine_empties(core):
         thread.join(60)
     assert len(results) == 40 and all(tokens == expected[prompt] for prompt, tokens in results)
     _wait_idle(core)
+
+
+def test_memory_comes_back_after_a_burst(folder):
+    """A burst of long prompts grows GenAI's pool for good; once idle, the core rebuilds its pipeline."""
+    from ov_causal.serving_memory import resident_mib
+
+    core = ServingCore(folder, memory_slack_mib=1, max_queue=256,
+                       properties={"KV_CACHE_PRECISION": "f32", "INFERENCE_PRECISION_HINT": "f32"})
+    try:
+        expected = core.submit(PROMPTS[0], _greedy(core, 6)).result()[0].tokens
+        _wait_idle(core)
+        idle = resident_mib()
+        burst = [core.submit(" ".join(f"{i} {j}" for j in range(100)), _greedy(core, 4)) for i in range(128)]
+        assert all(r.result()[0].tokens for r in burst)
+        grown = resident_mib()
+        assert grown > idle + 10, (idle, grown)  # ~23 MiB here: 128 prompts' KV blocks kept for prefix caching
+        deadline = time.monotonic() + 30
+        while core.memory.rebuilds == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert core.memory.rebuilds == 1, (idle, grown, resident_mib())
+        assert resident_mib() < idle + 0.5 * (grown - idle) + 4, (idle, grown, resident_mib())
+        assert core.submit(PROMPTS[0], _greedy(core, 6)).result()[0].tokens == expected  # serving on, unchanged
+    finally:
+        core.close()
