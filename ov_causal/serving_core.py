@@ -188,10 +188,14 @@ class ServingCore:
         with self._cond:
             while not self._closed and not self._incoming and not self._active and not self._pumping:
                 due = self.memory.wait_s()
-                if due == 0:
-                    self._rebuild()
+                if due != 0:
+                    self._cond.wait(due)
                     continue
-                self._cond.wait(due)
+                self._cond.release()  # requests may queue meanwhile (generation_config() waits for the engine)
+                try:
+                    self._rebuild()
+                finally:
+                    self._cond.acquire()
             if self._pumping and not self._pump_done.is_set():
                 self._cond.wait(_POLL)
             return not self._closed

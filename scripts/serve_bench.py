@@ -275,6 +275,25 @@ def old_server(rev: str, folder: Path, port: int, runs: int, clients: int, work:
         log.close()
 
 
+CORE_IMPORTS = {"core": "", "core + ray, fastapi, app": "ray,fastapi,prometheus_client,ov_causal.openai_api",
+                "core + ray.serve too": "ray,ray.serve,fastapi,prometheus_client,ov_causal.openai_api"}
+
+
+def core_peak_rss_mib(folder: Path, properties: dict[str, str], imports: str) -> float:
+    """Peak RSS of a plain process running the serving core on one SINGLE_PROMPT request, after ``imports``:
+    what a replica's engine costs without Ray Serve, and what each layer of imports adds."""
+    code = ("import importlib, json, sys, pathlib\n"
+            "[importlib.import_module(m) for m in sys.argv[3].split(',') if m]\n"
+            "from ov_causal.serving_core import ServingCore\n"
+            "core = ServingCore(sys.argv[1], properties=json.loads(sys.argv[2]))\n"
+            f"config = core.generation_config(); config.max_new_tokens = {SINGLE_TOKENS}; config.do_sample = False\n"
+            f"core.submit({SINGLE_PROMPT!r}, config).result(); core.close()\n"
+            "print(pathlib.Path('/proc/self/status').read_text())\n")
+    out = subprocess.run([sys.executable, "-c", code, str(folder), json.dumps(properties), imports], check=True,
+                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1]).stdout
+    return _vm_hwm(out)
+
+
 def _prepare(args: argparse.Namespace) -> tuple[Path, dict[str, str]]:
     from ov_causal import AutoModelForCausalLM
     from ov_causal.bench import build_random_checkpoint
@@ -329,6 +348,8 @@ def main() -> None:
     report["engine_direct"] = engine_direct(folder, properties, args.clients, work, args.duration)
     report["bare_llm_pipeline_peak_rss_mib"] = bare_llm_pipeline_peak_rss_mib(folder, properties)
     report["bare_engine_peak_rss_mib"] = bare_llm_pipeline_peak_rss_mib(folder, properties, engine=True)
+    report["core_peak_rss_mib"] = {name: core_peak_rss_mib(folder, properties, imports)
+                                   for name, imports in CORE_IMPORTS.items()}
     if args.old_server:
         report["old_server"] = old_server(args.old_server, folder, args.port + 1, args.runs, args.clients, work,
                                           args.duration)
@@ -367,6 +388,8 @@ def _print(report: dict[str, Any]) -> None:
           f"({report['replica_vs_bare_peak_rss_one_request']:.2f}x), "
           f"bare ContinuousBatchingPipeline {report['bare_engine_peak_rss_mib']:.0f} MiB, empty Ray actor "
           f"{report['ray_actor_floor_rss_mib']:.0f} MiB")
+    print("serving core in a plain process, one request: " + ", ".join(
+        f"{name} {mib:.0f} MiB" for name, mib in report["core_peak_rss_mib"].items()))
     print(f"replica peak RSS after the mixed load {report['replica_peak_rss_mib_after_mixed']:.0f} MiB, after the "
           f"load test {report['replica_peak_rss_mib_after_load']:.0f} MiB "
           f"({report['replica_vs_bare_peak_rss_after_load']:.2f}x the bare LLMPipeline's one request)")
