@@ -220,15 +220,15 @@ def test_memory_comes_back_after_a_burst(folder):
     try:
         expected = core.submit(PROMPTS[0], _greedy(core, 6)).result()[0].tokens
         _wait_idle(core)
-        idle = resident_mib()
+        idle, rebuilt = resident_mib(), core.memory.rebuilds  # (a slow machine may have rebuilt already)
         burst = [core.submit(" ".join(f"{i} {j}" for j in range(100)), _greedy(core, 4)) for i in range(128)]
         assert all(r.result()[0].tokens for r in burst)
         grown = resident_mib()
         assert grown > idle + 10, (idle, grown)  # ~23 MiB here: 128 prompts' KV blocks kept for prefix caching
         deadline = time.monotonic() + 30
-        while core.memory.rebuilds == 0 and time.monotonic() < deadline:
+        while core.memory.rebuilds == rebuilt and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert core.memory.rebuilds == 1, (idle, grown, resident_mib())
+        assert core.memory.rebuilds == rebuilt + 1, (idle, grown, resident_mib())
         assert resident_mib() < idle + 0.5 * (grown - idle) + 4, (idle, grown, resident_mib())
         assert core.submit(PROMPTS[0], _greedy(core, 6)).result()[0].tokens == expected  # serving on, unchanged
     finally:
