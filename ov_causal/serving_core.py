@@ -210,6 +210,7 @@ class ServingCore:
             self.pipeline = openvino_genai.ContinuousBatchingPipeline(*self._engine_args)
         self.memory.rebuilds += 1
         self.memory.busy()
+        self.memory.baseline_mib = None  # measured again at the next idle moment: no rebuild after rebuild
 
     def _start_pump(self) -> None:
         if self._pumping or not self._incoming:
