@@ -1,4 +1,4 @@
-"""The serving core: one GenAI ``ContinuousBatchingPipeline`` and one stepping thread, no torch.
+"""The serving core: one GenAI ``ContinuousBatchingPipeline``, a thread running it and one feeding it, no torch.
 
 Requests are submitted at any time from any thread and join the running batch at the next step; each
 gets a ``Request`` that yields its tokens as they come (``Chunk``), then its finish reason and usage.
@@ -41,7 +41,7 @@ class ServingCore:
         prefix_caching: reuse the KV blocks of a prompt prefix already seen (chat turns, system prompts).
         properties: OpenVINO properties for the model (``INFERENCE_NUM_THREADS``, ...).
         chat_template: Jinja text replacing the folder's chat template.
-        on_finish: called (in the stepping thread) with every request that ended, for metrics.
+        on_finish: called (in the feeding thread) with every request that ended, for metrics.
         memory_slack_mib: once idle, rebuild the pipeline when the process has grown by more than this since
             its first idle moment (GenAI never shrinks its KV-cache pool; see ``serving_memory``); None: never.
     """
@@ -147,7 +147,7 @@ class ServingCore:
             return float(self.pipeline.get_metrics().cache_usage) / 100.0
 
     def close(self) -> None:
-        """Stop the stepping thread; requests still running end with APIError(503)."""
+        """Stop the engine threads; requests still running end with APIError(503)."""
         with self._cond:
             self._closed = True
             self._cond.notify()

@@ -129,7 +129,7 @@ class Metrics:
                                  buckets=_LATENCY_BUCKETS, registry=registry)
 
     def finished(self, request: Request) -> None:
-        """Account one ended request (the core calls it from its stepping thread)."""
+        """Account one ended request (the core calls it from its feeding thread)."""
         self.prompt_tokens.inc(request.prompt_tokens)
         self.generation_tokens.inc(request.completion_tokens)
         if request.first_token is not None:
