@@ -153,7 +153,7 @@ def engine_direct(folder: Path, properties: dict[str, str], clients: int, work: 
     scheduler.enable_prefix_caching, scheduler.max_num_seqs = True, 16
     pipe = openvino_genai.ContinuousBatchingPipeline(str(folder), scheduler, "CPU", properties)
     pending, running, results, ids = list(reversed(work)), {}, [], 0
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), sum(os.times()[:2])
     deadline = start + duration
     while pending or running:
         while pending and len(running) < clients and time.perf_counter() < deadline:
@@ -175,7 +175,7 @@ def engine_direct(folder: Path, properties: dict[str, str], clients: int, work: 
                 results.append({"ok": True, "first": seen[0], "total": time.perf_counter() - began,
                                 "tokens": seen[1]})
                 del running[rid]
-    return _summary(results, time.perf_counter() - start)
+    return {**_summary(results, time.perf_counter() - start), "cpu_s": {"engine": sum(os.times()[:2]) - cpu}}
 
 
 def replica_peak_rss_mib() -> float:
@@ -185,6 +185,20 @@ def replica_peak_rss_mib() -> float:
     actor = ray.get_actor(names[0]["name"], namespace=names[0]["namespace"])
     status = ray.get(actor.__ray_call__.remote(lambda _: Path("/proc/self/status").read_text()))
     return _vm_hwm(status)
+
+
+def actors_cpu_s() -> dict[str, float]:
+    """CPU seconds (user + system, all threads) so far of the replica, Ray Serve's HTTP proxy and its controller."""
+    import ray
+
+    out = {}
+    for actor in ray.util.list_named_actors(all_namespaces=True):
+        name = next((k for k, f in (("replica", "OVCausalServer"), ("proxy", "SERVE_PROXY"),
+                                    ("controller", "SERVE_CONTROLLER")) if f in actor["name"]), None)
+        if name is not None:
+            handle = ray.get_actor(actor["name"], namespace=actor["namespace"])
+            out[name] = ray.get(handle.__ray_call__.remote(lambda _: sum(__import__("os").times()[:2])))
+    return out
 
 
 def _vm_hwm(status: str) -> float:
@@ -341,7 +355,9 @@ def main() -> None:
         report["mixed"] = asyncio.run(mixed(url, "bench", args.runs))
         report["replica_peak_rss_mib_after_mixed"] = replica_peak_rss_mib()
         work = _workload(args.requests)
+        cpu = actors_cpu_s()
         report["server"] = asyncio.run(load(url, "bench", args.clients, work, args.duration))
+        report["server"]["cpu_s"] = {k: v - cpu.get(k, 0.0) for k, v in actors_cpu_s().items()}
         report["replica_peak_rss_mib_after_load"] = replica_peak_rss_mib()
     finally:
         serving.shutdown()
@@ -382,6 +398,11 @@ def _print(report: dict[str, Any]) -> None:
         print(f"| {key} | {r['requests']} | {r['failed']} | {r['requests_per_s']:.2f} | {r['tokens_per_s']:.1f} | "
               f"{r['ttft_p50_s']:.3f} / {r['ttft_p95_s']:.3f} | {r['latency_p50_s']:.2f} / {r['latency_p95_s']:.2f} |")
     print(f"\nserver / engine throughput: {report['server_vs_engine_tokens_per_s']:.2f}x")
+    for key in ("server", "engine_direct"):
+        r = report[key]
+        tokens = r["tokens_per_s"] * r["seconds"] / 1000
+        print(f"CPU seconds per 1000 generated tokens, {key}: " + ", ".join(
+            f"{name} {seconds / tokens:.1f}" for name, seconds in r.get("cpu_s", {}).items()))
     print(f"peak RSS, one {SINGLE_TOKENS}-token request on a fresh process: replica "
           f"{report['replica_peak_rss_mib_after_one']:.0f} MiB, bare LLMPipeline "
           f"{report['bare_llm_pipeline_peak_rss_mib']:.0f} MiB "
