@@ -6,10 +6,14 @@ Measures, side by side in one run (medians):
   2. a load test: N clients, ``max_tokens`` drawn from 8/64/256, fresh prompts, bounded by count and time:
      requests/s, generated tokens/s, p50/p95 time to first token and latency, failures; then the same
      workload on the same ``ContinuousBatchingPipeline`` driven directly in this process (the engine's limit);
-  3. memory: the replica's peak RSS vs. a bare ``LLMPipeline`` on the same folder (a subprocess).
+  3. memory: the replica's peak RSS vs. a bare ``LLMPipeline`` on the same folder (a subprocess), after the same
+     single request (a fresh replica) and after the loads;
+  4. with ``--old-server REV``: the same mixed load and load test against the lock-based server of an older
+     commit (its ``ov_causal`` taken with ``git archive`` and started as ``python -m ov_causal serve``).
 
     python scripts/serve_bench.py                       # a random 246M Llama, int8 (built once under --work)
     python scripts/serve_bench.py --model FOLDER --clients 16 --requests 64 --duration 90 --json out.json
+    python scripts/serve_bench.py --old-server 753ed4c^1       # also the lock-based server before the core
 """
 
 from __future__ import annotations
@@ -17,10 +21,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
+import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -146,7 +153,7 @@ def engine_direct(folder: Path, properties: dict[str, str], clients: int, work: 
     scheduler.enable_prefix_caching, scheduler.max_num_seqs = True, 16
     pipe = openvino_genai.ContinuousBatchingPipeline(str(folder), scheduler, "CPU", properties)
     pending, running, results, ids = list(reversed(work)), {}, [], 0
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), sum(os.times()[:2])
     deadline = start + duration
     while pending or running:
         while pending and len(running) < clients and time.perf_counter() < deadline:
@@ -168,7 +175,7 @@ def engine_direct(folder: Path, properties: dict[str, str], clients: int, work: 
                 results.append({"ok": True, "first": seen[0], "total": time.perf_counter() - began,
                                 "tokens": seen[1]})
                 del running[rid]
-    return _summary(results, time.perf_counter() - start)
+    return {**_summary(results, time.perf_counter() - start), "cpu_s": {"engine": sum(os.times()[:2]) - cpu}}
 
 
 def replica_peak_rss_mib() -> float:
@@ -180,19 +187,124 @@ def replica_peak_rss_mib() -> float:
     return _vm_hwm(status)
 
 
+def actors_cpu_s() -> dict[str, float]:
+    """CPU seconds (user + system, all threads) so far of the replica, Ray Serve's HTTP proxy and its controller."""
+    import ray
+
+    out = {}
+    for actor in ray.util.list_named_actors(all_namespaces=True):
+        name = next((k for k, f in (("replica", "OVCausalServer"), ("proxy", "SERVE_PROXY"),
+                                    ("controller", "SERVE_CONTROLLER")) if f in actor["name"]), None)
+        if name is not None:
+            handle = ray.get_actor(actor["name"], namespace=actor["namespace"])
+            out[name] = ray.get(handle.__ray_call__.remote(lambda _: sum(__import__("os").times()[:2])))
+    return out
+
+
 def _vm_hwm(status: str) -> float:
     line = next(x for x in status.splitlines() if x.startswith("VmHWM:"))
     return int(line.split()[1]) / 1024
 
 
-def bare_llm_pipeline_peak_rss_mib(folder: Path, properties: dict[str, str]) -> float:
-    code = ("import json, sys, openvino_genai as g, pathlib\n"
+SINGLE_PROMPT, SINGLE_TOKENS = "alpha beta gamma delta " * 10, 64
+
+
+async def single(url: str, model: str) -> None:
+    import httpx
+
+    async with httpx.AsyncClient(timeout=600) as client:
+        response = await client.post(f"{url}/completions", json={"model": model, "prompt": SINGLE_PROMPT,
+                                                                  "max_tokens": SINGLE_TOKENS, "temperature": 0})
+        response.raise_for_status()
+
+
+def ray_actor_floor_rss_mib() -> float:
+    """Peak RSS of an empty Ray actor: what any replica costs before it loads a model."""
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class Empty:
+        def status(self) -> str:
+            return Path("/proc/self/status").read_text()
+
+    actor = Empty.remote()
+    try:
+        return _vm_hwm(ray.get(actor.status.remote()))
+    finally:
+        ray.kill(actor)
+
+
+def bare_llm_pipeline_peak_rss_mib(folder: Path, properties: dict[str, str], engine: bool = False) -> float:
+    """Peak RSS of a process generating SINGLE_TOKENS for SINGLE_PROMPT with a bare ``LLMPipeline`` (or, with
+    ``engine``, a bare ``ContinuousBatchingPipeline`` as the core configures it)."""
+    make = ("s = g.SchedulerConfig(); s.enable_prefix_caching = True; s.max_num_seqs = 16\n"
+            "pipe = g.ContinuousBatchingPipeline(sys.argv[1], s, 'CPU', json.loads(sys.argv[2]))\n"
+            "config = pipe.get_config()\n") if engine else (
             "pipe = g.LLMPipeline(sys.argv[1], 'CPU', **json.loads(sys.argv[2]))\n"
-            "config = pipe.get_generation_config(); config.max_new_tokens = 64; config.do_sample = False\n"
-            "pipe.generate('alpha beta gamma delta ' * 10, config, apply_chat_template=False)\n"
+            "config = pipe.get_generation_config()\n")
+    run = ("pipe.generate([PROMPT], [config])\n" if engine else
+           "pipe.generate(PROMPT, config, apply_chat_template=False)\n")
+    code = ("import json, sys, openvino_genai as g, pathlib\n" + make +
+            f"config.max_new_tokens = {SINGLE_TOKENS}; config.do_sample = False\nPROMPT = {SINGLE_PROMPT!r}\n" + run +
             "print(pathlib.Path('/proc/self/status').read_text())\n")
     out = subprocess.run([sys.executable, "-c", code, str(folder), json.dumps(properties)], check=True,
                          capture_output=True, text=True).stdout
+    return _vm_hwm(out)
+
+
+def old_server(rev: str, folder: Path, port: int, runs: int, clients: int, work: list[tuple[str, int]],
+               duration: float) -> dict[str, Any]:
+    """The mixed load and the load test against ``ov-causal serve`` as it was at commit ``rev``."""
+    import httpx
+
+    tree = Path(tempfile.mkdtemp(prefix="ov_causal_old_server_"))
+    repo = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(["git", "-C", str(repo), "archive", rev, "ov_causal"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    log = (tree / "server.log").open("wb")
+    server = subprocess.Popen([sys.executable, "-m", "ov_causal", "serve", str(folder), "--name", "bench",
+                               "--port", str(port)], cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)},
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the old server did not start; see {tree / 'server.log'}")
+            try:
+                if httpx.get(f"{url}/models", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(2)
+        return {"rev": rev, "mixed": asyncio.run(mixed(url, "bench", runs)),
+                "server": asyncio.run(load(url, "bench", clients, work, duration))}
+    finally:
+        server.send_signal(signal.SIGINT)  # its serve() shuts Ray Serve down on Ctrl-C
+        try:
+            server.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)  # the session started above: that server and its Ray
+        log.close()
+
+
+CORE_IMPORTS = {"core": "", "core + ray, fastapi, app": "ray,fastapi,prometheus_client,ov_causal.openai_api",
+                "core + ray.serve too": "ray,ray.serve,fastapi,prometheus_client,ov_causal.openai_api"}
+
+
+def core_peak_rss_mib(folder: Path, properties: dict[str, str], imports: str) -> float:
+    """Peak RSS of a plain process running the serving core on one SINGLE_PROMPT request, after ``imports``:
+    what a replica's engine costs without Ray Serve, and what each layer of imports adds."""
+    code = ("import importlib, json, sys, pathlib\n"
+            "[importlib.import_module(m) for m in sys.argv[3].split(',') if m]\n"
+            "from ov_causal.serving.core import ServingCore\n"
+            "core = ServingCore(sys.argv[1], properties=json.loads(sys.argv[2]))\n"
+            f"config = core.generation_config(); config.max_new_tokens = {SINGLE_TOKENS}; config.do_sample = False\n"
+            f"core.submit({SINGLE_PROMPT!r}, config).result(); core.close()\n"
+            "print(pathlib.Path('/proc/self/status').read_text())\n")
+    out = subprocess.run([sys.executable, "-c", code, str(folder), json.dumps(properties), imports], check=True,
+                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1]).stdout
     return _vm_hwm(out)
 
 
@@ -227,6 +339,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="repeats of each mixed-load measurement")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--old-server", default=None, metavar="REV",
+                        help="also measure the lock-based server of this git commit (e.g. 753ed4c^1)")
     args = parser.parse_args()
 
     from ov_causal.serving import ray_serve as serving
@@ -235,42 +349,71 @@ def main() -> None:
     report: dict[str, Any] = {"folder": str(folder), "properties": properties}
     url = serving.serve(str(folder), name="bench", port=args.port, blocking=False)
     try:
+        asyncio.run(single(url, "bench"))  # what the bare LLMPipeline below does: one request on a fresh replica
+        report["replica_peak_rss_mib_after_one"] = replica_peak_rss_mib()
+        report["ray_actor_floor_rss_mib"] = ray_actor_floor_rss_mib()
         report["mixed"] = asyncio.run(mixed(url, "bench", args.runs))
         report["replica_peak_rss_mib_after_mixed"] = replica_peak_rss_mib()
         work = _workload(args.requests)
+        cpu = actors_cpu_s()
         report["server"] = asyncio.run(load(url, "bench", args.clients, work, args.duration))
+        report["server"]["cpu_s"] = {k: v - cpu.get(k, 0.0) for k, v in actors_cpu_s().items()}
         report["replica_peak_rss_mib_after_load"] = replica_peak_rss_mib()
     finally:
         serving.shutdown()
     report["engine_direct"] = engine_direct(folder, properties, args.clients, work, args.duration)
     report["bare_llm_pipeline_peak_rss_mib"] = bare_llm_pipeline_peak_rss_mib(folder, properties)
+    report["bare_engine_peak_rss_mib"] = bare_llm_pipeline_peak_rss_mib(folder, properties, engine=True)
+    report["core_peak_rss_mib"] = {name: core_peak_rss_mib(folder, properties, imports)
+                                   for name, imports in CORE_IMPORTS.items()}
+    if args.old_server:
+        report["old_server"] = old_server(args.old_server, folder, args.port + 1, args.runs, args.clients, work,
+                                          args.duration)
     report["server_vs_engine_tokens_per_s"] = report["server"]["tokens_per_s"] / report["engine_direct"]["tokens_per_s"]
-    report["replica_vs_bare_peak_rss"] = report["replica_peak_rss_mib_after_mixed"] / \
-        report["bare_llm_pipeline_peak_rss_mib"]
+    bare = report["bare_llm_pipeline_peak_rss_mib"]
+    report["replica_vs_bare_peak_rss_one_request"] = report["replica_peak_rss_mib_after_one"] / bare
+    report["replica_vs_bare_peak_rss_after_load"] = report["replica_peak_rss_mib_after_load"] / bare
     _print(report)
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2))
 
 
 def _print(report: dict[str, Any]) -> None:
-    m = report["mixed"]
-    print("\n| mixed load | seconds | ratio to a short request alone |\n|---|---|---|")
-    print(f"| short request alone | {m['short_alone_s']:.3f} | 1.0 |")
-    print(f"| short request 0.3 s into a 400-token one | {m['short_during_long_s']:.3f} | {m['short_ratio']:.2f} |")
-    print(f"| 4 streams, first piece (median) | {m['four_streams_first_piece_median_s']:.3f} | "
-          f"{m['four_streams_ratio_median']:.2f} |")
-    print(f"| 4 streams, first piece (worst) | {m['four_streams_first_piece_worst_s']:.3f} | "
-          f"{m['four_streams_ratio_worst']:.2f} |")
+    old = report.get("old_server")
+    columns = [("server", report["mixed"])] + ([("old server", old["mixed"])] if old else [])
+    print("\n| mixed load | " + " | ".join(f"{name} s | ratio" for name, _ in columns) + " |\n|---|"
+          + "---|---|" * len(columns))
+    for label, key, ratio in (("short request alone", "short_alone_s", None),
+                              ("short request 0.3 s into a 400-token one", "short_during_long_s", "short_ratio"),
+                              ("4 streams, first piece (median)", "four_streams_first_piece_median_s",
+                               "four_streams_ratio_median"),
+                              ("4 streams, first piece (worst)", "four_streams_first_piece_worst_s",
+                               "four_streams_ratio_worst")):
+        cells = [f"{m[key]:.3f} | {m[ratio] if ratio else 1.0:.2f}" for _, m in columns]
+        print(f"| {label} | " + " | ".join(cells) + " |")
     print("\n| load test | requests | failed | req/s | gen tok/s | TTFT p50/p95 s | latency p50/p95 s |\n"
           "|---|---|---|---|---|---|---|")
-    for key in ("server", "engine_direct"):
-        r = report[key]
+    rows = [("server", report["server"]), ("engine_direct", report["engine_direct"])]
+    for key, r in rows + ([("old server", old["server"])] if old else []):
         print(f"| {key} | {r['requests']} | {r['failed']} | {r['requests_per_s']:.2f} | {r['tokens_per_s']:.1f} | "
               f"{r['ttft_p50_s']:.3f} / {r['ttft_p95_s']:.3f} | {r['latency_p50_s']:.2f} / {r['latency_p95_s']:.2f} |")
     print(f"\nserver / engine throughput: {report['server_vs_engine_tokens_per_s']:.2f}x")
-    print(f"replica peak RSS {report['replica_peak_rss_mib_after_mixed']:.0f} MiB after the mixed load, "
-          f"{report['replica_peak_rss_mib_after_load']:.0f} MiB after the load test; bare LLMPipeline "
-          f"{report['bare_llm_pipeline_peak_rss_mib']:.0f} MiB ({report['replica_vs_bare_peak_rss']:.2f}x)")
+    for key in ("server", "engine_direct"):
+        r = report[key]
+        tokens = r["tokens_per_s"] * r["seconds"] / 1000
+        print(f"CPU seconds per 1000 generated tokens, {key}: " + ", ".join(
+            f"{name} {seconds / tokens:.1f}" for name, seconds in r.get("cpu_s", {}).items()))
+    print(f"peak RSS, one {SINGLE_TOKENS}-token request on a fresh process: replica "
+          f"{report['replica_peak_rss_mib_after_one']:.0f} MiB, bare LLMPipeline "
+          f"{report['bare_llm_pipeline_peak_rss_mib']:.0f} MiB "
+          f"({report['replica_vs_bare_peak_rss_one_request']:.2f}x), "
+          f"bare ContinuousBatchingPipeline {report['bare_engine_peak_rss_mib']:.0f} MiB, empty Ray actor "
+          f"{report['ray_actor_floor_rss_mib']:.0f} MiB")
+    print("serving core in a plain process, one request: " + ", ".join(
+        f"{name} {mib:.0f} MiB" for name, mib in report["core_peak_rss_mib"].items()))
+    print(f"replica peak RSS after the mixed load {report['replica_peak_rss_mib_after_mixed']:.0f} MiB, after the "
+          f"load test {report['replica_peak_rss_mib_after_load']:.0f} MiB "
+          f"({report['replica_vs_bare_peak_rss_after_load']:.2f}x the bare LLMPipeline's one request)")
 
 
 if __name__ == "__main__":

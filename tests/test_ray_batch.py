@@ -155,3 +155,79 @@ def test_missing_extra_names_it(monkeypatch):
 def test_import_does_not_import_ray():
     code = "import ov_causal, ov_causal.serving.ray_batch, ov_causal.serving.ovms, sys; assert 'ray' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.fixture(scope="module")
+def export(make_export) -> Path:
+    from ov_causal.engines import tokenizers_ready
+    from transformers import AutoTokenizer
+
+    out = make_export("llama")
+    assert tokenizers_ready(out, AutoTokenizer.from_pretrained(out))
+    return out
+
+
+@pytest.mark.parametrize("generate_kwargs",
+                         [{}, {"stop_strings": ["\n"]}, {"repetition_penalty": 1.3, "min_new_tokens": 3}])
+def test_ready_folder_runs_on_the_core_like_the_loaded_path(export, monkeypatch, generate_kwargs):
+    import numpy as np
+
+    import ov_causal.serving.batch_core
+    from ov_causal.serving.ray_batch import Generator
+
+    batch = {"prompt": np.array(_prompts(6), dtype=object)}
+    on_core = Generator(export, max_new_tokens=MAX_NEW, generate_kwargs=generate_kwargs)
+    assert on_core.core is not None
+    rows = on_core(batch)
+    on_core.core.close()
+    monkeypatch.setattr(ov_causal.serving.batch_core, "core_batch", lambda *args: None)
+    loaded = Generator(export, max_new_tokens=MAX_NEW, generate_kwargs=generate_kwargs)
+    assert loaded.core is None
+    expected = loaded(batch)
+    for column in ("generated_text", "prompt_tokens", "generated_tokens"):
+        assert rows[column].tolist() == expected[column].tolist(), column
+
+
+def test_core_path_imports_no_torch(export):
+    code = (
+        "import sys, numpy as np\n"
+        "from ov_causal.serving.ray_batch import Generator\n"
+        f"gen = Generator({str(export)!r}, max_new_tokens=4, generate_kwargs={{'temperature': 0.7}}, do_sample=True)\n"
+        "out = gen({'prompt': np.array(['def f(x):', 'import os'], dtype=object)})\n"
+        "assert gen.core is not None and all(n >= 1 for n in out['generated_tokens']), out\n"
+        "gen.core.close()\n"
+        "loaded = [m for m in ('torch', 'transformers', 'optimum') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
+def test_unmapped_keywords_keep_the_loaded_path(export):
+    from ov_causal.serving.ray_batch import Generator
+
+    several = {"num_return_sequences": 2, "do_sample": True}
+    assert Generator(export, max_new_tokens=2, generate_kwargs=several).core is None
+    assert Generator(export, max_new_tokens=2, model_kwargs={"compile": True}).core is None
+
+
+def test_one_thread_takes_the_core_only_where_it_runs(export):
+    from ov_causal.serving.batch_core import core_batch
+
+    greedy, bf16 = {"max_new_tokens": 2, "do_sample": False}, {"INFERENCE_PRECISION_HINT": "bf16",
+                                                                  "KV_CACHE_PRECISION": "u8"}
+    assert core_batch(export, {"ov_config": bf16}, greedy, 1) is None  # head size 32, bf16: GenAI crashes
+    on_core = core_batch(export, {}, greedy, 1)  # an uncompressed folder runs in f32: one thread works
+    assert on_core is not None and on_core.generate_many(["def f(x):"])[0][2] >= 1
+    on_core.close()
+
+
+def test_generate_batch_on_an_export_folder(cluster, export):
+    """Actors of one Ray CPU each (INFERENCE_NUM_THREADS=1) on the core: the rows of the in-process core."""
+    from ov_causal.serving.ray_batch import Generator, generate_batch
+
+    prompts = _prompts(8)
+    rows = generate_batch(prompts, export, max_new_tokens=MAX_NEW, concurrency=2, batch_size=4)
+    local = Generator(export, max_new_tokens=MAX_NEW)
+    expected = local.generate_many(prompts)
+    local.core.close()
+    assert [(r["generated_text"], r["prompt_tokens"], r["generated_tokens"]) for r in rows] == expected

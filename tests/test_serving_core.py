@@ -45,8 +45,8 @@ def _greedy(core: ServingCore, max_new_tokens: int):
 
 def _wait_idle(core: ServingCore) -> None:
     deadline = time.monotonic() + 30
-    while (core.running or core.queued) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    while (core.running or core.queued or core.pipeline.has_non_finished_requests()) and time.monotonic() < deadline:
+        time.sleep(0.01)  # a cancelled request ends at once; GenAI drops it at its next step
     assert core.running == 0 and core.queued == 0
 
 
@@ -150,6 +150,11 @@ def test_a_request_larger_than_the_pool_is_refused(folder):
 def test_bad_options(folder):
     with pytest.raises(OptionError, match="INFERENCE_NUM_THREADS"):
         ServingCore(folder, properties={"INFERENCE_NUM_THREADS": 1})
+    single = ServingCore(folder, properties={"INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": "f32"})
+    try:  # the setting that runs on one thread here
+        assert single.submit(PROMPTS[0], _greedy(single, 3)).result()[0].tokens
+    finally:
+        single.close()
     with pytest.raises(OptionError, match="one of them"):
         ServingCore(folder, kv_cache_gb=1, kv_blocks=8)
     with pytest.raises(OptionError, match="max_queue"):
@@ -184,3 +189,47 @@ def test_no_torch_transformers_or_optimum(folder):
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
+def test_requests_arriving_as_the_engine_empties(core):
+    """Requests sent while generate() winds down join it or the next one, with unchanged greedy output."""
+    import random
+
+    expected = {p: core.submit(p, _greedy(core, 2)).result()[0].tokens for p in PROMPTS}
+    rng, results = random.Random(3), []
+
+    def ask(prompt: str, delay: float) -> None:
+        time.sleep(delay)
+        results.append((prompt, core.submit(prompt, _greedy(core, 2)).result()[0].tokens))
+
+    threads = [threading.Thread(target=ask, args=(PROMPTS[i % 4], rng.uniform(0, 0.6))) for i in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(results) == 40 and all(tokens == expected[prompt] for prompt, tokens in results)
+    _wait_idle(core)
+
+
+def test_memory_comes_back_after_a_burst(folder):
+    """A burst of long prompts grows GenAI's pool for good; once idle, the core rebuilds its pipeline."""
+    from ov_causal.serving.memory import resident_mib
+
+    core = ServingCore(folder, memory_slack_mib=1, max_queue=256,
+                       properties={"KV_CACHE_PRECISION": "f32", "INFERENCE_PRECISION_HINT": "f32"})
+    try:
+        expected = core.submit(PROMPTS[0], _greedy(core, 6)).result()[0].tokens
+        _wait_idle(core)
+        idle, rebuilt = resident_mib(), core.memory.rebuilds  # (a slow machine may have rebuilt already)
+        burst = [core.submit(" ".join(f"{i} {j}" for j in range(100)), _greedy(core, 4)) for i in range(128)]
+        assert all(r.result()[0].tokens for r in burst)
+        grown = resident_mib()
+        assert grown > idle + 10, (idle, grown)  # ~23 MiB here: 128 prompts' KV blocks kept for prefix caching
+        deadline = time.monotonic() + 30
+        while core.memory.rebuilds == rebuilt and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert core.memory.rebuilds == rebuilt + 1, (idle, grown, resident_mib())
+        assert resident_mib() < idle + 0.5 * (grown - idle) + 4, (idle, grown, resident_mib())
+        assert core.submit(PROMPTS[0], _greedy(core, 6)).result()[0].tokens == expected  # serving on, unchanged
+    finally:
+        core.close()

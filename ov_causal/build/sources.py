@@ -38,7 +38,7 @@ class Source:
     commit: str | None = None  # the Hub commit of a downloaded snapshot
 
 
-def _looks_like_path(name: str) -> bool:
+def looks_like_path(name: str) -> bool:
     """A Hub id is 'name' or 'org/name'; anything else that does not exist is a missing path."""
     return not name or name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
 
@@ -108,7 +108,7 @@ def find_local(model_id: str | os.PathLike[str], subfolder: str = "") -> Source 
         if not path.is_dir():
             raise ModelSourceError(f"{name!r} is a file; pass the folder that holds the model: {MODEL_FOLDER}.")
         return classify(path / subfolder if subfolder else path, name)
-    if _looks_like_path(name):
+    if looks_like_path(name):
         relative = "" if path.is_absolute() else f" A relative path starts from {os.getcwd()}."
         raise ModelSourceError(
             f"{name!r} does not exist. Check the path, or pass a Hub id such as 'org/model'. "

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import APIError
-from .core import Request, SequenceResult, ServingCore
+from .core import ServingCore
+from .request import Request, SequenceResult
 
 __all__ = ["APIError", "Completer", "Output", "Prompt", "Sampling"]
 

@@ -1,4 +1,4 @@
-"""The serving core: one GenAI ``ContinuousBatchingPipeline`` and one stepping thread, no torch.
+"""The serving core: one GenAI ``ContinuousBatchingPipeline``, a thread running it and one feeding it, no torch.
 
 Requests are submitted at any time from any thread and join the running batch at the next step; each
 gets a ``Request`` that yields its tokens as they come (``Chunk``), then its finish reason and usage.
@@ -9,9 +9,7 @@ Only ``openvino_genai`` (with the OpenVINO tokenizers in the folder) and jinja2 
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import itertools
-import json
 import threading
 import time
 from collections import deque
@@ -19,11 +17,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import APIError, ModelSourceError, OptionError
+from ..errors import APIError
 from .chat_template import ChatTemplate, load_chat_template
-from .request import _END, Chunk, Request, SequenceResult
-
-__all__ = ["Chunk", "Request", "SequenceResult", "ServingCore"]
+from .engine import POLL, REASONS, context_length, engine_args, int64, new_pipeline, pool_refusal, primer, trim_heap
+from .memory import MemoryWatch
+from .request import END, Chunk, Request
 
 
 class ServingCore:
@@ -40,46 +38,45 @@ class ServingCore:
         prefix_caching: reuse the KV blocks of a prompt prefix already seen (chat turns, system prompts).
         properties: OpenVINO properties for the model (``INFERENCE_NUM_THREADS``, ...).
         chat_template: Jinja text replacing the folder's chat template.
-        on_finish: called (in the stepping thread) with every request that ended, for metrics.
+        on_finish: called (in the feeding thread) with every request that ended, for metrics.
+        memory_slack_mib: once idle, rebuild the pipeline when the process has grown by more than this since
+            its first idle moment (GenAI never shrinks its KV-cache pool; see ``serving.memory``); None: never.
     """
 
     def __init__(self, folder: str | Path, *, device: str = "CPU", kv_cache_gb: int | None = None,
                  kv_blocks: int | None = None, max_running: int = 16, max_queue: int = 64,
                  prefix_caching: bool = True,
                  properties: dict[str, Any] | None = None, chat_template: str | None = None,
-                 on_finish: Callable[[Request], None] | None = None) -> None:
-        import openvino_genai
-
+                 on_finish: Callable[[Request], None] | None = None, memory_slack_mib: int | None = 256) -> None:
         self.folder = Path(folder)
-        _check_folder(self.folder)
-        _check_numbers(kv_cache_gb, kv_blocks, max_running, max_queue, properties or {})
-        scheduler = openvino_genai.SchedulerConfig()
-        scheduler.enable_prefix_caching = prefix_caching
-        scheduler.max_num_seqs = max_running
-        if kv_cache_gb is not None:
-            scheduler.cache_size = kv_cache_gb
-        if kv_blocks is not None:
-            scheduler.num_kv_blocks = kv_blocks
-        self.pool = f"{kv_cache_gb} GB" if kv_cache_gb else f"{kv_blocks}-block" if kv_blocks else "the"
-        self.pipeline = openvino_genai.ContinuousBatchingPipeline(str(self.folder), scheduler, device,
-                                                                 dict(properties or {}))
+        self._engine_args, self.pool = engine_args(self.folder, device, properties or {}, kv_cache_gb, kv_blocks,
+                                                   max_running, max_queue, prefix_caching)
+        self._engine_lock = threading.Lock()  # held while the pipeline is rebuilt
+        self.memory = MemoryWatch(memory_slack_mib)
+        self.pipeline = new_pipeline(self._engine_args)
         self.tokenizer = self.pipeline.get_tokenizer()
         self.chat_template: ChatTemplate | None = load_chat_template(self.folder, chat_template)
-        self.context = _context_length(self.folder)
+        self.context = context_length(self.folder)
         self.max_running, self.max_queue, self.on_finish = max_running, max_queue, on_finish
-        self._ids = itertools.count()
+        self._ids = itertools.count(1)  # 0 is the primer's: generate() numbers its requests from 0
         self._incoming: deque[Request] = deque()
         self._active: dict[int, Request] = {}
         self._cond = threading.Condition()
         self._closed = False
+        self._ending: set[int] = set()  # requests seen ending, read once more
         self.failure: BaseException | None = None
+        self._open, self._go, self._pump_done = threading.Event(), threading.Event(), threading.Event()
+        self._pumping, self._pump_error = False, None
+        self._primer, self._primer_config, self._gate = primer(self._open, self._cond)
+        self._pump_thread = threading.Thread(target=self._pump, name="ov_causal-serving-engine", daemon=True)
         self._thread = threading.Thread(target=self._run, name="ov_causal-serving-core", daemon=True)
+        self._pump_thread.start()
         self._thread.start()
 
-    # -- requests ---------------------------------------------------------------------------------
     def generation_config(self) -> Any:
         """A fresh copy of the folder's ``openvino_genai.GenerationConfig`` (its eos ids, defaults)."""
-        return self.pipeline.get_config()
+        with self._engine_lock:
+            return self.pipeline.get_config()
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         encoded = self.tokenizer.encode(text, add_special_tokens=add_special_tokens)
@@ -127,26 +124,32 @@ class ServingCore:
 
     def kv_cache_usage(self) -> float:
         """Share of the KV-cache pool in use at the last step, 0..1."""
-        return float(self.pipeline.get_metrics().cache_usage) / 100.0
+        with self._engine_lock:
+            return float(self.pipeline.get_metrics().cache_usage) / 100.0
 
     def close(self) -> None:
-        """Stop the stepping thread; requests still running end with APIError(503)."""
+        """Stop the engine threads; requests still running end with APIError(503)."""
         with self._cond:
             self._closed = True
             self._cond.notify()
         self._thread.join(timeout=60)
 
-    # -- the stepping thread ----------------------------------------------------------------------
+    # GenAI's step() binding holds Python's GIL for the whole step (measured: a counting thread runs at 13% of
+    # its speed beside a stepping thread, 91% beside a stepping process), so HTTP work in the same process
+    # could only run between steps. Its generate() releases the GIL and steps while *any* request is in the
+    # engine, including ones added meanwhile. So the pump thread runs generate() on a short primer request;
+    # once the primer's first token is out (generate() has passed its idle check), this thread adds our
+    # requests to the running engine and reads their tokens, polling between steps; the primer ends
+    # within a few steps. generate() returns once the engine is empty.
     def _run(self) -> None:
         try:
-            while self._admit():
-                if self._active:
-                    started = time.perf_counter()
-                    self.pipeline.step()
-                    self._collect()
-                    self._let_readers_catch_up(time.perf_counter() - started)
-                    if not self._active:
-                        _trim_heap()  # give freed memory back after a burst
+            while self._wait():
+                self._start_pump()
+                if self._open.is_set():
+                    self._admit()
+                self._collect()
+                if self._pump_done.is_set():
+                    self._after_pump()
         except BaseException as exc:  # noqa: BLE001 - reported to every request and to /health
             self.failure = exc
             error = APIError(500, f"The engine failed: {exc}", kind="server_error")
@@ -155,23 +158,90 @@ class ServingCore:
             raise
         finally:
             for request in [*self._active.values(), *self._incoming]:
+                if request.handle is not None:
+                    request.handle.cancel()
                 self._end(request, APIError(503, "The server shut down.", kind="server_error"))
+            self._stop_pump()
 
-    def _let_readers_catch_up(self, step_seconds: float) -> None:
-        """Wait (up to a step's time) while readers are behind: GenAI's step() holds the GIL, so the
-        threads reading the requests (an event loop sending pieces, health checks) only run between steps."""
-        deadline = time.perf_counter() + min(_MAX_PAUSE, step_seconds)
-        time.sleep(0)  # one turn for the other threads (requests arriving) even when no reader is behind
-        while time.perf_counter() < deadline and any(r.backlog for r in self._active.values()):
-            time.sleep(0.0005)
-
-    def _admit(self) -> bool:
-        """Hand waiting requests to GenAI and cancel abandoned ones; False once closed."""
+    def _wait(self) -> bool:
+        """Sleep until there is work (or, while the engine runs, one poll interval); False once closed."""
         with self._cond:
-            while not self._closed and not self._incoming and not self._active:
-                self._cond.wait()
-            if self._closed:
-                return False
+            while not self._closed and not self._incoming and not self._active and not self._pumping:
+                due = self.memory.wait_s()
+                if due != 0:
+                    self._cond.wait(due)
+                    continue
+                self._cond.release()  # requests may queue meanwhile (generation_config() waits for the engine)
+                try:
+                    self._rebuild()
+                finally:
+                    self._cond.acquire()
+            if self._pumping and not self._pump_done.is_set():
+                self._cond.wait(POLL)
+            return not self._closed
+
+    def _rebuild(self) -> None:
+        """A new pipeline in place of one grown by a burst (dropped first: memory never holds both)."""
+        with self._engine_lock:
+            self.pipeline = None
+            trim_heap()
+            self.pipeline = new_pipeline(self._engine_args)
+        self.memory.rebuilds += 1
+        self.memory.busy()
+        self.memory.baseline_mib = None  # measured again at the next idle moment: no rebuild after rebuild
+
+    def _start_pump(self) -> None:
+        if self._pumping or not self._incoming:
+            return
+        self.memory.busy()
+        self._pumping = True
+        self._open.clear()
+        self._go.set()
+
+    def _pump(self) -> None:
+        """The pump thread: generate() on the primer each time it is told to, with the GIL released."""
+        while self._go.wait() and not self._closed:
+            self._go.clear()
+            try:
+                self.pipeline.generate([self._primer], [self._primer_config], self._gate)
+            except BaseException as exc:  # noqa: BLE001 - handed to the feeding thread
+                self._pump_error = exc
+            with self._cond:
+                self._pump_done.set()
+                self._cond.notify()
+
+    def _stop_pump(self) -> None:
+        self._closed = True
+        self._go.set()
+        self._pump_thread.join(timeout=60)
+
+    def _after_pump(self) -> None:
+        """generate() returned: read the last outputs; requests added after its last check go back in the queue."""
+        self._pump_done.clear()
+        self._open.clear()
+        self._pumping = False
+        if self._pump_error is not None:
+            raise self._pump_error
+        self._collect(final=True)
+        late = list(self._active.values())  # still running: added after generate() found the engine empty
+        for request in late:
+            request.handle.cancel()
+        for _ in range(8):  # drop them from GenAI's waiting list (one step, with the GIL: rare)
+            if not self.pipeline.has_non_finished_requests():
+                break
+            self.pipeline.step()
+        self._active.clear()
+        for request in late:
+            request.handle = None
+        with self._cond:
+            self._incoming.extendleft(reversed(late))
+        if not self._active and not self._incoming:
+            trim_heap()  # give freed memory back after a burst
+            self.memory.went_idle()
+
+    def _admit(self) -> None:
+        """Hand waiting requests to GenAI and cancel abandoned ones."""
+        with self._cond:
             admitted = []
             while self._incoming and len(self._active) + len(admitted) < self.max_running:
                 admitted.append(self._incoming.popleft())
@@ -186,7 +256,7 @@ class ServingCore:
                 continue
             import openvino
 
-            tensor = openvino.Tensor(_int64([request.ids]))
+            tensor = openvino.Tensor(int64([request.ids]))
             try:
                 request.handle = self.pipeline.add_request(request.id, tensor, request.config)
             except (RuntimeError, ValueError) as exc:  # GenAI refuses this request's settings: it alone fails
@@ -196,9 +266,12 @@ class ServingCore:
         for request in self._active.values():
             if request.cancelled:
                 request.handle.cancel()
-        return True
 
-    def _collect(self) -> None:
+    def _collect(self, final: bool = False) -> None:
+        """Pass every request's new tokens on; end the requests GenAI is done with.
+
+        GenAI sets a request's status before it pushes its last outputs, so a request seen ending is read once
+        more at the next poll (or at once when generate() has returned: everything is pushed then)."""
         import openvino_genai
 
         running = openvino_genai.GenerationStatus.RUNNING
@@ -206,73 +279,22 @@ class ServingCore:
             status = request.handle.get_status()
             while request.handle.can_read():
                 for sequence_id, output in request.handle.read().items():
-                    reason = _REASONS.get(output.finish_reason.name)
-                    request._push(Chunk(request._index(sequence_id), tuple(output.generated_ids), reason))
-            if status != running:
-                del self._active[rid]
-                self._end(request, None if status.name == "FINISHED" or request.cancelled else self._refusal(request))
-
-    def _refusal(self, request: Request) -> APIError:
-        return APIError(400, f"The request needs more than {self.pool} KV-cache pool ({request.prompt_tokens} prompt "
-                        f"tokens, max_tokens={request.config.max_new_tokens}, n={request.config.num_return_sequences}"
-                        "). Send a shorter prompt or lower max_tokens/n, or start the server with a larger "
-                        "--kv-cache-gb.", code="kv_cache_exceeded")
-
+                    reason = REASONS.get(output.finish_reason.name)
+                    request.push(Chunk(request.index_of(sequence_id), tuple(output.generated_ids), reason))
+            if status == running:
+                continue  # at the end (final), these are the late ones: _after_pump queues them again
+            if not (final or rid in self._ending or request.cancelled):
+                self._ending.add(rid)
+                continue
+            del self._active[rid]
+            self._ending.discard(rid)
+            self._end(request, None if status.name in ("FINISHED", "STOP") or request.cancelled
+                      else pool_refusal(self.pool, request))
     def _end(self, request: Request, error: APIError | None) -> None:
         if request.finished is not None:
             return
         request.error, request.finished = error, time.monotonic()
-        request._push(_END)
+        request.handle = None  # a finished request keeps nothing of the engine's (rebuilt after bursts)
+        request.push(END)
         if self.on_finish is not None:
             self.on_finish(request)
-
-
-_MAX_PAUSE = 0.2  # seconds the stepping thread waits at most for slow readers after a step
-_REASONS = {"STOP": "stop", "LENGTH": "length", "TOOL_CALL": "stop"}
-
-
-def _int64(rows: list[list[int]]) -> Any:
-    import numpy
-
-    return numpy.asarray(rows, dtype=numpy.int64)
-
-
-def _trim_heap() -> None:
-    """glibc keeps freed arenas; malloc_trim returns them to the system (no-op elsewhere)."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _check_folder(folder: Path) -> None:
-    missing = [n for n in ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml")
-               if not (folder / n).is_file()]
-    if missing:
-        raise ModelSourceError(f"{folder} is not a GenAI-ready export folder: {', '.join(missing)} missing. "
-                               "Export it with ov_causal (save_pretrained writes the OpenVINO tokenizers).")
-
-
-def _check_numbers(kv_cache_gb: int | None, kv_blocks: int | None, max_running: int, max_queue: int,
-                   properties: dict[str, Any]) -> None:
-    if kv_cache_gb is not None and kv_blocks is not None:
-        raise OptionError(f"kv_cache_gb={kv_cache_gb!r} and kv_blocks={kv_blocks!r} both size the KV-cache pool: "
-                          "pass one of them.")
-    for name, value, low in (("kv_cache_gb", kv_cache_gb, 1), ("kv_blocks", kv_blocks, 1),
-                             ("max_running", max_running, 1), ("max_queue", max_queue, 0)):
-        if name.startswith("kv") and value is None:
-            continue
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise OptionError(f"{name}={value!r} is not valid: pass a whole number of at least {low}.")
-    if str(properties.get("INFERENCE_NUM_THREADS")) == "1":  # checked here: GenAI 2026.4 crashes (SIGFPE)
-        raise OptionError("INFERENCE_NUM_THREADS=1 crashes OpenVINO GenAI's continuous batching; use 2 or more, "
-                          "or leave it unset.")
-
-
-def _context_length(folder: Path) -> int | None:
-    path = folder / "config.json"
-    config = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-        if isinstance(config.get(key), int):
-            return int(config[key])
-    return None

@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from ..errors import APIError
-from .core import Request, ServingCore
+from .core import ServingCore
+from .request import Request
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -120,13 +121,16 @@ class Metrics:
         kv = Gauge("ov_causal_kv_cache_usage_ratio", "Share of the KV-cache pool held by running requests",
                    registry=registry)
         kv.set_function(lambda: core.kv_cache_usage() if core.running else 0.0)
+        rebuilds = Gauge("ov_causal_engine_rebuilds", "Pipelines rebuilt to give back memory a burst took "
+                         "(see process_resident_memory_bytes)", registry=registry)
+        rebuilds.set_function(lambda: core.memory.rebuilds)
         self.ttft = Histogram("ov_causal_time_to_first_token_seconds", "Time from submission to the first token",
                               buckets=_LATENCY_BUCKETS, registry=registry)
         self.latency = Histogram("ov_causal_request_latency_seconds", "Time from submission to the end",
                                  buckets=_LATENCY_BUCKETS, registry=registry)
 
     def finished(self, request: Request) -> None:
-        """Account one ended request (the core calls it from its stepping thread)."""
+        """Account one ended request (the core calls it from its feeding thread)."""
         self.prompt_tokens.inc(request.prompt_tokens)
         self.generation_tokens.inc(request.completion_tokens)
         if request.first_token is not None:

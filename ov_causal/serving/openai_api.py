@@ -23,8 +23,8 @@ from starlette.exceptions import HTTPException
 
 from ..errors import APIError
 from .completer import Completer, Output, Prompt, Sampling
-from .core import Request as CoreRequest
 from .http import BodyGuard, Metrics
+from .request import Request as CoreRequest
 
 REPLICA_HEADER = "x-ov-causal-replica"
 

@@ -46,6 +46,12 @@ class Generator:
     ``__call__`` returns the batch with three more columns: ``generated_text``, ``prompt_tokens``
     and ``generated_tokens``; every other column (an id, metadata) is passed through.
 
+    When the model is ready for GenAI (an export folder, or a checkpoint whose export is cached), only
+    ``preset``/``runtime``/``device``/``ov_config`` are in ``model_kwargs`` and every generate keyword maps to
+    GenAI, the actor runs the torch-free serving core (``serving.batch_core``): a batch's prompts go in together,
+    greedy rows equal the other path's. Otherwise, and where GenAI's batching crashes on one thread (see
+    ``serving.engine.single_thread_crash``), the actor loads the model with ``AutoModelForCausalLM``.
+
     Example:
         >>> ds.map_batches(Generator, fn_constructor_kwargs={"model": "org/model"},
         ...                compute=ray.data.ActorPoolStrategy(size=2), batch_size=16)
@@ -61,18 +67,24 @@ class Generator:
         generate_kwargs: Mapping[str, Any] | None = None,
         model_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
-        from ..model.modeling import AutoModelForCausalLM
+        from .batch_core import core_batch
 
         options = dict(model_kwargs or {})
         cpus = _ray_cpus()
+        self.prompt_column = prompt_column
+        self.generate_kwargs = {"max_new_tokens": max_new_tokens, "do_sample": do_sample, **(generate_kwargs or {})}
+        # a ready folder runs on the torch-free serving core; anything else loads through AutoModelForCausalLM
+        self.core = core_batch(model, options, self.generate_kwargs, cpus)
+        if self.core is not None:
+            return
+        from ..model.modeling import AutoModelForCausalLM
+
         if cpus is not None and "INFERENCE_NUM_THREADS" not in (options.get("ov_config") or {}):
             options["ov_config"] = {**(options.get("ov_config") or {}), "INFERENCE_NUM_THREADS": cpus}
         self.model = AutoModelForCausalLM.from_pretrained(model, **options)
         if self.model.tokenizer is None:
             raise OptionError(f"{os.fspath(model)!r} has no tokenizer beside the model; batch generation needs one.")
         self.tokenizer = self.model.tokenizer
-        self.prompt_column = prompt_column
-        self.generate_kwargs = {"max_new_tokens": max_new_tokens, "do_sample": do_sample, **(generate_kwargs or {})}
 
     def generate_one(self, prompt: str) -> tuple[str, int, int]:
         """(generated text, prompt tokens, generated tokens) for one prompt."""
@@ -84,6 +96,8 @@ class Generator:
         The prompts go as one left-padded batch, which the GenAI engine runs by continuous batching
         (each prompt on its own, so greedy output equals one prompt at a time).
         """
+        if self.core is not None:
+            return self.core.generate_many(prompts)
         tok = self.tokenizer
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
@@ -98,6 +112,8 @@ class Generator:
             new = output[row, width:].tolist()
             ended = next((i for i, t in enumerate(new) if t in eos), None)
             new = new if ended is None else new[: ended + 1]  # after its end a row is padded to the longest
+            while ended is None and new and new[-1] == tok.pad_token_id and tok.pad_token_id not in eos:
+                new.pop()  # a row a stop string ended, padded to the longest (counted as generated before)
             results.append((tok.decode(new, skip_special_tokens=True), int(length), len(new)))
         return results
 
@@ -139,11 +155,11 @@ def _check_local_model(model: str | os.PathLike[str]) -> None:
     """Fail at once, not in every actor, for a local path that is missing or holds no model (Hub ids pass)."""
     from pathlib import Path
 
-    from ..build.sources import _looks_like_path, resolve_source
+    from ..build.sources import looks_like_path, resolve_source
     from ..config.hub import HubOptions
 
     name = os.fspath(model)
-    if Path(name).expanduser().exists() or _looks_like_path(name):
+    if Path(name).expanduser().exists() or looks_like_path(name):
         resolve_source(name, HubOptions())
 
 

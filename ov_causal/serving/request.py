@@ -1,4 +1,4 @@
-"""A request submitted to the serving core: its token chunks as they come, then its end (see ``serving_core``)."""
+"""A request submitted to the serving core: its token chunks as they come, then its end (see ``serving.core``)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class SequenceResult:
     finish_reason: str
 
 
-_END = object()  # the last item of a request's queue
+END = object()  # the last item of a request's queue
 
 
 class Request:
@@ -69,14 +69,14 @@ class Request:
         return 0 if self.cancelled else self.pushed - self.taken
 
     def __iter__(self) -> Iterator[Chunk]:
-        while (item := self._queue.get()) is not _END:
+        while (item := self._queue.get()) is not END:
             self.taken += 1
             yield item
         if self.error is not None:
             raise self.error
 
     async def __aiter__(self) -> AsyncIterator[Chunk]:
-        while (item := await self._queue.get()) is not _END:
+        while (item := await self._queue.get()) is not END:
             self.taken += 1
             yield item
         if self.error is not None:
@@ -89,7 +89,8 @@ class Request:
     async def aresult(self) -> list[SequenceResult]:
         return _assemble(self, [chunk async for chunk in self])
 
-    def _push(self, item: object) -> None:
+    def push(self, item: object) -> None:
+        """Hand the consumer a Chunk, or END (called by the core's threads)."""
         if isinstance(item, Chunk):
             self.pushed += 1
             self.completion_tokens += len(item.tokens)
@@ -103,7 +104,8 @@ class Request:
         except RuntimeError:  # the consumer's event loop is gone: nobody will read
             self.cancelled = True
 
-    def _index(self, sequence_id: int) -> int:
+    def index_of(self, sequence_id: int) -> int:
+        """The position (0, 1, ...) of GenAI's sequence id among this request's returned sequences."""
         return self._seen.setdefault(sequence_id, len(self._seen))
 
 

@@ -1,0 +1,71 @@
+"""Ray Data batch generation through the serving core: a ready folder, GenAI and its tokenizers, no torch.
+
+``batch.Generator`` uses this when the model is ready (an export folder, or a checkpoint whose export is in
+the cache) and every keyword maps to GenAI; a batch's prompts are submitted together and run by continuous
+batching, so greedy output equals one prompt at a time (and the ``AutoModelForCausalLM`` path).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Mapping, Sequence
+from types import SimpleNamespace
+from typing import Any
+
+from .core import ServingCore
+from .engine import single_thread_crash
+
+_MODEL_KEYWORDS = {"preset", "runtime", "device", "ov_config"}  # what the core path can honour of model_kwargs
+_MAX_QUEUE = 1 << 20  # a batch is submitted whole: its prompts wait in the core, never refused
+
+
+class CoreBatch:
+    """Generates a batch's prompts on one ``ServingCore``, with transformers' generate keywords."""
+
+    def __init__(self, core: ServingCore, defaults: SimpleNamespace, generate_kwargs: Mapping[str, Any]) -> None:
+        self.core, self.settings = core, SimpleNamespace(**{**vars(defaults), **generate_kwargs})
+        self._seeds = random.Random()
+
+    def generate_many(self, prompts: Sequence[str]) -> list[tuple[str, int, int]]:
+        """(generated text, prompt tokens, generated tokens) per prompt, all prompts in one running batch."""
+        encoded = [self.core.encode(prompt) for prompt in prompts]
+        requests = [self.core.submit(ids, self._config(len(ids))) for ids in encoded]
+        results = [request.result()[0].tokens for request in requests]
+        return [(self.core.decode(tokens), len(ids), len(tokens)) for ids, tokens in zip(encoded, results)]
+
+    def _config(self, prompt_length: int) -> Any:
+        from ..model.engines import genai_config
+
+        seed = self._seeds.randrange(2**31 - 1) if self.settings.do_sample else None
+        return genai_config(self.settings, prompt_length, {}, rng_seed=seed)
+
+    def close(self) -> None:
+        self.core.close()
+
+
+def core_batch(model: str | os.PathLike[str], model_kwargs: Mapping[str, Any],
+               generate_kwargs: Mapping[str, Any], threads: int | None) -> CoreBatch | None:
+    """A ``CoreBatch`` for ``model`` when its folder is ready and every keyword maps to GenAI, else None.
+
+    ``threads``: the CPUs Ray gave the actor (``INFERENCE_NUM_THREADS`` unless ``ov_config`` sets it).
+    """
+    from ..model.engines import MAPPED
+    from ..model.ready import find_ready, generation_defaults
+
+    if set(model_kwargs) - _MODEL_KEYWORDS or set(generate_kwargs) - MAPPED:
+        return None
+    if (generate_kwargs.get("num_return_sequences") or 1) > 1:  # a row per prompt: the loaded path decides
+        return None
+    ready = find_ready(model, model_kwargs.get("preset"), model_kwargs.get("runtime"),
+                       model_kwargs.get("device", "CPU"))
+    defaults = None if ready is None else generation_defaults(ready.folder)
+    if ready is None or defaults is None:
+        return None
+    properties = {**ready.properties, **{k: str(v) for k, v in (model_kwargs.get("ov_config") or {}).items()}}
+    if threads is not None and "INFERENCE_NUM_THREADS" not in (model_kwargs.get("ov_config") or {}):
+        properties["INFERENCE_NUM_THREADS"] = str(threads)
+    if single_thread_crash(ready.folder, properties):  # GenAI's continuous batching would crash: the loaded path
+        return None
+    core = ServingCore(ready.folder, device=ready.device, properties=properties, max_queue=_MAX_QUEUE)
+    return CoreBatch(core, defaults, generate_kwargs)
