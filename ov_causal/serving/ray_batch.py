@@ -98,23 +98,16 @@ class Generator:
         """
         if self.core is not None:
             return self.core.generate_many(prompts)
-        tok = self.tokenizer
-        if tok.pad_token_id is None:
-            tok.pad_token = tok.eos_token
-        tok.padding_side = "left"
-        inputs = tok(list(prompts), return_tensors="pt", padding=True)
+        from ..model.text import eos_ids, left_padded, new_tokens
+
+        inputs, pad = left_padded(self.tokenizer, prompts)
         width = inputs["input_ids"].shape[1]
-        output = self.model.generate(**inputs, pad_token_id=tok.pad_token_id, **self.generate_kwargs)
-        eos = self.model.generation_config.eos_token_id
-        eos = {eos} if isinstance(eos, int) else set(eos or ())
+        output = self.model.generate(**inputs, pad_token_id=pad, **self.generate_kwargs)
+        eos = eos_ids(self.model.generation_config.eos_token_id)
         results = []
         for row, length in enumerate(inputs["attention_mask"].sum(dim=1).tolist()):
-            new = output[row, width:].tolist()
-            ended = next((i for i, t in enumerate(new) if t in eos), None)
-            new = new if ended is None else new[: ended + 1]  # after its end a row is padded to the longest
-            while ended is None and new and new[-1] == tok.pad_token_id and tok.pad_token_id not in eos:
-                new.pop()  # a row a stop string ended, padded to the longest (counted as generated before)
-            results.append((tok.decode(new, skip_special_tokens=True), int(length), len(new)))
+            new = new_tokens(output[row, width:].tolist(), eos, pad)
+            results.append((self.tokenizer.decode(new, skip_special_tokens=True), int(length), len(new)))
         return results
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
