@@ -159,8 +159,9 @@ def test_import_does_not_import_ray():
 
 @pytest.fixture(scope="module")
 def export(make_export) -> Path:
-    from ov_causal.engines import tokenizers_ready
     from transformers import AutoTokenizer
+
+    from ov_causal.model.engines import tokenizers_ready
 
     out = make_export("llama")
     assert tokenizers_ready(out, AutoTokenizer.from_pretrained(out))
