@@ -191,3 +191,10 @@ def test_exit_statuses_are_documented_and_consistent(tmp_path):
     assert reported.returncode == 2 and reported.stderr.startswith("ov-causal: error: ")
     docs = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
     assert "Exit status: 0" in docs and "; 2 for a usage error" in docs and "3 when `ov-causal tune`" in docs
+
+
+def test_a_misspelt_command_gets_a_suggestion():
+    result = subprocess.run([sys.executable, "-m", "ov_causal", "gnerate"], capture_output=True, text=True, cwd=ROOT,
+                            check=False)
+    assert result.returncode == 2 and "unknown command 'gnerate'. Did you mean 'generate'?" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -13,7 +13,7 @@ from argparse import ArgumentParser
 from collections.abc import Sequence
 
 from .. import __version__
-from ..errors import OVCausalError
+from ..errors import OVCausalError, suggest
 from . import bench, cache, evaluate, export, fuse_lora, generate, serve, tune
 from .common import EXIT_ERROR, EXIT_STATUS
 
@@ -32,14 +32,20 @@ def build_parser() -> ArgumentParser:
     sub = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
     for module in COMMANDS:
         module.add_parser(sub)
+    parser.set_defaults(commands=tuple(sub.choices))  # what main() suggests from for a misspelt command
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``ov-causal`` with ``argv`` (default: the command line); returns the exit status (see EXIT_STATUS)."""
-    args = build_parser().parse_args(["generate"] if argv is not None and not argv else argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    names = list(parser.get_default("commands"))
+    if argv and not argv[0].startswith("-") and argv[0] not in names:
+        parser.error(f"unknown command {argv[0]!r}.{suggest(argv[0], names)} Commands: {', '.join(names)}.")
+    args = parser.parse_args(argv or ["generate"])
     if args.command is None:
-        args = build_parser().parse_args(["generate"])
+        args = parser.parse_args(["generate"])
     try:
         args.check(args)
         return args.run(args)
