@@ -221,12 +221,12 @@ def get_or_build(root: Path, key: str, parts: dict[str, Any], build: Callable[[P
             return _uncached(root, key, build, exc.strerror or "permission denied")
         raise
     try:
-        return _get_or_buildkey_lock(entries, key, parts, build)
+        return _get_or_build_locked(entries, key, parts, build)
     finally:
         lock.__exit__(None, None, None)
 
 
-def _get_or_buildkey_lock(entries: Path, key: str, parts: dict[str, Any], build: Callable[[Path], None]) -> Hit:
+def _get_or_build_locked(entries: Path, key: str, parts: dict[str, Any], build: Callable[[Path], None]) -> Hit:
     entry = entries / key
     if entry.exists() or entry.is_symlink():
         problem, record = check_entry(entry, full=False)
