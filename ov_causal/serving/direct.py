@@ -72,18 +72,17 @@ def start(model: str | os.PathLike[str], *, preset: str | None, host: str, port:
     uvicorn = require("uvicorn", "ray")
     require("fastapi", "ray")
     sock = listen(host, port)
+    core = None
     try:
         keep, folder, properties, device = load_folder(model, preset, device, from_pretrained_kwargs)
         core = ServingCore(folder, device=device, properties=properties, chat_template=chat_template,
                            max_running=max_batch, max_queue=max_queue, kv_cache_gb=kv_cache_gb)
+        app = _app(core, name or default_name(model), max_body_bytes, body_timeout)
     except BaseException:
+        if core is not None:
+            core.close()
         sock.close()
         raise
-    from .completer import Completer
-    from .openai_api import build_app
-
-    app = build_app(Completer(core, name or default_name(model)), REPLICA, max_body_bytes=max_body_bytes,
-                    body_timeout=float(body_timeout))
     config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=GRACE_SECONDS)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="ov_causal-http", daemon=True)
@@ -96,6 +95,13 @@ def start(model: str | os.PathLike[str], *, preset: str | None, host: str, port:
         sock.close()
         raise
     return running
+
+
+def _app(core: ServingCore, name: str, max_body_bytes: int, body_timeout: float) -> Any:
+    from .completer import Completer
+    from .openai_api import build_app
+
+    return build_app(Completer(core, name), REPLICA, max_body_bytes=max_body_bytes, body_timeout=float(body_timeout))
 
 
 def _await_health(running: DirectServer, timeout: float) -> None:

@@ -173,12 +173,17 @@ def _await_rollout(ray_serve: Any, replicas: int, timeout: float = 120.0) -> Non
 def wait() -> None:
     """Block until Ctrl-C, then shut the server down."""
     try:
-        while _RUNNING:
+        while _RUNNING and _serving(_RUNNING.get(APP_NAME)):
             time.sleep(1)
     except KeyboardInterrupt:
         pass
     finally:
         shutdown()
+
+
+def _serving(running: _Server | None) -> bool:
+    """False once a single-process server's HTTP thread has stopped (it failed): waiting is then over."""
+    return running is None or running.direct is None or running.direct.thread.is_alive()
 
 
 def shutdown() -> None:
