@@ -293,8 +293,9 @@ def old_server(rev: str, folder: Path, port: int, runs: int, clients: int, work:
         log.close()
 
 
-CORE_IMPORTS = {"core": "", "core + ray, fastapi, app": "ray,fastapi,prometheus_client,ov_causal.openai_api",
-                "core + ray.serve too": "ray,ray.serve,fastapi,prometheus_client,ov_causal.openai_api"}
+APP = "fastapi,prometheus_client,ov_causal.serving.openai_api"
+CORE_IMPORTS = {"core": "", "core + fastapi, uvicorn, app (--no-ray)": f"uvicorn,{APP}",
+                "core + ray, fastapi, app": f"ray,{APP}", "core + ray.serve too": f"ray,ray.serve,{APP}"}
 
 
 def core_peak_rss_mib(folder: Path, properties: dict[str, str], imports: str) -> float:
