@@ -69,6 +69,10 @@ class MissingExtraError(OVCausalError, ImportError):
     """A feature needs an optional dependency (an extra such as ``ov_causal[ray]``) that is not installed."""
 
 
+class ServerError(OVCausalError, RuntimeError):
+    """A server that did not come up: its HTTP thread stopped or did not answer in time."""
+
+
 class APIError(OVCausalError, RuntimeError):
     """A request the server refuses: an HTTP status and the fields of an OpenAI error body."""
 

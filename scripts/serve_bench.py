@@ -11,9 +11,13 @@ Measures, side by side in one run (medians):
   4. with ``--old-server REV``: the same mixed load and load test against the lock-based server of an older
      commit (its ``ov_causal`` taken with ``git archive`` and started as ``python -m ov_causal serve``).
 
+With ``--no-ray`` the server is ``ov-causal serve --no-ray`` (one replica on uvicorn, no Ray) started as a
+subprocess, so that its peak RSS and CPU time are its own; everything else is measured the same way.
+
     python scripts/serve_bench.py                       # a random 246M Llama, int8 (built once under --work)
     python scripts/serve_bench.py --model FOLDER --clients 16 --requests 64 --duration 90 --json out.json
     python scripts/serve_bench.py --old-server 753ed4c^1       # also the lock-based server before the core
+    python scripts/serve_bench.py --no-ray --requests 48 --duration 90   # the single-process server
 """
 
 from __future__ import annotations
@@ -289,8 +293,9 @@ def old_server(rev: str, folder: Path, port: int, runs: int, clients: int, work:
         log.close()
 
 
-CORE_IMPORTS = {"core": "", "core + ray, fastapi, app": "ray,fastapi,prometheus_client,ov_causal.openai_api",
-                "core + ray.serve too": "ray,ray.serve,fastapi,prometheus_client,ov_causal.openai_api"}
+APP = "fastapi,prometheus_client,ov_causal.serving.openai_api"
+CORE_IMPORTS = {"core": "", "core + fastapi, uvicorn, app (--no-ray)": f"uvicorn,{APP}",
+                "core + ray, fastapi, app": f"ray,{APP}", "core + ray.serve too": f"ray,ray.serve,{APP}"}
 
 
 def core_peak_rss_mib(folder: Path, properties: dict[str, str], imports: str) -> float:
@@ -306,6 +311,83 @@ def core_peak_rss_mib(folder: Path, properties: dict[str, str], imports: str) ->
     out = subprocess.run([sys.executable, "-c", code, str(folder), json.dumps(properties), imports], check=True,
                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1]).stdout
     return _vm_hwm(out)
+
+
+def _wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 600) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the server did not start; see {log}")
+        try:
+            if httpx.get(f"{url}/models", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+
+
+def _process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _process_peak_rss_mib(pid: int) -> float:
+    return _vm_hwm(Path(f"/proc/{pid}/status").read_text())
+
+
+def direct_server(folder: Path, port: int, args: argparse.Namespace, report: dict[str, Any]) -> list[tuple[str, int]]:
+    """``ov-causal serve --no-ray`` in a subprocess of this worktree: the same measurements as on Ray Serve."""
+    repo = Path(__file__).resolve().parents[1]
+    log_path = args.work / "direct_server.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = log_path.open("wb")
+    server = subprocess.Popen([sys.executable, "-m", "ov_causal", "serve", str(folder), "--no-ray", "--name",
+                               "bench", "--port", str(port)], cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)},
+                              stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        _wait_ready(url, server, log_path)
+        asyncio.run(single(url, "bench"))
+        report["replica_peak_rss_mib_after_one"] = _process_peak_rss_mib(server.pid)
+        report["mixed"] = asyncio.run(mixed(url, "bench", args.runs))
+        report["replica_peak_rss_mib_after_mixed"] = _process_peak_rss_mib(server.pid)
+        work = _workload(args.requests)
+        cpu = _process_cpu_s(server.pid)
+        report["server"] = asyncio.run(load(url, "bench", args.clients, work, args.duration))
+        report["server"]["cpu_s"] = {"replica": _process_cpu_s(server.pid) - cpu}
+        report["replica_peak_rss_mib_after_load"] = _process_peak_rss_mib(server.pid)
+        return work
+    finally:
+        server.send_signal(signal.SIGINT)  # Ctrl-C: serve() shuts down
+        try:
+            server.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+def ray_server(folder: Path, port: int, args: argparse.Namespace, report: dict[str, Any]) -> list[tuple[str, int]]:
+    """``serve()`` on Ray Serve in this process; the replica measured through Ray."""
+    from ov_causal.serving import ray_serve as serving
+
+    url = serving.serve(str(folder), name="bench", port=port, blocking=False)
+    try:
+        asyncio.run(single(url, "bench"))  # what the bare LLMPipeline below does: one request on a fresh replica
+        report["replica_peak_rss_mib_after_one"] = replica_peak_rss_mib()
+        report["ray_actor_floor_rss_mib"] = ray_actor_floor_rss_mib()
+        report["mixed"] = asyncio.run(mixed(url, "bench", args.runs))
+        report["replica_peak_rss_mib_after_mixed"] = replica_peak_rss_mib()
+        work = _workload(args.requests)
+        cpu = actors_cpu_s()
+        report["server"] = asyncio.run(load(url, "bench", args.clients, work, args.duration))
+        report["server"]["cpu_s"] = {k: v - cpu.get(k, 0.0) for k, v in actors_cpu_s().items()}
+        report["replica_peak_rss_mib_after_load"] = replica_peak_rss_mib()
+        return work
+    finally:
+        serving.shutdown()
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Path, dict[str, str]]:
@@ -341,26 +423,14 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--old-server", default=None, metavar="REV",
                         help="also measure the lock-based server of this git commit (e.g. 753ed4c^1)")
+    parser.add_argument("--no-ray", dest="ray", action="store_false",
+                        help="measure 'ov-causal serve --no-ray' (one replica in a subprocess, no Ray) instead")
     args = parser.parse_args()
 
-    from ov_causal.serving import ray_serve as serving
-
     folder, properties = _prepare(args)
-    report: dict[str, Any] = {"folder": str(folder), "properties": properties}
-    url = serving.serve(str(folder), name="bench", port=args.port, blocking=False)
-    try:
-        asyncio.run(single(url, "bench"))  # what the bare LLMPipeline below does: one request on a fresh replica
-        report["replica_peak_rss_mib_after_one"] = replica_peak_rss_mib()
-        report["ray_actor_floor_rss_mib"] = ray_actor_floor_rss_mib()
-        report["mixed"] = asyncio.run(mixed(url, "bench", args.runs))
-        report["replica_peak_rss_mib_after_mixed"] = replica_peak_rss_mib()
-        work = _workload(args.requests)
-        cpu = actors_cpu_s()
-        report["server"] = asyncio.run(load(url, "bench", args.clients, work, args.duration))
-        report["server"]["cpu_s"] = {k: v - cpu.get(k, 0.0) for k, v in actors_cpu_s().items()}
-        report["replica_peak_rss_mib_after_load"] = replica_peak_rss_mib()
-    finally:
-        serving.shutdown()
+    report: dict[str, Any] = {"folder": str(folder), "properties": properties,
+                              "server_kind": "ray_serve" if args.ray else "no_ray"}
+    work = (ray_server if args.ray else direct_server)(folder, args.port, args, report)
     report["engine_direct"] = engine_direct(folder, properties, args.clients, work, args.duration)
     report["bare_llm_pipeline_peak_rss_mib"] = bare_llm_pipeline_peak_rss_mib(folder, properties)
     report["bare_engine_peak_rss_mib"] = bare_llm_pipeline_peak_rss_mib(folder, properties, engine=True)
@@ -403,12 +473,13 @@ def _print(report: dict[str, Any]) -> None:
         tokens = r["tokens_per_s"] * r["seconds"] / 1000
         print(f"CPU seconds per 1000 generated tokens, {key}: " + ", ".join(
             f"{name} {seconds / tokens:.1f}" for name, seconds in r.get("cpu_s", {}).items()))
-    print(f"peak RSS, one {SINGLE_TOKENS}-token request on a fresh process: replica "
-          f"{report['replica_peak_rss_mib_after_one']:.0f} MiB, bare LLMPipeline "
+    floor = report.get("ray_actor_floor_rss_mib")
+    print(f"server: {report['server_kind']}; peak RSS, one {SINGLE_TOKENS}-token request on a fresh process: "
+          f"replica {report['replica_peak_rss_mib_after_one']:.0f} MiB, bare LLMPipeline "
           f"{report['bare_llm_pipeline_peak_rss_mib']:.0f} MiB "
           f"({report['replica_vs_bare_peak_rss_one_request']:.2f}x), "
-          f"bare ContinuousBatchingPipeline {report['bare_engine_peak_rss_mib']:.0f} MiB, empty Ray actor "
-          f"{report['ray_actor_floor_rss_mib']:.0f} MiB")
+          f"bare ContinuousBatchingPipeline {report['bare_engine_peak_rss_mib']:.0f} MiB"
+          + (f", empty Ray actor {floor:.0f} MiB" if floor is not None else ""))
     print("serving core in a plain process, one request: " + ", ".join(
         f"{name} {mib:.0f} MiB" for name, mib in report["core_peak_rss_mib"].items()))
     print(f"replica peak RSS after the mixed load {report['replica_peak_rss_mib_after_mixed']:.0f} MiB, after the "

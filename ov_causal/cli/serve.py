@@ -1,4 +1,5 @@
-"""``ov-causal serve``: an OpenAI-compatible HTTP API on Ray Serve, with ``serving.ray_serve.serve``."""
+"""``ov-causal serve``: an OpenAI-compatible HTTP API on Ray Serve (or in this process with --no-ray), with
+``serving.ray_serve.serve``."""
 
 from __future__ import annotations
 
@@ -43,6 +44,9 @@ def add_parser(sub: Subparsers) -> None:
                      help="most requests in a replica's running batch; later ones wait (default: %(default)s)")
     srv.add_argument("--max-queue", type=int, metavar="N", default=default_of(serve, "max_queue"),
                      help="most requests waiting per replica; more get 429 (default: %(default)s)")
+    srv.add_argument("--no-ray", dest="ray", action="store_false", default=default_of(serve, "ray"),
+                     help="serve one replica in this process with uvicorn, without Ray Serve (lighter, no proxy hop; "
+                          "an export folder or a cached export is served without importing torch)")
     srv.add_argument("--kv-cache-gb", type=int, metavar="GB", default=None,
                      help="KV-cache pool per replica in GB (default: grown with demand)")
 
@@ -65,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         options["runtime"] = args.runtime
     url = serve(**options, blocking=False)
     name = args.name or default_name(args.model)
-    print(f"serving {name!r} at {url} ({args.replicas} replica{'s' if args.replicas > 1 else ''}); Ctrl-C stops.\n"
+    where = f"{args.replicas} replica{'s' if args.replicas > 1 else ''}" if args.ray else "in this process, no Ray"
+    print(f"serving {name!r} at {url} ({where}); Ctrl-C stops.\n"
           "Try it:\n"
           "  from openai import OpenAI\n"
           f"  client = OpenAI(base_url={url!r}, api_key='none')\n"

@@ -1,4 +1,5 @@
-"""``ov-causal serve``: an OpenAI-compatible HTTP API for one model, on a Ray Serve deployment.
+"""``ov-causal serve``: an OpenAI-compatible HTTP API for one model, on a Ray Serve deployment (or, with
+``ray=False``, one replica in this process on uvicorn: ``serving.direct``).
 
 The model is exported once, in this process, through the export cache; every replica then loads the
 exported folder into a torch-free ``ServingCore`` (GenAI continuous batching). Ray is imported when
@@ -8,14 +9,15 @@ exported folder into a torch-free ``ServingCore`` (GenAI continuous batching). R
 from __future__ import annotations
 
 import os
-import socket
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from .._optional import require
 from ..errors import OptionError
+from .launch import base_url, check_options, check_port, default_name, prepare
+
+__all__ = ["APP_NAME", "check_port", "default_name", "serve", "shutdown", "wait"]
 
 APP_NAME = "ov_causal"
 
@@ -26,6 +28,7 @@ class _Server:
     port: int
     started_ray: bool
     keep: Any = None  # the driver's model: keeps a temporary export folder (cache=False) alive
+    direct: Any = None  # the single-process server (serving.direct.DirectServer) when ray=False
 
 
 _RUNNING: dict[str, _Server] = {}  # APP_NAME -> the server this process started
@@ -51,6 +54,7 @@ def serve(
     max_body_bytes: int = 4 * 1024 * 1024,
     body_timeout: float = 10.0,
     blocking: bool = True,
+    ray: bool = True,
     **from_pretrained_kwargs: Any,
 ) -> str:
     """Serve ``model`` behind the OpenAI HTTP API on Ray Serve and return its base URL (``http://host:port/v1``).
@@ -71,36 +75,39 @@ def serve(
         max_body_bytes: largest request body (413 beyond).
         body_timeout: seconds a client has to send its request body (408 beyond).
         blocking: wait until Ctrl-C, then shut down; False returns at once (call ``shutdown()`` later).
+        ray: False serves one replica in this process with uvicorn, without Ray (lighter and faster: no
+            proxy hop). On a ready folder (an export folder, or a checkpoint already in the export cache, with
+            only ``runtime``/``ov_config`` keywords) the process never imports torch; any other model is
+            exported here first through ``AutoModelForCausalLM``, and torch then stays imported.
         **from_pretrained_kwargs: further ``AutoModelForCausalLM.from_pretrained`` keywords.
 
     Example:
         >>> url = serve("org/model", preset="int8", blocking=False)
         >>> openai.OpenAI(base_url=url, api_key="none").completions.create(model="org/model", prompt="Hi")
     """
-    ray = require("ray", "ray")
-    ray_serve = require("ray.serve", "ray")
-    require("fastapi", "ray")
     if not isinstance(replicas, int) or replicas < 1:
         raise OptionError(f"replicas={replicas!r} is not valid: pass a whole number of at least 1.")
-    for key, value in (("max_batch", max_batch), ("max_queue", max_queue), ("max_body_bytes", max_body_bytes)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "max_queue" else 1):
-            raise OptionError(f"{key}={value!r} is not valid: pass a whole number of at least "
-                              f"{0 if key == 'max_queue' else 1}.")
-    if not isinstance(body_timeout, (int, float)) or not body_timeout > 0:
-        raise OptionError(f"body_timeout={body_timeout!r} is not valid: pass a number of seconds above 0.")
-    if from_pretrained_kwargs.get("backend", "auto") == "optimum":
-        raise OptionError("backend='optimum' cannot serve: server replicas run OpenVINO GenAI's continuous "
-                          "batching. Leave backend out.")
+    check_options(max_batch, max_queue, max_body_bytes, body_timeout, from_pretrained_kwargs)
     running = _RUNNING.get(APP_NAME)
+    if not ray:
+        _check_direct(replicas, num_cpus, running)
+        return _serve_direct(model, preset, host, port, name, device, chat_template, max_batch, max_queue,
+                             kv_cache_gb, max_body_bytes, body_timeout, blocking, from_pretrained_kwargs)
+    ray_module = require("ray", "ray")
+    ray_serve = require("ray.serve", "ray")
+    require("fastapi", "ray")
+    if running is not None and running.direct is not None:
+        raise OptionError(f"a single-process server (ray=False) already runs on {running.host}:{running.port} in "
+                          "this process; call ov_causal.serving.ray_serve.shutdown() before serving on Ray.")
     if running is not None and (running.host, running.port) != (host, port):
         raise OptionError(f"a server already runs on {running.host}:{running.port} in this process; call "
                           "ov_causal.serving.ray_serve.shutdown() before serving on another address.")
     if running is None:
         check_port(host, port)
-    keep, folder, properties = _prepare(model, preset, from_pretrained_kwargs)
+    keep, folder, properties = prepare(model, preset, from_pretrained_kwargs)
     started_ray = False
-    if not ray.is_initialized():
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    if not ray_module.is_initialized():
+        ray_module.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
         started_ray = True
     if running is None:
         ray_serve.start(http_options={"host": host, "port": port}, logging_config={"log_level": "WARNING"})
@@ -115,10 +122,38 @@ def serve(
     ray_serve.run(deployment.bind(str(folder), name or default_name(model), device, properties, chat_template,
                                   core, http), name=APP_NAME, route_prefix="/")
     _await_rollout(ray_serve, replicas)
-    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/v1"
+    url = base_url(host, port)
     if blocking:
         wait()
     return url
+
+
+def _check_direct(replicas: int, num_cpus: float | None, running: _Server | None) -> None:
+    """Refuse what the single-process server cannot do: several replicas, Ray CPUs, a second server."""
+    if replicas != 1:
+        raise OptionError(f"replicas={replicas} needs Ray Serve: ray=False (--no-ray) serves one replica in this "
+                          "process. Pass replicas=1, or leave ray out to serve several replicas on Ray.")
+    if num_cpus is not None:
+        raise OptionError(f"num_cpus={num_cpus!r} reserves Ray CPUs, and ray=False (--no-ray) runs without Ray. "
+                          "Leave num_cpus out (OpenVINO's threads are set with ov_config), or serve on Ray.")
+    if running is not None:
+        raise OptionError(f"a server already runs on {running.host}:{running.port} in this process; call "
+                          "ov_causal.serving.ray_serve.shutdown() before starting another.")
+
+
+def _serve_direct(model: str | os.PathLike[str], preset: str | None, host: str, port: int, name: str | None,
+                  device: str, chat_template: str | None, max_batch: int, max_queue: int, kv_cache_gb: int | None,
+                  max_body_bytes: int, body_timeout: float, blocking: bool, kwargs: dict[str, Any]) -> str:
+    """``serve(..., ray=False)``: one replica in this process on uvicorn (``serving.direct``)."""
+    from .direct import start
+
+    server = start(model, preset=preset, host=host, port=port, name=name, device=device,
+                   chat_template=chat_template, max_batch=max_batch, max_queue=max_queue, kv_cache_gb=kv_cache_gb,
+                   max_body_bytes=max_body_bytes, body_timeout=body_timeout, from_pretrained_kwargs=kwargs)
+    _RUNNING[APP_NAME] = _Server(host, port, started_ray=False, keep=server.keep, direct=server)
+    if blocking:
+        wait()
+    return server.url
 
 
 def _await_rollout(ray_serve: Any, replicas: int, timeout: float = 120.0) -> None:
@@ -135,16 +170,10 @@ def _await_rollout(ray_serve: Any, replicas: int, timeout: float = 120.0) -> Non
         time.sleep(0.2)
 
 
-def default_name(model: str | os.PathLike[str]) -> str:
-    """The model id a server answers to by default: a local folder's name, else the Hub id as given."""
-    path = Path(model)
-    return path.resolve().name if path.exists() else os.fspath(model)
-
-
 def wait() -> None:
     """Block until Ctrl-C, then shut the server down."""
     try:
-        while _RUNNING:
+        while _RUNNING and _serving(_RUNNING.get(APP_NAME)):
             time.sleep(1)
     except KeyboardInterrupt:
         pass
@@ -152,10 +181,18 @@ def wait() -> None:
         shutdown()
 
 
+def _serving(running: _Server | None) -> bool:
+    """False once a single-process server's HTTP thread has stopped (it failed): waiting is then over."""
+    return running is None or running.direct is None or running.direct.thread.is_alive()
+
+
 def shutdown() -> None:
-    """Stop the server started by ``serve()`` (and Ray, if ``serve()`` started it)."""
+    """Stop the server started by ``serve()`` (and Ray, if ``serve()`` started it); its port is then free."""
     running = _RUNNING.pop(APP_NAME, None)
     if running is None:
+        return
+    if running.direct is not None:
+        running.direct.stop()
         return
     import ray
     from ray import serve as ray_serve
@@ -163,39 +200,6 @@ def shutdown() -> None:
     ray_serve.shutdown()
     if running.started_ray:
         ray.shutdown()
-
-
-def check_port(host: str, port: int) -> None:
-    """Raise OptionError when ``host:port`` cannot be listened on (a port in use, a host not of this machine)."""
-    if not isinstance(port, int) or not 0 < port < 65536:
-        raise OptionError(f"port={port!r} is not valid: pass a number from 1 to 65535.")
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is no conflict
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            raise OptionError(f"cannot listen on {host}:{port}: {exc.strerror or exc}. Another program may use "
-                              f"port {port}: pick a free one with --port (port= in Python).") from None
-
-
-def _prepare(model: str | os.PathLike[str], preset: str | None,
-             kwargs: dict[str, Any]) -> tuple[Any, Path, dict[str, str]]:
-    """Export (or find in the cache) here, so a bad model fails before Ray starts and replicas only load.
-
-    Returns what keeps a temporary folder alive, the folder, and the OpenVINO properties of the runtime.
-    """
-    from ..model.engines import tokenizers_ready
-    from ..model.modeling import AutoModelForCausalLM
-
-    loaded = AutoModelForCausalLM.from_pretrained(model, preset=preset, compile=False, **kwargs)
-    folder = Path(loaded.model_save_dir)
-    if loaded.tokenizer is None:
-        raise OptionError(f"{os.fspath(model)!r} has no tokenizer beside it; the server needs one to read prompts.")
-    if not tokenizers_ready(folder, loaded.tokenizer):  # converted once here rather than per replica
-        raise OptionError(f"{os.fspath(model)!r}: its tokenizer cannot be converted to OpenVINO, which the server's "
-                          "GenAI engine needs.")
-    properties = {k: str(v) for k, v in dict(loaded.ov_config).items()}
-    return (loaded if loaded.is_temporary else None), folder, properties
 
 
 def _deployment(ray_serve: Any) -> Any:

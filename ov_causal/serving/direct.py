@@ -1,0 +1,124 @@
+"""The single-process server: one serving core and the OpenAI API app on uvicorn in a thread, no Ray.
+
+A replica of ``serve(..., ray=False)``. On a ready folder (an export folder, or a checkpoint whose export is
+in the cache) the process imports neither torch nor transformers nor optimum: only GenAI, the OpenVINO
+tokenizers, FastAPI and uvicorn. Anything else is exported first through ``AutoModelForCausalLM`` (then
+torch stays imported in the process).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .._optional import require
+from ..errors import ServerError
+from .core import ServingCore
+from .launch import base_url, default_name, listen, prepare
+
+READY_KEYWORDS = frozenset({"runtime", "ov_config", "backend"})  # what a ready folder honours without loading
+REPLICA = "replica-0"
+GRACE_SECONDS = 5  # open streams get this long to finish at shutdown
+
+
+@dataclass
+class DirectServer:
+    """A running single-process server: its uvicorn server and thread, and the core behind it."""
+
+    url: str
+    server: Any  # uvicorn.Server
+    thread: threading.Thread
+    core: ServingCore
+    keep: Any = None  # a temporary export folder's model (cache=False), kept alive while serving
+
+    def stop(self) -> None:
+        """Stop answering, close the listening socket and the core's engine threads."""
+        self.server.should_exit = True
+        self.thread.join(timeout=GRACE_SECONDS + 30)
+        self.core.close()
+
+
+def load_folder(model: str | os.PathLike[str], preset: str | None, device: str,
+                kwargs: dict[str, Any]) -> tuple[Any, Path, dict[str, str], str]:
+    """(what keeps a temporary folder alive, folder, OpenVINO properties, device) for ``model``.
+
+    A ready folder is found without torch; otherwise the model is exported through ``AutoModelForCausalLM``.
+    """
+    from ..model.ready import find_ready
+
+    if not set(kwargs) - READY_KEYWORDS:
+        ready = find_ready(model, preset, kwargs.get("runtime"), device)
+        if ready is not None:
+            extra = {k: str(v) for k, v in (kwargs.get("ov_config") or {}).items()}
+            return None, ready.folder, {**ready.properties, **extra}, ready.device
+    keep, folder, properties = prepare(model, preset, kwargs)
+    return keep, folder, properties, device
+
+
+def start(model: str | os.PathLike[str], *, preset: str | None, host: str, port: int, name: str | None,
+          device: str, chat_template: str | None, max_batch: int, max_queue: int, kv_cache_gb: int | None,
+          max_body_bytes: int, body_timeout: float, from_pretrained_kwargs: dict[str, Any],
+          startup_timeout: float = 60.0) -> DirectServer:
+    """Load ``model`` into a serving core and serve it on ``host:port`` from a daemon thread.
+
+    Returns once ``/health`` answers. The port is taken before the model loads, so a busy port fails first.
+    """
+    uvicorn = require("uvicorn", "ray")
+    require("fastapi", "ray")
+    sock = listen(host, port)
+    core = None
+    try:
+        keep, folder, properties, device = load_folder(model, preset, device, from_pretrained_kwargs)
+        core = ServingCore(folder, device=device, properties=properties, chat_template=chat_template,
+                           max_running=max_batch, max_queue=max_queue, kv_cache_gb=kv_cache_gb)
+        app = _app(core, name or default_name(model), max_body_bytes, body_timeout)
+    except BaseException:
+        if core is not None:
+            core.close()
+        sock.close()
+        raise
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=GRACE_SECONDS)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="ov_causal-http", daemon=True)
+    thread.start()
+    running = DirectServer(base_url(host, port), server, thread, core, keep)
+    try:
+        _await_health(running, startup_timeout)
+    except BaseException:
+        running.stop()
+        sock.close()
+        raise
+    return running
+
+
+def _app(core: ServingCore, name: str, max_body_bytes: int, body_timeout: float) -> Any:
+    from .completer import Completer
+    from .openai_api import build_app
+
+    return build_app(Completer(core, name), REPLICA, max_body_bytes=max_body_bytes, body_timeout=float(body_timeout))
+
+
+def _await_health(running: DirectServer, timeout: float) -> None:
+    """Wait until ``/health`` answers 200; ServerError when the HTTP thread stops or time runs out."""
+    health = running.url.removesuffix("/v1") + "/health"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through a proxy
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not running.thread.is_alive():
+            raise ServerError(f"the HTTP server for {running.url} stopped while starting; uvicorn's log above "
+                              "says why.")
+        if running.server.started:
+            try:
+                with opener.open(health, timeout=5) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+        time.sleep(0.05)
+    raise ServerError(f"the server at {running.url} did not answer {health} within {timeout:g} s.")
