@@ -32,6 +32,7 @@ from .errors import (
     OptionError,
     OVCausalError,
     PresetError,
+    ServerError,
     StructuredOutputError,
     UnsupportedModelError,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "PresetError",
     "RUNTIMES",
     "Runtime",
+    "ServerError",
     "StructuredOutputError",
     "UnsupportedModelError",
     "cache_table",
