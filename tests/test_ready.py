@@ -66,6 +66,10 @@ def test_ready_properties_are_the_loaded_models_ov_config(make_export):
     model = AutoModelForCausalLM.from_pretrained(str(folder), runtime="memory")
     ready = find_ready(folder, runtime="memory")
     assert ready.folder == folder and ready.properties == model.ov_config
+    f32 = {"INFERENCE_PRECISION_HINT": "f32"}  # the user's key, and the exact runtime it calls for
+    model = AutoModelForCausalLM.from_pretrained(str(folder), ov_config=f32)
+    ready = find_ready(folder, ov_config=f32)
+    assert ready.properties == model.ov_config and ready.properties["KV_CACHE_PRECISION"] == "f32"
 
 
 def test_what_is_not_ready(make_checkpoint, make_export, tmp_path):

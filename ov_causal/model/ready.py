@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,7 +24,7 @@ from ..build.manifest import Manifest
 from ..build.sources import CONFIG_FILE, GENERATION_CONFIG_FILE, Source, resolve_source
 from ..config.hub import resolve_hf_kwargs
 from ..config.optimum_keywords import merge_preset
-from ..config.options import check_device
+from ..config.options import check_device, validate_ov_config
 from ..config.presets import Preset, Runtime, resolve_compression, resolve_runtime
 from .engines import MAPPED, NEUTRAL, NO_OP, has_ov_tokenizers
 
@@ -68,8 +69,9 @@ def find_ready(
     runtime: str | Runtime | None = None,
     device: str = "CPU",
     ov_cache_dir: str | os.PathLike[str] | None = None,
+    ov_config: Mapping[str, Any] | None = None,
 ) -> ReadyFolder | None:
-    """The folder and properties ``from_pretrained(model, preset=, runtime=, device=)`` would give GenAI,
+    """The folder and properties ``from_pretrained(model, preset=, runtime=, device=, ov_config=)`` would give GenAI,
     when no export, compression or tokenizer conversion is needed; else None.
 
     Raises what ``from_pretrained`` raises for a missing model, an unknown preset or device.
@@ -94,7 +96,9 @@ def find_ready(
         return None
     # CPU always exists: skip asking OpenVINO for every device (it probes each plugin)
     device = "CPU" if isinstance(device, str) and device.strip().upper() == "CPU" else check_device(device)
-    _, properties = runtime_config(resolve_runtime(runtime, preset_arg), {}, prepared, source.kind, device, False)
+    overrides = validate_ov_config(ov_config or {}, device)
+    _, properties = runtime_config(resolve_runtime(runtime, preset_arg), overrides, prepared, source.kind, device,
+                                   ov_config is not None)
     return ReadyFolder(prepared.folder, device, properties)
 
 

@@ -58,11 +58,11 @@ def core_batch(model: str | os.PathLike[str], model_kwargs: Mapping[str, Any],
     if (generate_kwargs.get("num_return_sequences") or 1) > 1:  # a row per prompt: the loaded path decides
         return None
     ready = find_ready(model, model_kwargs.get("preset"), model_kwargs.get("runtime"),
-                       model_kwargs.get("device", "CPU"))
+                       model_kwargs.get("device", "CPU"), ov_config=model_kwargs.get("ov_config"))
     defaults = None if ready is None else generation_defaults(ready.folder)
     if ready is None or defaults is None:
         return None
-    properties = {**ready.properties, **{k: str(v) for k, v in (model_kwargs.get("ov_config") or {}).items()}}
+    properties = dict(ready.properties)
     if threads is not None and "INFERENCE_NUM_THREADS" not in (model_kwargs.get("ov_config") or {}):
         properties["INFERENCE_NUM_THREADS"] = str(threads)
     if single_thread_crash(ready.folder, properties):  # GenAI's continuous batching would crash: the loaded path

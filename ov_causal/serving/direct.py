@@ -53,10 +53,9 @@ def load_folder(model: str | os.PathLike[str], preset: str | None, device: str,
     from ..model.ready import find_ready
 
     if not set(kwargs) - READY_KEYWORDS:
-        ready = find_ready(model, preset, kwargs.get("runtime"), device)
+        ready = find_ready(model, preset, kwargs.get("runtime"), device, ov_config=kwargs.get("ov_config"))
         if ready is not None:
-            extra = {k: str(v) for k, v in (kwargs.get("ov_config") or {}).items()}
-            return None, ready.folder, {**ready.properties, **extra}, ready.device
+            return None, ready.folder, ready.properties, ready.device
     keep, folder, properties = prepare(model, preset, kwargs)
     return keep, folder, properties, device
 
