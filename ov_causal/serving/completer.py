@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import APIError
 from .core import ServingCore
+from .grammar import GrammarCheck
 from .request import Request, SequenceResult
 
 __all__ = ["APIError", "Completer", "Output", "Prompt", "Sampling"]
@@ -34,6 +35,7 @@ class Sampling:
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     response_format: dict[str, Any] | None = None
+    constraint: dict[str, str] | None = None  # response_format compiled (``Completer.prepare``)
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,15 @@ class Completer:
 
     def __init__(self, core: ServingCore, name: str) -> None:
         self.core, self.name, self.context = core, name, core.context
+        self.grammars = GrammarCheck(core.folder)
+        self.grammars.start()
+
+    def prepare(self, sampling: Sampling) -> Sampling:
+        """``sampling`` with its response_format compiled as the engine will (blocks up to the grammar budget:
+        call it off the event loop). APIError(400) for a format the engine cannot take."""
+        if sampling.response_format is None or sampling.constraint is not None:
+            return sampling
+        return replace(sampling, constraint=self.grammars.constraint(sampling.response_format))
 
     def check_model(self, requested: str | None) -> None:
         if requested is not None and requested != self.name:
@@ -118,8 +129,11 @@ class Completer:
         for key in ("presence_penalty", "frequency_penalty"):
             if getattr(sampling, key) is not None:
                 setattr(config, key, float(getattr(sampling, key)))
-        if sampling.response_format is not None and sampling.response_format.get("type") != "text":
-            config.structured_output_config = _structured(sampling.response_format)
+        keywords = self.prepare(sampling).constraint
+        if keywords is not None:
+            import openvino_genai
+
+            config.structured_output_config = openvino_genai.StructuredOutputConfig(**keywords)
         return config
 
     def submit(self, prompt: Prompt, sampling: Sampling, default_max: int | None,
@@ -179,22 +193,7 @@ class Completer:
 
 
 def _reason(tokens: list[int], request: Request) -> str:
-    return "length" if len(tokens) >= request.config.max_new_tokens else "stop"
-
-
-def _structured(response_format: dict[str, Any]) -> Any:
-    """GenAI's StructuredOutputConfig for ``response_format`` (built by ov_causal.model.structured)."""
-    try:
-        from ..model.structured import structured_output_config
-    except ImportError:
-        raise APIError(400, "response_format is not available on this server (ov_causal.model.structured is missing); "
-                       "leave it out or use {'type': 'text'}.", param="response_format") from None
-    try:
-        return structured_output_config(response_format)
-    except APIError:
-        raise
-    except ValueError as exc:  # OptionError and the like: the schema cannot be compiled
-        raise APIError(400, f"Invalid response_format: {exc}", param="response_format") from None
+    return "length" if len(tokens) >= request.limit else "stop"
 
 
 def _first_stop(text: str, stop: Sequence[str]) -> int | None:

@@ -19,7 +19,19 @@ from typing import Any
 
 from ..errors import APIError
 from .chat_template import ChatTemplate, load_chat_template
-from .engine import POLL, REASONS, context_length, engine_args, int64, new_pipeline, pool_refusal, primer, trim_heap
+from .engine import (
+    POLL,
+    REASONS,
+    STALL_TIMEOUT,
+    context_length,
+    engine_args,
+    engine_message,
+    int64,
+    new_pipeline,
+    pool_refusal,
+    primer,
+    trim_heap,
+)
 from .memory import MemoryWatch
 from .request import END, Chunk, Request
 
@@ -41,13 +53,18 @@ class ServingCore:
         on_finish: called (in the feeding thread) with every request that ended, for metrics.
         memory_slack_mib: once idle, rebuild the pipeline when the process has grown by more than this since
             its first idle moment (GenAI never shrinks its KV-cache pool; see ``serving.memory``); None: never.
+        stall_timeout: seconds the engine may go without advancing any running request before the core gives
+            up on it: every request ends with 503, ``healthy`` turns False for good and ``on_stall`` is called
+            (a stuck C++ step cannot be interrupted; the process has to be replaced).
+        on_stall: called once (in the feeding thread) when the engine stalled; the single-process server exits.
     """
 
     def __init__(self, folder: str | Path, *, device: str = "CPU", kv_cache_gb: int | None = None,
                  kv_blocks: int | None = None, max_running: int = 16, max_queue: int = 64,
                  prefix_caching: bool = True,
                  properties: dict[str, Any] | None = None, chat_template: str | None = None,
-                 on_finish: Callable[[Request], None] | None = None, memory_slack_mib: int | None = 256) -> None:
+                 on_finish: Callable[[Request], None] | None = None, memory_slack_mib: int | None = 256,
+                 stall_timeout: float = STALL_TIMEOUT, on_stall: Callable[[], None] | None = None) -> None:
         self.folder = Path(folder)
         self._engine_args, self.pool = engine_args(self.folder, device, properties or {}, kv_cache_gb, kv_blocks,
                                                    max_running, max_queue, prefix_caching)
@@ -65,6 +82,10 @@ class ServingCore:
         self._closed = False
         self._ending: set[int] = set()  # requests seen ending, read once more
         self.failure: BaseException | None = None
+        self.stall_timeout, self.on_stall = stall_timeout, on_stall
+        self.engine_failures = 0  # generate() calls that failed (the engine was rebuilt each time)
+        self.rebuilding = self.stalled = False
+        self._progress = time.monotonic()  # when a running request last advanced (or the engine went idle)
         self._open, self._go, self._pump_done = threading.Event(), threading.Event(), threading.Event()
         self._pumping, self._pump_error = False, None
         self._primer, self._primer_config, self._gate = primer(self._open, self._cond)
@@ -100,7 +121,7 @@ class ServingCore:
             raise APIError(400, f"Invalid generation settings: {exc}") from None
         request = Request(next(self._ids), ids, config, loop)
         with self._cond:
-            if self._closed or self.failure is not None:
+            if self._closed or self.failure is not None or self.stalled:
                 raise APIError(503, "The model is not serving (it was shut down or failed); retry later.",
                                kind="server_error", code="unavailable")
             if len(self._incoming) >= self.max_queue:
@@ -121,6 +142,11 @@ class ServingCore:
     @property
     def alive(self) -> bool:
         return self._thread.is_alive() and not self._closed
+
+    @property
+    def healthy(self) -> bool:
+        """Serving now: alive, not rebuilding its engine after a failure, not stalled."""
+        return self.alive and not self.rebuilding and not self.stalled
 
     def kv_cache_usage(self) -> float:
         """Share of the KV-cache pool in use at the last step, 0..1."""
@@ -150,6 +176,7 @@ class ServingCore:
                 self._collect()
                 if self._pump_done.is_set():
                     self._after_pump()
+                self._watch()
         except BaseException as exc:  # noqa: BLE001 - reported to every request and to /health
             self.failure = exc
             error = APIError(500, f"The engine failed: {exc}", kind="server_error")
@@ -181,11 +208,8 @@ class ServingCore:
             return not self._closed
 
     def _rebuild(self) -> None:
-        """A new pipeline in place of one grown by a burst (dropped first: memory never holds both)."""
-        with self._engine_lock:
-            self.pipeline = None
-            trim_heap()
-            self.pipeline = new_pipeline(self._engine_args)
+        """A new pipeline in place of one grown by a burst."""
+        self._new_pipeline()
         self.memory.rebuilds += 1
         self.memory.busy()
         self.memory.baseline_mib = None  # measured again at the next idle moment: no rebuild after rebuild
@@ -221,7 +245,9 @@ class ServingCore:
         self._open.clear()
         self._pumping = False
         if self._pump_error is not None:
-            raise self._pump_error
+            error, self._pump_error = self._pump_error, None
+            self._recover(error)
+            return
         self._collect(final=True)
         late = list(self._active.values())  # still running: added after generate() found the engine empty
         for request in late:
@@ -279,6 +305,7 @@ class ServingCore:
             status = request.handle.get_status()
             while request.handle.can_read():
                 for sequence_id, output in request.handle.read().items():
+                    self._progress = time.monotonic()
                     reason = REASONS.get(output.finish_reason.name)
                     request.push(Chunk(request.index_of(sequence_id), tuple(output.generated_ids), reason))
             if status == running:
@@ -298,3 +325,59 @@ class ServingCore:
         request.push(END)
         if self.on_finish is not None:
             self.on_finish(request)
+
+    def _new_pipeline(self) -> None:
+        """A new pipeline in place of the current one (dropped first: memory never holds both)."""
+        with self._engine_lock:
+            self.pipeline = None
+            trim_heap()
+            self.pipeline = new_pipeline(self._engine_args)
+
+    def _recover(self, error: BaseException) -> None:
+        """generate() failed (GenAI raises for one request's grammar, say): settle its requests one by one and
+        rebuild the engine at once. A request with a response_format that had produced nothing is the suspect and
+        fails with 400; the others go back in the queue once, to resume after the tokens they had (a request
+        that cannot resume exactly, or fails a second time, gets 503 to retry)."""
+        self.engine_failures += 1
+        reason = engine_message(error)
+        for request in self._active.values():
+            request.handle = None
+            if request.config.structured_output_config is not None and request.completion_tokens == 0:
+                self._end(request, APIError(400, f"The engine could not run this request's response_format: "
+                                            f"{reason}", param="response_format", code="invalid_response_format"))
+            elif request.attempts == 0 and (request.completion_tokens == 0 or request.resume()):
+                request.attempts += 1
+                with self._cond:
+                    self._incoming.appendleft(request)
+            else:
+                self._end(request, APIError(503, "The engine failed while running another request and was "
+                                            "restarted; retry this request.", kind="server_error",
+                                            code="engine_restarted"))
+        self._active.clear()
+        self._ending.clear()
+        self.rebuilding = True
+        try:
+            self._new_pipeline()
+        finally:
+            self.rebuilding = False
+        self._progress = time.monotonic()
+
+    def _watch(self) -> None:
+        """End everything when no running request advanced for ``stall_timeout`` seconds (the watchdog)."""
+        if not self._active or self.stalled:
+            self._progress = time.monotonic()
+            return
+        if time.monotonic() - self._progress < self.stall_timeout:
+            return
+        self.stalled = True
+        error = APIError(503, f"The engine stopped advancing (no token for {self.stall_timeout:g} s); the server "
+                         "is being replaced. Retry later.", kind="server_error", code="engine_stalled")
+        with self._cond:
+            waiting = list(self._incoming)
+            self._incoming.clear()
+        for request in [*self._active.values(), *waiting]:
+            request.handle = None
+            self._end(request, error)
+        self._active.clear()
+        if self.on_stall is not None:
+            self.on_stall()

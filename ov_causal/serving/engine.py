@@ -41,6 +41,7 @@ def new_pipeline(args: tuple) -> Any:
     return openvino_genai.ContinuousBatchingPipeline(*args)
 
 
+STALL_TIMEOUT = 120.0  # seconds without a token before the engine counts as stuck (a step: 25 ms to ~20 s)
 PRIMER_TOKENS = 4  # steps the primer keeps generate() going while our first requests go in
 POLL = 0.005  # seconds between two reads of the running requests while the engine steps (a step: 25-150 ms)
 REASONS = {"STOP": "stop", "LENGTH": "length", "TOOL_CALL": "stop"}
@@ -147,3 +148,11 @@ def pool_refusal(pool: str, request: Any) -> APIError:
                     f"tokens, max_tokens={request.config.max_new_tokens}, n={request.config.num_return_sequences}"
                     "). Send a shorter prompt or lower max_tokens/n, or start the server with a larger "
                     "--kv-cache-gb.", code="kv_cache_exceeded")
+
+
+def engine_message(error: BaseException) -> str:
+    """An engine exception's first line, without GenAI's "[time] /path/file.cc:83: " prefix."""
+    line = next((text for text in str(error).splitlines() if text.strip()), type(error).__name__).strip()
+    if line.startswith("[") and ": " in line:
+        line = line.split(": ", 1)[1]
+    return line.rstrip(".") + "."

@@ -11,8 +11,8 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from collections.abc import AsyncIterator, Awaitable
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -32,6 +32,7 @@ REPLICA_HEADER = "x-ov-causal-replica"
 MAX_BODY_BYTES = 4 * 1024 * 1024
 BODY_TIMEOUT = 10.0  # seconds to receive a whole request body
 _INT64 = 2**63
+T = TypeVar("T")
 
 
 def _unicode(text: str) -> str:
@@ -81,6 +82,8 @@ class _GenerationRequest(_Body):
             raise APIError(400, "stop takes up to 4 non-empty strings.", param="stop")
         if self.stream and self.n > 1:
             raise APIError(400, "stream=true returns one choice: use n=1, or stream=false for n > 1.", param="n")
+        if self.stream_options is not None and not self.stream:
+            raise APIError(400, "stream_options is only allowed with stream=true.", param="stream_options")
         return Sampling(max_tokens if max_tokens is not None else self.max_tokens, self.temperature, self.top_p,
                         self.n, stop, self.seed, self.presence_penalty, self.frequency_penalty,
                         None if self.response_format is None else self.response_format.model_dump(exclude_none=True))
@@ -97,7 +100,7 @@ class TextPart(_Body):
 
 class ChatMessage(_Body):
     role: Literal["system", "developer", "user", "assistant"]
-    content: Text | list[TextPart]
+    content: Text | Annotated[list[TextPart], Field(min_length=1)]
     name: Text | None = None
 
     def plain(self) -> dict[str, str]:
@@ -147,14 +150,20 @@ def build_app(completer: Completer, replica: str = "", max_body_bytes: int = MAX
     def _http(_: Request, exc: HTTPException) -> JSONResponse:
         return _api_error(_, APIError(exc.status_code, str(exc.detail)))
 
+    @app.exception_handler(ClientGone)
+    def _gone(_: Request, exc: ClientGone) -> Response:
+        return Response(status_code=499, headers=headers)  # nginx's "client closed request": nobody reads it
+
     @app.exception_handler(Exception)
     def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         return _api_error(_, APIError(500, "The server failed on this request.", kind="server_error"))
 
     @app.get("/health")
     def health() -> JSONResponse:
-        if not completer.core.alive:
-            raise APIError(503, "The model is not serving.", kind="server_error", code="unavailable")
+        core = completer.core
+        if not core.healthy:
+            state = "its engine stalled" if core.stalled else "its engine is being rebuilt" if core.alive else "stopped"
+            raise APIError(503, f"The model is not serving ({state}).", kind="server_error", code="unavailable")
         return reply({"status": "ok"})
 
     @app.get("/metrics")
@@ -175,7 +184,7 @@ def build_app(completer: Completer, replica: str = "", max_body_bytes: int = MAX
         return reply(model_card())
 
     @app.post("/v1/completions")
-    async def completions(body: CompletionRequest) -> Any:
+    async def completions(body: CompletionRequest, http: Request) -> Any:
         completer.check_model(body.model)
         sampling = body.sampling()
         texts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
@@ -183,11 +192,17 @@ def build_app(completer: Completer, replica: str = "", max_body_bytes: int = MAX
                 "model": completer.name}
         if body.stream and len(texts) != 1:
             raise APIError(400, "stream=true takes one prompt, not a list.", param="prompt")
+        if len(texts) > completer.core.max_queue:
+            raise APIError(400, f"The request has {len(texts)} prompts; this server takes at most "
+                           f"{completer.core.max_queue} at once (its --max-queue). Send the list in smaller parts.",
+                           param="prompt", code="too_many_prompts")
+        sampling = await run_in_threadpool(completer.prepare, sampling)
         prompts = [await run_in_threadpool(completer.encode_text, text) for text in texts]
         requests = _submit_all(completer, prompts, sampling, 16)
         if body.stream:
             return await _stream(completer, prompts[0], requests[0], sampling, meta, body, False, headers)
-        results = await asyncio.gather(*(completer.acomplete(r, sampling) for r in requests))
+        results = await _unless_gone(http, asyncio.gather(*(completer.acomplete(r, sampling) for r in requests)),
+                                     requests)
         choices, usage = [], {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
         for prompt, outputs in zip(prompts, results):
             for output in outputs:
@@ -197,9 +212,9 @@ def build_app(completer: Completer, replica: str = "", max_body_bytes: int = MAX
         return reply({**meta, "choices": choices, "usage": usage})
 
     @app.post("/v1/chat/completions")
-    async def chat(body: ChatRequest) -> Any:
+    async def chat(body: ChatRequest, http: Request) -> Any:
         completer.check_model(body.model)
-        sampling = body.sampling(body.max_completion_tokens)
+        sampling = await run_in_threadpool(completer.prepare, body.sampling(body.max_completion_tokens))
         prompt = await run_in_threadpool(completer.encode_chat, [m.plain() for m in body.messages])
         meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
                 "model": completer.name}
@@ -207,7 +222,7 @@ def build_app(completer: Completer, replica: str = "", max_body_bytes: int = MAX
         if body.stream:
             return await _stream(completer, prompt, request, sampling, {**meta, "object": "chat.completion.chunk"},
                                  body, True, headers)
-        outputs = await completer.acomplete(request, sampling)
+        outputs = await _unless_gone(http, completer.acomplete(request, sampling), [request])
         choices = [{"index": i, "message": {"role": "assistant", "content": o.text}, "logprobs": None,
                     "finish_reason": o.finish_reason} for i, o in enumerate(outputs)]
         return reply({**meta, "choices": choices, "usage": _usage(prompt, outputs)})
@@ -228,6 +243,33 @@ def _submit_all(completer: Completer, prompts: list[Prompt], sampling: Sampling,
             request.cancel()
         raise
     return requests
+
+
+async def _unless_gone(http: Request, work: Awaitable[T], requests: list[CoreRequest]) -> T:
+    """``work``'s result; if the client disconnects first, its requests are cancelled (the engine drops them at
+    the next step, as it does a dropped stream's) and ``ClientGone`` is raised."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnected(http))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if not task.done():
+        for request in requests:
+            request.cancel()
+        task.cancel()
+        raise ClientGone
+    return task.result()
+
+
+async def _disconnected(http: Request) -> None:
+    """Return once the client has gone (the body was read already: the next message is the disconnect)."""
+    while (await http.receive())["type"] != "http.disconnect":
+        pass
+
+
+class ClientGone(Exception):
+    """The client of a non-streaming request disconnected before its answer (nobody to answer)."""
 
 
 def _validation_error(exc: RequestValidationError) -> APIError:

@@ -225,7 +225,7 @@ def _deployment(ray_serve: Any) -> Any:
             return build_app(self.completer, self.replica, **self.http)
 
         def check_health(self) -> None:
-            if not self.completer.core.alive:
+            if not self.completer.core.alive or self.completer.core.stalled:
                 raise RuntimeError(f"the serving core stopped: {self.completer.core.failure!r}")
 
         def __del__(self) -> None:

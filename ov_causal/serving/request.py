@@ -41,6 +41,8 @@ class Request:
 
     def __init__(self, rid: int, ids: list[int], config: Any, loop: asyncio.AbstractEventLoop | None) -> None:
         self.id, self.ids, self.config, self._loop = rid, ids, config, loop
+        self.limit: int = config.max_new_tokens  # max_new_tokens as asked (a resumed request asks the rest)
+        self.generated: list[int] = []  # the first sequence's tokens so far, to resume it on a new engine
         self._queue: Any = asyncio.Queue() if loop is not None else queue.SimpleQueue()
         self.prompt_tokens, self.completion_tokens = len(ids), 0
         self.submitted = time.monotonic()
@@ -48,6 +50,7 @@ class Request:
         self.finished: float | None = None
         self.error: APIError | None = None
         self.cancelled = False
+        self.attempts = 0  # times the engine failed under it and it was queued again
         self.handle: Any = None
         self.pushed = self.taken = 0  # chunks handed over / read: each counter written by one thread only
         self._seen: dict[int, int] = {}  # GenAI sequence id -> our index
@@ -94,6 +97,8 @@ class Request:
         if isinstance(item, Chunk):
             self.pushed += 1
             self.completion_tokens += len(item.tokens)
+            if item.index == 0:
+                self.generated.extend(item.tokens)
             if self.first_token is None and item.tokens:
                 self.first_token = time.monotonic()
         if self._loop is None:
@@ -103,6 +108,16 @@ class Request:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
         except RuntimeError:  # the consumer's event loop is gone: nobody will read
             self.cancelled = True
+
+    def resume(self) -> bool:
+        """Make this request continue after its tokens so far, on a new engine (the one that produced them
+        failed). False when that cannot be exact: several sequences, or a grammar whose state would restart."""
+        if self.config.num_return_sequences != 1 or self.config.structured_output_config is not None:
+            return False
+        self.ids = self.ids + self.generated
+        self.config.max_new_tokens = self.limit - len(self.generated)
+        self.generated = []
+        return self.config.max_new_tokens > 0
 
     def index_of(self, sequence_id: int) -> int:
         """The position (0, 1, ...) of GenAI's sequence id among this request's returned sequences."""
@@ -116,5 +131,5 @@ def _assemble(request: Request, chunks: list[Chunk]) -> list[SequenceResult]:
     for chunk in chunks:
         tokens[chunk.index].extend(chunk.tokens)
         reasons[chunk.index] = chunk.finish_reason or reasons[chunk.index]
-    limit = request.config.max_new_tokens
+    limit = request.limit
     return [SequenceResult(t, r or ("length" if len(t) >= limit else "stop")) for t, r in zip(tokens, reasons)]

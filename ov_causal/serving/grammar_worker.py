@@ -1,0 +1,106 @@
+"""The grammar worker: a process that compiles ``response_format`` grammars the way the engine will, and dies alone.
+
+Run by ``serving.grammar`` as ``python -m ov_causal.serving.grammar_worker FOLDER``. It reads one JSON request a
+line on stdin (``{"id": n, "format": {...}}``) and answers one line on stdout: ``{"id": n, "keywords": {...}}``
+(the ``StructuredOutputConfig`` keywords) or ``{"id": n, "error": "..."}``. Each grammar is built by
+``model.structured`` and then compiled by xgrammar, the grammar compiler GenAI runs inside its engine, against
+the model's own vocabulary: what fails or takes long here would fail or stall the engine. A slow or huge
+compile is ended by the parent killing this process. It exits when its stdin closes (the parent went away).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..build.sources import CONFIG_FILE
+from .engine import engine_message
+
+# tokenizer.json decoder types -> xgrammar's vocabulary types
+_VOCAB_TYPES = {"ByteLevel": "BYTE_LEVEL", "ByteFallback": "BYTE_FALLBACK"}
+
+
+def vocabulary(folder: Path) -> tuple[list[str], str]:
+    """The model's tokens in id order and their xgrammar vocabulary type, from the folder's ``tokenizer.json``.
+
+    Without one, placeholder tokens of the model's vocabulary size: the compile then still costs what it will
+    cost the engine (a grammar's syntax does not depend on the tokens).
+    """
+    path = folder / "tokenizer.json"
+    if path.is_file():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        ids = dict(data.get("model", {}).get("vocab") or {})
+        ids.update({t["content"]: t["id"] for t in data.get("added_tokens") or []})
+        if ids:
+            tokens = [f"<unused{i}>" for i in range(max(ids.values()) + 1)]
+            for text, i in ids.items():
+                tokens[i] = text
+            return tokens, _vocab_type(data.get("decoder"))
+    config_path = folder / CONFIG_FILE
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    size = config.get("vocab_size") if isinstance(config.get("vocab_size"), int) else 32000
+    return [f"<token{i}>" for i in range(size)], "RAW"
+
+
+def _vocab_type(decoder: Any) -> str:
+    if not isinstance(decoder, dict):
+        return "RAW"
+    kinds = [decoder.get("type")] + [d.get("type") for d in decoder.get("decoders") or [] if isinstance(d, dict)]
+    return next((_VOCAB_TYPES[k] for k in kinds if k in _VOCAB_TYPES), "RAW")
+
+
+def _compiler(folder: Path) -> Any:
+    import xgrammar
+
+    tokens, kind = vocabulary(folder)
+    info = xgrammar.TokenizerInfo(tokens, getattr(xgrammar.VocabType, kind))
+    return xgrammar.GrammarCompiler(info, max_threads=1, cache_enabled=False)
+
+
+def compile_format(compiler: Any, response_format: Any) -> dict[str, str] | None:
+    """The ``StructuredOutputConfig`` keywords of ``response_format``, compiled as the engine compiles them."""
+    from ..model.structured import constraint
+
+    keywords = constraint(response_format)
+    if keywords is None:
+        return None
+    try:
+        if "regex" in keywords:
+            compiler.compile_regex(keywords["regex"])
+        else:
+            compiler.compile_grammar(keywords["grammar"])
+    except RuntimeError as exc:  # "[time] file.cc:83: Regex parsing error at position 3: Lookahead is not ..."
+        raise ValueError(_engine_message(str(exc), keywords.get("regex", keywords.get("grammar", "")))) from None
+    return keywords
+
+
+def _engine_message(text: str, source: str) -> str:
+    reason = engine_message(RuntimeError(text)).rstrip(".")
+    where = re.search(r"at position (\d+)", reason)
+    near = f" (near {source[max(0, int(where[1]) - 12):int(where[1]) + 12]!r})" if where else ""
+    return (f"cannot be compiled by the engine's grammar compiler: {reason}{near}. Rewrite the schema's 'pattern' "
+            "keywords without lookarounds, atomic groups, possessive quantifiers, \\b, named groups, inline flags "
+            "or backreferences.")
+
+
+def main(argv: list[str]) -> int:
+    compiler = _compiler(Path(argv[0]))
+    out = sys.stdout
+    out.write(json.dumps({"ready": True}) + "\n")
+    out.flush()
+    for line in sys.stdin:
+        request = json.loads(line)
+        try:
+            answer = {"keywords": compile_format(compiler, request["format"])}
+        except (ValueError, TypeError) as exc:
+            answer = {"error": str(exc)}
+        out.write(json.dumps({"id": request["id"], **answer}) + "\n")
+        out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
