@@ -80,7 +80,7 @@ def compile_format(compiler: Any, response_format: Any) -> dict[str, str] | None
 def _engine_message(text: str, source: str) -> str:
     reason = engine_message(RuntimeError(text)).rstrip(".")
     where = re.search(r"at position (\d+)", reason)
-    near = f" (near {source[max(0, int(where[1]) - 12):int(where[1]) + 12]!r})" if where else ""
+    near = f" (near `{source[max(0, int(where[1]) - 12):int(where[1]) + 12]}`)" if where else ""
     return (f"cannot be compiled by the engine's grammar compiler: {reason}{near}. Rewrite the schema's 'pattern' "
             "keywords without lookarounds, atomic groups, possessive quantifiers, \\b, named groups, inline flags "
             "or backreferences.")
