@@ -124,6 +124,9 @@ class Metrics:
         rebuilds = Gauge("ov_causal_engine_rebuilds", "Pipelines rebuilt to give back memory a burst took "
                          "(see process_resident_memory_bytes)", registry=registry)
         rebuilds.set_function(lambda: core.memory.rebuilds)
+        failures = Gauge("ov_causal_engine_failures", "Engine steps that failed (the engine was rebuilt at once; "
+                         "their requests were settled one by one)", registry=registry)
+        failures.set_function(lambda: core.engine_failures)
         self.ttft = Histogram("ov_causal_time_to_first_token_seconds", "Time from submission to the first token",
                               buckets=_LATENCY_BUCKETS, registry=registry)
         self.latency = Histogram("ov_causal_request_latency_seconds", "Time from submission to the end",
