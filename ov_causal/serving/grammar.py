@@ -102,6 +102,10 @@ class GrammarCheck:
             self._worker = _Worker(self.folder)
         try:
             answer = self._worker.ask(key, self.timeout, self.max_rss_mib)
+        except APIError:  # not started: nothing known about this format
+            self._worker.stop()
+            self._worker = None
+            raise
         except _OverBudget as exc:
             self._worker.stop()
             self._worker = None
@@ -154,7 +158,8 @@ class _Worker:
     def ask(self, key: str, timeout: float, max_rss_mib: int) -> dict[str, Any]:
         """The worker's answer for one format's JSON text, within ``timeout`` s and ``max_rss_mib`` MiB."""
         if not self.ready.wait(STARTUP_TIMEOUT) or not self.alive():
-            raise _OverBudget("could not be checked: the server's grammar compiler did not start. Retry later")
+            raise APIError(503, "The server's grammar compiler did not start; retry in a moment.",
+                           param="response_format", kind="server_error", code="grammar_compiler_unavailable")
         self._ids += 1
         assert self.process.stdin is not None
         self.process.stdin.write(json.dumps({"id": self._ids, "format": json.loads(key)}) + "\n")
