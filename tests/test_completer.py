@@ -96,3 +96,26 @@ def test_response_format_goes_to_structured_output(completer):
     assert completer.generation_config(prompt, wanted, 16).structured_output_config is not None
     plain = Sampling(max_tokens=8, temperature=0, response_format={"type": "text"})
     assert completer.generation_config(prompt, plain, 16).structured_output_config is None
+
+
+def test_incremental_text_equals_decoding_everything(completer):
+    """Streamed text is decoded a few tokens at a time (not the whole reply at every step), and is the same."""
+    import random
+
+    from ov_causal.serving.completer import IncrementalText
+
+    sizes: list[int] = []
+
+    def decode(tokens):
+        sizes.append(len(tokens))
+        return completer.core.decode(tokens)
+
+    rng = random.Random(0)
+    tokens = completer.core.encode("def parse_args(argv):\n    return [a.strip() for a in argv if a] # ünïcode ✓")
+    tokens += [rng.randrange(2, 200) for _ in range(300)] + completer.core.encode(" done.")
+    text = IncrementalText(decode)
+    for start in range(0, len(tokens), 3):
+        text.extend(tokens[start:start + 3])
+    assert text.text == completer.core.decode(tokens)
+    steps = len(range(0, len(tokens), 3))
+    assert sum(sizes) < 20 * len(tokens) < steps * len(tokens) / 4  # linear in the reply, not quadratic

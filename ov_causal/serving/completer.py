@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -156,29 +156,27 @@ class Completer:
 
     async def stream(self, request: Request, sampling: Sampling) -> AsyncIterator[str | Output]:
         """Yield text pieces as they are generated, then the finished ``Output`` (n=1)."""
-        tokens: list[int] = []
+        text = IncrementalText(self.core.decode)
         sent, reason = "", None
         hold = max((len(s) for s in sampling.stop), default=1) - 1  # a stop string may be split across pieces
         try:
             async for chunk in request:
-                tokens.extend(chunk.tokens)
                 reason = chunk.finish_reason or reason
-                text = self.core.decode(tokens)
-                cut = _first_stop(text, sampling.stop)
+                if not text.extend(chunk.tokens):
+                    continue  # a character split across tokens: wait for the rest
+                cut = _first_stop(text.text, sampling.stop, start=len(sent))
                 if cut is not None:
-                    if text[len(sent):cut]:
-                        yield text[len(sent):cut]
-                    sent = text[:cut]
+                    if text.text[len(sent):cut]:
+                        yield text.text[len(sent):cut]
+                    sent = text.text[:cut]
                     break
-                if text.endswith("\ufffd"):  # a character split across tokens: wait for the rest
-                    continue
-                ready = text[len(sent): max(len(sent), len(text) - hold)]
+                ready = text.text[len(sent): max(len(sent), len(text.text) - hold)]
                 if ready:
                     yield ready
                     sent += ready
         finally:
             request.cancel()
-        final = self._output(SequenceResult(tokens, reason or _reason(tokens, request)), sampling.stop)
+        final = self._output(SequenceResult(text.tokens, reason or _reason(text.tokens, request)), sampling.stop)
         if final.text.startswith(sent) and final.text[len(sent):]:
             yield final.text[len(sent):]
         yield final
@@ -195,6 +193,30 @@ def _reason(tokens: list[int], request: Request) -> str:
     return "length" if len(tokens) >= request.limit else "stop"
 
 
-def _first_stop(text: str, stop: Sequence[str]) -> int | None:
-    found = [i for i in (text.find(s) for s in stop) if i >= 0]
+class IncrementalText:
+    """The text of a growing token list, decoding a few tokens per step instead of the whole list.
+
+    Each step decodes the tokens since the last complete piece twice, with and without the new ones, and keeps
+    the difference: the same text as decoding everything (tokenizers that drop a word's leading space at the
+    start of a decode drop it in both), at a cost that does not grow with the reply.
+    """
+
+    def __init__(self, decode: Callable[[Sequence[int]], str]) -> None:
+        self.decode, self.tokens, self.text = decode, [], ""
+        self._prefix = self._read = 0  # tokens[_prefix:_read] are decoded into text already: the context
+
+    def extend(self, tokens: Sequence[int]) -> bool:
+        """Add tokens; False while the text ends inside a character (wait for the next tokens)."""
+        self.tokens.extend(tokens)
+        before = self.decode(self.tokens[self._prefix:self._read])
+        after = self.decode(self.tokens[self._prefix:])
+        if after.endswith("\ufffd"):
+            return False
+        self.text += after[len(before):]
+        self._prefix, self._read = self._read, len(self.tokens)
+        return True
+
+
+def _first_stop(text: str, stop: Sequence[str], start: int = 0) -> int | None:
+    found = [i for i in (text.find(s, start) for s in stop) if i >= 0]
     return min(found) if found else None
