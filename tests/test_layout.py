@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ov_causal"
-MAX_LINES = 300
+MAX_LINES = 400  # the guide's "modules under ~400 lines"; functions are what should stay short
 # Layers, lowest first. The package root (public names) and the 0.1 module paths left at the top level are
 # re-exports: the root imports only config and errors, an old path re-exports one module of a layer.
 RANKS = {"errors": 0, "_optional": 0, "config": 1, "": 1, "build": 2, "model": 3, "serving": 4, "tools": 4,
