@@ -125,8 +125,11 @@ def serve(
     running.keep, running.grace = keep, float(grace)
     cpus = num_cpus if num_cpus is not None else min(1.0, (os.cpu_count() or 1) / replicas)
     # A replica takes more requests than it runs, so that its own queue answers 429 (never an unbounded wait).
+    # At a stop, a replica takes no new requests and gets ``grace`` s for those it has (polled every 0.1 s).
     deployment = _deployment(ray_serve).options(num_replicas=replicas, ray_actor_options={"num_cpus": cpus},
-                                                max_ongoing_requests=max_batch + max_queue + _SLACK)
+                                                max_ongoing_requests=max_batch + max_queue + _SLACK,
+                                                graceful_shutdown_timeout_s=float(grace),
+                                                graceful_shutdown_wait_loop_s=0.1)
     core = {"max_running": max_batch, "max_queue": max_queue, "kv_cache_gb": kv_cache_gb}
     http = {"max_body_bytes": max_body_bytes, "body_timeout": float(body_timeout)}
     ray_serve.run(deployment.bind(str(folder), name or default_name(model), device, properties, chat_template,
@@ -184,7 +187,7 @@ def _await_rollout(ray_serve: Any, replicas: int, timeout: float = 120.0) -> Non
 def wait() -> None:
     """Block until Ctrl-C or SIGTERM, then stop as ``shutdown()`` does; a second signal exits at once."""
     stop = threading.Event()
-    restore = _on_signals(stop)
+    restore = _on_signals(stop, _RUNNING.get(APP_NAME))
     try:
         while _RUNNING and _serving(_RUNNING.get(APP_NAME)) and not stop.wait(1):
             pass
@@ -197,8 +200,9 @@ def wait() -> None:
         restore()
 
 
-def _on_signals(stop: threading.Event) -> Callable[[], None]:
-    """Make SIGINT and SIGTERM set ``stop`` (a second one exits at once); returns what restores the handlers."""
+def _on_signals(stop: threading.Event, running: _Server | None) -> Callable[[], None]:
+    """Make SIGINT and SIGTERM set ``stop``; a second one exits at once (ending the Ray processes ``running``
+    started). Returns what restores the handlers."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
 
@@ -207,7 +211,8 @@ def _on_signals(stop: threading.Event) -> Callable[[], None]:
             stop.set()
             return
         print(f"{signal.Signals(signum).name} again: exiting now.", file=sys.stderr, flush=True)
-        _end_children()
+        if running is not None and running.started_ray:
+            _end_children(_ray_processes(), timeout=1.0)
         os._exit(128 + signum)
 
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -236,8 +241,9 @@ def _serving(running: _Server | None) -> bool:
 def shutdown(grace: float | None = None) -> None:
     """Stop the server started by ``serve()`` (and Ray, if ``serve()`` started it); its port is then free.
 
-    It takes no new requests, gives those in flight ``grace`` seconds to finish (default: ``serve()``'s
-    ``grace``), and ends the rest with a 503 error.
+    It takes no new requests and gives those in flight ``grace`` seconds to finish (default: ``serve()``'s
+    ``grace``; on Ray always ``serve()``'s, set on the deployment). Then the single-process server ends the rest
+    with a 503 error (a stream: an error event, then ``[DONE]``); Ray Serve stops the replicas.
     """
     running = _RUNNING.pop(APP_NAME, None)
     if running is None:
@@ -246,21 +252,58 @@ def shutdown(grace: float | None = None) -> None:
     if running.direct is not None:
         running.direct.stop(grace)
         return
+    _stop_ray(running)
+
+
+def _stop_ray(running: _Server) -> None:
+    """Drain and delete the app while the proxy still streams, then stop Serve, and Ray with its processes.
+
+    Ray Serve gives each replica its ``graceful_shutdown_timeout_s`` (``grace``), then kills it.
+    """
     import ray
     from ray import serve as ray_serve
 
-    ray_serve.shutdown()
-    if running.started_ray:
-        ray.shutdown()
+    children = _ray_processes() if running.started_ray else []
+    try:
+        ray_serve.delete(APP_NAME)
+    finally:
+        ray_serve.shutdown()
+        if running.started_ray:
+            ray.shutdown()
+            _end_children(children)
 
 
-def _end_children() -> None:
-    """Kill this process's children (Ray's), so that exiting at once leaves no process behind."""
+def _ray_processes() -> list[Any]:
+    """This process's descendants that are Ray's (raylet, GCS, workers, agents), as psutil processes."""
     try:
         import psutil
-    except ImportError:
-        return
+    except ImportError:  # without psutil, ray.shutdown() alone ends them
+        return []
+    found = []
     for child in psutil.Process().children(recursive=True):
+        try:
+            command = " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        if child.name().startswith(("ray", "gcs_server")) or "/ray/" in command or "ray::" in command:
+            found.append(child)
+    return found
+
+
+def _end_children(children: list[Any], timeout: float = 5.0) -> None:
+    """End ``children``: those left ``timeout`` s after a SIGTERM are killed (``ray.shutdown()`` leaves Ray's
+    agent processes to notice on their own, for minutes)."""
+    if not children:
+        return
+    import psutil
+
+    for child in children:
+        try:
+            child.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(children, timeout=timeout)
+    for child in alive:
         try:
             child.kill()
         except psutil.Error:
