@@ -23,7 +23,7 @@ from ov_causal.serving import ray_serve as serving  # noqa: E402
 
 PROMPT = "def parse_args(argv):\n    "  # greedy on the tiny llama: runs to max_tokens without an end of sequence
 WORKTREE = Path(__file__).resolve().parents[1]
-STOPPING = re.compile(r"stopping: finishing (\d+) requests in flight, up to ([\d.]+) s; signal again to exit now")
+STOPPING = re.compile(r"stopping: finishing (\d+|the) requests in flight, up to ([\d.]+) s; signal again to exit now")
 
 
 def _free_port() -> int:
@@ -58,8 +58,9 @@ class Server:
 
 
 def _start(export: Path, *flags: str) -> Server:
+    """``ov-causal serve EXPORT --port FREE --name m *flags`` (add ``--no-ray`` to ``flags`` for one process)."""
     port = _free_port()
-    child = subprocess.Popen([sys.executable, "-m", "ov_causal", "serve", str(export), "--no-ray", "--port", str(port),
+    child = subprocess.Popen([sys.executable, "-m", "ov_causal", "serve", str(export), "--port", str(port),
                               "--name", "m", *flags], cwd=WORKTREE, text=True, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
     first = child.stdout.readline()
@@ -131,7 +132,7 @@ def _stop(server: Server, sig: int = signal.SIGTERM) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_stop_finishes_requests_in_flight(export, sig):
     """8 plain and 8 streaming requests (2 at a time, the rest queued): every one ends whole, then exit 0."""
-    server = _start(export, "--max-batch", "2", "--grace", "30")
+    server = _start(export, "--no-ray", "--max-batch", "2", "--grace", "30")
     try:
         load = Load(server.url)
         load.start(8)
@@ -160,7 +161,7 @@ def test_stop_finishes_requests_in_flight(export, sig):
 
 def test_grace_over_ends_requests_with_an_error(export):
     """0.2 s of grace for 16 requests of ~1 s: the plain ones get a 503 error, streams an error event then [DONE]."""
-    server = _start(export, "--grace", "0.2")
+    server = _start(export, "--no-ray", "--grace", "0.2")
     try:
         load = Load(server.url)
         load.start(8)
@@ -188,7 +189,7 @@ def test_grace_over_ends_requests_with_an_error(export):
 
 
 def test_second_signal_exits_at_once(export):
-    server = _start(export, "--max-batch", "1", "--grace", "60")
+    server = _start(export, "--no-ray", "--max-batch", "1", "--grace", "60")
     try:
         load = Load(server.url)
         load.start(8)
@@ -208,3 +209,33 @@ def test_grace_is_checked(export):
     for grace in (-1, float("nan"), "5"):
         with pytest.raises(OptionError, match=r"grace=.* is not valid"):
             serving.serve(str(export), ray=False, port=_free_port(), grace=grace, blocking=False)
+
+
+def test_ray_stop_finishes_requests_and_leaves_no_process(export):
+    """Ray Serve: the same load and SIGTERM; every request ends whole, and no Ray process outlives the CLI."""
+    pytest.importorskip("ray.serve")
+    psutil = pytest.importorskip("psutil")
+    server = _start(export, "--grace", "30")
+    try:
+        load = Load(server.url)
+        load.start(4)
+        ray_processes = psutil.Process(server.child.pid).children(recursive=True)
+        assert ray_processes
+        began = time.monotonic()
+        _stop(server)
+        assert server.child.wait(timeout=90) == 0, "".join(server.lines)
+        took = time.monotonic() - began
+        load.join()
+        assert [status for status, _ in load.plain] == [200] * 4, load.plain
+        assert all(b["usage"]["completion_tokens"] == 200 for _, b in load.plain)
+        for status, data in load.streams:
+            assert status == 200 and data[-1] == "[DONE]", data
+            assert json.loads(data[-2])["choices"][0]["finish_reason"] == "length", data
+        _, alive = psutil.wait_procs(ray_processes, timeout=10)
+        assert not alive, [(p.pid, p.name()) for p in alive]
+        print(f"\nRay: 8 requests in flight, stopped in {took:.2f} s, {len(ray_processes)} Ray processes ended")
+    finally:
+        for process in psutil.Process(server.child.pid).children(recursive=True) if server.child.poll() is None else []:
+            process.kill()
+        server.child.kill()
+        server.child.wait()
