@@ -23,8 +23,6 @@ from .engine import POLL, REASONS, context_length, engine_args, int64, new_pipel
 from .memory import MemoryWatch
 from .request import END, Chunk, Request
 
-_DRAIN_POLL = 0.05  # seconds between drain()'s looks at the running and waiting requests
-
 
 class ServingCore:
     """One export folder served by continuous batching.
@@ -65,7 +63,6 @@ class ServingCore:
         self._active: dict[int, Request] = {}
         self._cond = threading.Condition()
         self._closed = False
-        self._draining = False  # drain(): new requests are refused
         self._ending: set[int] = set()  # requests seen ending, read once more
         self.failure: BaseException | None = None
         self._open, self._go, self._pump_done = threading.Event(), threading.Event(), threading.Event()
@@ -103,10 +100,6 @@ class ServingCore:
             raise APIError(400, f"Invalid generation settings: {exc}") from None
         request = Request(next(self._ids), ids, config, loop)
         with self._cond:
-            if self._draining:
-                raise APIError(503, "The server is shutting down: it finishes the requests it has and takes no "
-                               "new ones. Retry on another server, or once it is back.", kind="server_error",
-                               code="shutting_down")
             if self._closed or self.failure is not None:
                 raise APIError(503, "The model is not serving (it was shut down or failed); retry later.",
                                kind="server_error", code="unavailable")
@@ -140,19 +133,6 @@ class ServingCore:
             self._closed = True
             self._cond.notify()
         self._thread.join(timeout=60)
-
-    def drain(self, timeout: float) -> int:
-        """Refuse new requests (APIError 503) and wait up to ``timeout`` s for those running or queued to end.
-
-        Returns how many are left (0: all ended); ``close()`` then ends them with APIError(503).
-        """
-        with self._cond:
-            self._draining = True
-        deadline, idle = time.monotonic() + timeout, 0
-        while idle < 2 and time.monotonic() < deadline:  # idle twice: a request moved to the engine is in neither
-            idle = idle + 1 if not (self._incoming or self._active) else 0
-            time.sleep(_DRAIN_POLL)
-        return 0 if idle >= 2 else len(self._incoming) + len(self._active)
 
     # GenAI's step() binding holds Python's GIL for the whole step (measured: a counting thread runs at 13% of
     # its speed beside a stepping thread, 91% beside a stepping process), so HTTP work in the same process

@@ -21,6 +21,7 @@ from .._optional import require
 from ..errors import ServerError
 from .core import ServingCore
 from .launch import base_url, default_name, listen, prepare
+from .stop import wait_idle
 
 READY_KEYWORDS = frozenset({"runtime", "ov_config", "backend"})  # what a ready folder honours without loading
 REPLICA = "replica-0"
@@ -40,12 +41,12 @@ class DirectServer:
     def stop(self, grace: float = 0.0) -> int:
         """Stop accepting, give the requests in flight up to ``grace`` s to finish, end the rest, then stop.
 
-        The listening socket closes at once and new requests get 503; requests left at the end of the grace
-        period end with a 503 error (a stream: an error event, then ``[DONE]``). Returns how many were left.
+        The listening socket closes at once (and idle keep-alive connections); requests left at the end of the
+        grace period end with a 503 error (a stream: an error event, then ``[DONE]``). Returns how many were left.
         """
         self.server.config.timeout_graceful_shutdown = grace + CLOSE_SECONDS  # then uvicorn cancels what is open
         self.server.should_exit = True  # uvicorn closes the listening socket at its next tick (0.1 s)
-        left = self.core.drain(grace)
+        left = wait_idle(lambda: self.in_flight, grace)
         self.core.close()
         self.thread.join(timeout=CLOSE_SECONDS + 30)
         return left

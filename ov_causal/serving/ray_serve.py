@@ -9,17 +9,17 @@ exported folder into a torch-free ``ServingCore`` (GenAI continuous batching). R
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from .._optional import require
 from ..errors import OptionError
 from .launch import base_url, check_grace, check_options, check_port, default_name, prepare
+from .stop import end_processes, on_signals, ray_processes
 
 __all__ = ["APP_NAME", "check_port", "default_name", "serve", "shutdown", "wait"]
 
@@ -187,7 +187,7 @@ def _await_rollout(ray_serve: Any, replicas: int, timeout: float = 120.0) -> Non
 def wait() -> None:
     """Block until Ctrl-C or SIGTERM, then stop as ``shutdown()`` does; a second signal exits at once."""
     stop = threading.Event()
-    restore = _on_signals(stop, _RUNNING.get(APP_NAME))
+    restore = on_signals(stop, partial(_exit_now, _RUNNING.get(APP_NAME)))
     try:
         while _RUNNING and _serving(_RUNNING.get(APP_NAME)) and not stop.wait(1):
             pass
@@ -200,28 +200,10 @@ def wait() -> None:
         restore()
 
 
-def _on_signals(stop: threading.Event, running: _Server | None) -> Callable[[], None]:
-    """Make SIGINT and SIGTERM set ``stop``; a second one exits at once (ending the Ray processes ``running``
-    started). Returns what restores the handlers."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
-    def handle(signum: int, _frame: Any) -> None:
-        if not stop.is_set():
-            stop.set()
-            return
-        print(f"{signal.Signals(signum).name} again: exiting now.", file=sys.stderr, flush=True)
-        if running is not None and running.started_ray:
-            _end_children(_ray_processes(), timeout=1.0)
-        os._exit(128 + signum)
-
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def restore() -> None:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-    return restore
+def _exit_now(running: _Server | None) -> None:
+    """At a second signal: end the Ray processes ``serve()`` started (the process then exits at once)."""
+    if running is not None and running.started_ray:
+        end_processes(ray_processes(), timeout=1.0)
 
 
 def _announce(running: _Server | None) -> None:
@@ -263,51 +245,14 @@ def _stop_ray(running: _Server) -> None:
     import ray
     from ray import serve as ray_serve
 
-    children = _ray_processes() if running.started_ray else []
+    children = ray_processes() if running.started_ray else []
     try:
         ray_serve.delete(APP_NAME)
     finally:
         ray_serve.shutdown()
         if running.started_ray:
             ray.shutdown()
-            _end_children(children)
-
-
-def _ray_processes() -> list[Any]:
-    """This process's descendants that are Ray's (raylet, GCS, workers, agents), as psutil processes."""
-    try:
-        import psutil
-    except ImportError:  # without psutil, ray.shutdown() alone ends them
-        return []
-    found = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            command = " ".join(child.cmdline())
-        except psutil.Error:
-            continue
-        if child.name().startswith(("ray", "gcs_server")) or "/ray/" in command or "ray::" in command:
-            found.append(child)
-    return found
-
-
-def _end_children(children: list[Any], timeout: float = 5.0) -> None:
-    """End ``children``: those left ``timeout`` s after a SIGTERM are killed (``ray.shutdown()`` leaves Ray's
-    agent processes to notice on their own, for minutes)."""
-    if not children:
-        return
-    import psutil
-
-    for child in children:
-        try:
-            child.terminate()
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(children, timeout=timeout)
-    for child in alive:
-        try:
-            child.kill()
-        except psutil.Error:
-            pass
+            end_processes(children)
 
 
 def _deployment(ray_serve: Any) -> Any:
