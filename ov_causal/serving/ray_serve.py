@@ -192,9 +192,10 @@ def wait() -> None:
         while _RUNNING and _serving(_RUNNING.get(APP_NAME)) and not stop.wait(1):
             pass
     except KeyboardInterrupt:  # Ctrl-C where the handlers could not be set (wait() off the main thread)
-        pass
+        stop.set()
     try:
-        _announce(_RUNNING.get(APP_NAME))
+        if stop.is_set():  # else the HTTP thread stopped on its own: nothing to announce
+            _announce(_RUNNING.get(APP_NAME))
         shutdown()
     finally:
         restore()
