@@ -81,8 +81,9 @@ def serve(
         max_body_bytes: largest request body (413 beyond).
         body_timeout: seconds a client has to send its request body (408 beyond).
         grace: seconds the requests in flight get to finish when the server stops (Ctrl-C, SIGTERM,
-            ``shutdown()``); it takes no new ones meanwhile, and those still running then end with a 503 error
-            (a stream: an error event, then ``[DONE]``). A second Ctrl-C or SIGTERM exits at once.
+            ``shutdown()``), taking no new ones; then, with ``ray=False``, those left end with a 503 error (a
+            stream: an error event, then ``[DONE]``), and on Ray the replicas are stopped (Ray Serve's
+            ``graceful_shutdown_timeout_s``). A second Ctrl-C or SIGTERM exits at once.
         blocking: wait until Ctrl-C or SIGTERM, then shut down; False returns at once (call ``shutdown()`` later).
         ray: False serves one replica in this process with uvicorn, without Ray (lighter and faster: no
             proxy hop). On a ready folder (an export folder, or a checkpoint already in the export cache, with
@@ -193,12 +194,13 @@ def wait() -> None:
             pass
     except KeyboardInterrupt:  # Ctrl-C where the handlers could not be set (wait() off the main thread)
         stop.set()
-    try:
+    finally:
         if stop.is_set():  # else the HTTP thread stopped on its own: nothing to announce
             _announce(_RUNNING.get(APP_NAME))
-        shutdown()
-    finally:
-        restore()
+        try:
+            shutdown()
+        finally:
+            restore()
 
 
 def _exit_now(running: _Server | None) -> None:
