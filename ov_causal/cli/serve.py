@@ -47,6 +47,9 @@ def add_parser(sub: Subparsers) -> None:
     srv.add_argument("--no-ray", dest="ray", action="store_false", default=default_of(serve, "ray"),
                      help="serve one replica in this process with uvicorn, without Ray Serve (lighter, no proxy hop; "
                           "an export folder or a cached export is served without importing torch)")
+    srv.add_argument("--grace", type=float, metavar="SECONDS", default=default_of(serve, "grace"),
+                     help="at Ctrl-C or SIGTERM, take no new requests and give those in flight this long to finish; "
+                          "the rest then end with an error, and a second signal exits at once (default: %(default)s)")
     srv.add_argument("--kv-cache-gb", type=int, metavar="GB", default=None,
                      help="KV-cache pool per replica in GB (default: grown with demand)")
 
@@ -62,7 +65,7 @@ def read_template(path: str | None) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Start the deployment, print how to query it, and wait until Ctrl-C."""
+    """Start the deployment, print how to query it, and wait until Ctrl-C or SIGTERM (then stop gracefully)."""
     options = keywords(args, serve)
     options["chat_template"] = read_template(args.chat_template)
     if args.runtime is not None:  # a from_pretrained keyword, which serve() passes on

@@ -21,10 +21,11 @@ from .._optional import require
 from ..errors import ServerError
 from .core import ServingCore
 from .launch import base_url, default_name, listen, prepare
+from .stop import wait_idle
 
 READY_KEYWORDS = frozenset({"runtime", "ov_config", "backend"})  # what a ready folder honours without loading
 REPLICA = "replica-0"
-GRACE_SECONDS = 5  # open streams get this long to finish at shutdown
+CLOSE_SECONDS = 5  # after the grace period: for the last bytes (error events, [DONE]) to reach the clients
 
 
 @dataclass
@@ -37,11 +38,23 @@ class DirectServer:
     core: ServingCore
     keep: Any = None  # a temporary export folder's model (cache=False), kept alive while serving
 
-    def stop(self) -> None:
-        """Stop answering, close the listening socket and the core's engine threads."""
-        self.server.should_exit = True
-        self.thread.join(timeout=GRACE_SECONDS + 30)
+    def stop(self, grace: float = 0.0) -> int:
+        """Stop accepting, give the requests in flight up to ``grace`` s to finish, end the rest, then stop.
+
+        The listening socket closes at once (and idle keep-alive connections); requests left at the end of the
+        grace period end with a 503 error (a stream: an error event, then ``[DONE]``). Returns how many were left.
+        """
+        self.server.config.timeout_graceful_shutdown = grace + CLOSE_SECONDS  # then uvicorn cancels what is open
+        self.server.should_exit = True  # uvicorn closes the listening socket at its next tick (0.1 s)
+        left = wait_idle(lambda: self.in_flight, grace)
         self.core.close()
+        self.thread.join(timeout=CLOSE_SECONDS + 30)
+        return left
+
+    @property
+    def in_flight(self) -> int:
+        """Requests running or waiting in the core."""
+        return self.core.running + self.core.queued
 
 
 def load_folder(model: str | os.PathLike[str], preset: str | None, device: str,
@@ -82,7 +95,7 @@ def start(model: str | os.PathLike[str], *, preset: str | None, host: str, port:
             core.close()
         sock.close()
         raise
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=GRACE_SECONDS)
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=CLOSE_SECONDS)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="ov_causal-http", daemon=True)
     thread.start()

@@ -25,6 +25,14 @@ def check_options(max_batch: int, max_queue: int, max_body_bytes: int, body_time
                           "batching. Leave backend out.")
 
 
+def check_grace(grace: float) -> float:
+    """``grace`` as seconds; OptionError unless it is a number of at least 0."""
+    if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not 0 <= grace < float("inf"):
+        raise OptionError(f"grace={grace!r} is not valid: pass the seconds (0 or more) that requests in flight "
+                          "get to finish when the server stops.")
+    return float(grace)
+
+
 def default_name(model: str | os.PathLike[str]) -> str:
     """The model id a server answers to by default: a local folder's name, else the Hub id as given."""
     path = Path(model)

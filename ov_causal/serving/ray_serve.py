@@ -9,13 +9,17 @@ exported folder into a torch-free ``ServingCore`` (GenAI continuous batching). R
 from __future__ import annotations
 
 import os
+import sys
+import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from .._optional import require
 from ..errors import OptionError
-from .launch import base_url, check_options, check_port, default_name, prepare
+from .launch import base_url, check_grace, check_options, check_port, default_name, prepare
+from .stop import end_processes, on_signals, ray_processes
 
 __all__ = ["APP_NAME", "check_port", "default_name", "serve", "shutdown", "wait"]
 
@@ -27,6 +31,7 @@ class _Server:
     host: str
     port: int
     started_ray: bool
+    grace: float = 30.0  # seconds requests in flight get to finish when the server stops
     keep: Any = None  # the driver's model: keeps a temporary export folder (cache=False) alive
     direct: Any = None  # the single-process server (serving.direct.DirectServer) when ray=False
 
@@ -53,6 +58,7 @@ def serve(
     kv_cache_gb: int | None = None,
     max_body_bytes: int = 4 * 1024 * 1024,
     body_timeout: float = 10.0,
+    grace: float = 30.0,
     blocking: bool = True,
     ray: bool = True,
     **from_pretrained_kwargs: Any,
@@ -74,7 +80,11 @@ def serve(
             that cannot fit in it gets 400.
         max_body_bytes: largest request body (413 beyond).
         body_timeout: seconds a client has to send its request body (408 beyond).
-        blocking: wait until Ctrl-C, then shut down; False returns at once (call ``shutdown()`` later).
+        grace: seconds the requests in flight get to finish when the server stops (Ctrl-C, SIGTERM,
+            ``shutdown()``), taking no new ones; then, with ``ray=False``, those left end with a 503 error (a
+            stream: an error event, then ``[DONE]``), and on Ray the replicas are stopped (Ray Serve's
+            ``graceful_shutdown_timeout_s``). A second Ctrl-C or SIGTERM exits at once.
+        blocking: wait until Ctrl-C or SIGTERM, then shut down; False returns at once (call ``shutdown()`` later).
         ray: False serves one replica in this process with uvicorn, without Ray (lighter and faster: no
             proxy hop). On a ready folder (an export folder, or a checkpoint already in the export cache, with
             only ``runtime``/``ov_config`` keywords) the process never imports torch; any other model is
@@ -88,11 +98,12 @@ def serve(
     if not isinstance(replicas, int) or replicas < 1:
         raise OptionError(f"replicas={replicas!r} is not valid: pass a whole number of at least 1.")
     check_options(max_batch, max_queue, max_body_bytes, body_timeout, from_pretrained_kwargs)
+    check_grace(grace)
     running = _RUNNING.get(APP_NAME)
     if not ray:
         _check_direct(replicas, num_cpus, running)
         return _serve_direct(model, preset, host, port, name, device, chat_template, max_batch, max_queue,
-                             kv_cache_gb, max_body_bytes, body_timeout, blocking, from_pretrained_kwargs)
+                             kv_cache_gb, max_body_bytes, body_timeout, grace, blocking, from_pretrained_kwargs)
     ray_module = require("ray", "ray")
     ray_serve = require("ray.serve", "ray")
     require("fastapi", "ray")
@@ -112,11 +123,14 @@ def serve(
     if running is None:
         ray_serve.start(http_options={"host": host, "port": port}, logging_config={"log_level": "WARNING"})
         running = _RUNNING[APP_NAME] = _Server(host, port, started_ray)
-    running.keep = keep
+    running.keep, running.grace = keep, float(grace)
     cpus = num_cpus if num_cpus is not None else min(1.0, (os.cpu_count() or 1) / replicas)
     # A replica takes more requests than it runs, so that its own queue answers 429 (never an unbounded wait).
+    # At a stop, a replica takes no new requests and gets ``grace`` s for those it has (polled every 0.1 s).
     deployment = _deployment(ray_serve).options(num_replicas=replicas, ray_actor_options={"num_cpus": cpus},
-                                                max_ongoing_requests=max_batch + max_queue + _SLACK)
+                                                max_ongoing_requests=max_batch + max_queue + _SLACK,
+                                                graceful_shutdown_timeout_s=float(grace),
+                                                graceful_shutdown_wait_loop_s=0.1)
     core = {"max_running": max_batch, "max_queue": max_queue, "kv_cache_gb": kv_cache_gb}
     http = {"max_body_bytes": max_body_bytes, "body_timeout": float(body_timeout)}
     ray_serve.run(deployment.bind(str(folder), name or default_name(model), device, properties, chat_template,
@@ -143,14 +157,15 @@ def _check_direct(replicas: int, num_cpus: float | None, running: _Server | None
 
 def _serve_direct(model: str | os.PathLike[str], preset: str | None, host: str, port: int, name: str | None,
                   device: str, chat_template: str | None, max_batch: int, max_queue: int, kv_cache_gb: int | None,
-                  max_body_bytes: int, body_timeout: float, blocking: bool, kwargs: dict[str, Any]) -> str:
+                  max_body_bytes: int, body_timeout: float, grace: float, blocking: bool,
+                  kwargs: dict[str, Any]) -> str:
     """``serve(..., ray=False)``: one replica in this process on uvicorn (``serving.direct``)."""
     from .direct import start
 
     server = start(model, preset=preset, host=host, port=port, name=name, device=device,
                    chat_template=chat_template, max_batch=max_batch, max_queue=max_queue, kv_cache_gb=kv_cache_gb,
                    max_body_bytes=max_body_bytes, body_timeout=body_timeout, from_pretrained_kwargs=kwargs)
-    _RUNNING[APP_NAME] = _Server(host, port, started_ray=False, keep=server.keep, direct=server)
+    _RUNNING[APP_NAME] = _Server(host, port, started_ray=False, grace=float(grace), keep=server.keep, direct=server)
     if blocking:
         wait()
     return server.url
@@ -171,14 +186,36 @@ def _await_rollout(ray_serve: Any, replicas: int, timeout: float = 120.0) -> Non
 
 
 def wait() -> None:
-    """Block until Ctrl-C, then shut the server down."""
+    """Block until Ctrl-C or SIGTERM, then stop as ``shutdown()`` does; a second signal exits at once."""
+    stop = threading.Event()
+    restore = on_signals(stop, partial(_exit_now, _RUNNING.get(APP_NAME)))
     try:
-        while _RUNNING and _serving(_RUNNING.get(APP_NAME)):
-            time.sleep(1)
-    except KeyboardInterrupt:
-        pass
+        while _RUNNING and _serving(_RUNNING.get(APP_NAME)) and not stop.wait(1):
+            pass
+    except KeyboardInterrupt:  # Ctrl-C where the handlers could not be set (wait() off the main thread)
+        stop.set()
     finally:
-        shutdown()
+        if stop.is_set():  # else the HTTP thread stopped on its own: nothing to announce
+            _announce(_RUNNING.get(APP_NAME))
+        try:
+            shutdown()
+        finally:
+            restore()
+
+
+def _exit_now(running: _Server | None) -> None:
+    """At a second signal: end the Ray processes ``serve()`` started (the process then exits at once)."""
+    if running is not None and running.started_ray:
+        end_processes(ray_processes(), timeout=1.0)
+
+
+def _announce(running: _Server | None) -> None:
+    """The line a stopping server prints: what it finishes, for how long, and how to exit at once."""
+    if running is None:
+        return
+    count = f"{running.direct.in_flight} requests" if running.direct is not None else "the requests"
+    print(f"stopping: finishing {count} in flight, up to {running.grace:g} s; signal again to exit now.",
+          file=sys.stderr, flush=True)
 
 
 def _serving(running: _Server | None) -> bool:
@@ -186,20 +223,39 @@ def _serving(running: _Server | None) -> bool:
     return running is None or running.direct is None or running.direct.thread.is_alive()
 
 
-def shutdown() -> None:
-    """Stop the server started by ``serve()`` (and Ray, if ``serve()`` started it); its port is then free."""
+def shutdown(grace: float | None = None) -> None:
+    """Stop the server started by ``serve()`` (and Ray, if ``serve()`` started it); its port is then free.
+
+    It takes no new requests and gives those in flight ``grace`` seconds to finish (default: ``serve()``'s
+    ``grace``; on Ray always ``serve()``'s, set on the deployment). Then the single-process server ends the rest
+    with a 503 error (a stream: an error event, then ``[DONE]``); Ray Serve stops the replicas.
+    """
     running = _RUNNING.pop(APP_NAME, None)
     if running is None:
         return
+    grace = running.grace if grace is None else check_grace(grace)
     if running.direct is not None:
-        running.direct.stop()
+        running.direct.stop(grace)
         return
+    _stop_ray(running)
+
+
+def _stop_ray(running: _Server) -> None:
+    """Drain and delete the app while the proxy still streams, then stop Serve, and Ray with its processes.
+
+    Ray Serve gives each replica its ``graceful_shutdown_timeout_s`` (``grace``), then kills it.
+    """
     import ray
     from ray import serve as ray_serve
 
-    ray_serve.shutdown()
-    if running.started_ray:
-        ray.shutdown()
+    children = ray_processes() if running.started_ray else []
+    try:
+        ray_serve.delete(APP_NAME)
+    finally:
+        ray_serve.shutdown()
+        if running.started_ray:
+            ray.shutdown()
+            end_processes(children)
 
 
 def _deployment(ray_serve: Any) -> Any:
