@@ -301,3 +301,26 @@ def test_small_refusals(server, body, param):
     response = _post(base, path, body)
     assert response.status_code == 400, response.text
     assert param in (response.json()["error"]["param"] or "")
+
+
+def test_a_stalled_single_process_server_stops_instead_of_answering_503(folder, capfd):
+    from ov_causal.serving.direct import start
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    running = start(str(folder), preset=None, host="127.0.0.1", port=port, name="tiny", device="CPU",
+                    chat_template=None, max_batch=2, max_queue=4, kv_cache_gb=None, max_body_bytes=1 << 20,
+                    body_timeout=10.0, from_pretrained_kwargs={})
+    running.core.stall_timeout = 1.0
+    stuck = running.core.pipeline = _Stuck(running.core.pipeline)
+    try:
+        base = running.url.removesuffix("/v1")
+        response = _post(base, "/v1/completions", {"prompt": PROMPT, "max_tokens": 50}, timeout=30)
+        assert response.status_code == 503 and response.json()["error"]["code"] == "engine_stalled"
+        running.thread.join(10)
+        assert not running.thread.is_alive()  # the HTTP server stopped: the process can end, not answer 503
+        assert "engine stopped advancing" in capfd.readouterr().err
+    finally:
+        stuck.release.set()
+        running.stop()

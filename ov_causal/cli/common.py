@@ -14,12 +14,14 @@ from ..errors import PresetError
 
 EXIT_OK = 0
 EXIT_DAMAGED = 1
+EXIT_FAILED = 1  # 'ov-causal serve' stopped on its own: its engine stalled (a supervisor should start it again)
 EXIT_ERROR = 2  # argparse's own status for a usage error; ov_causal's reported errors share it
 EXIT_NO_CHOICE = 3
 EXIT_STATUS = "\n".join((
     "exit status:",
     f"  {EXIT_OK}  done",
-    f"  {EXIT_DAMAGED}  'ov-causal cache verify' found a damaged entry",
+    f"  {EXIT_DAMAGED}  'ov-causal cache verify' found a damaged entry; 'ov-causal serve --no-ray' stopped because "
+    "its engine stalled (start it again)",
     f"  {EXIT_ERROR}  a usage error, or an error ov_causal reports as 'ov-causal: error: ...' (a misspelt preset, "
     "a wrong model path)",
     f"  {EXIT_NO_CHOICE}  'ov-causal tune' found no preset within the budget",

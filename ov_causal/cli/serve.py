@@ -10,6 +10,7 @@ from ..errors import OptionError
 from ..serving.ray_serve import default_name, serve, wait
 from .common import (
     DEVICE_HELP,
+    EXIT_FAILED,
     EXIT_OK,
     MODEL_HELP,
     PRESET_HELP,
@@ -79,5 +80,4 @@ def run(args: argparse.Namespace) -> int:
           f"  client = OpenAI(base_url={url!r}, api_key='none')\n"
           f"  print(client.completions.create(model={name!r}, prompt='def add(a, b):', max_tokens=32)"
           ".choices[0].text)", flush=True)
-    wait()
-    return EXIT_OK
+    return EXIT_OK if wait() else EXIT_FAILED

@@ -9,11 +9,13 @@ torch stays imported in the process).
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +99,7 @@ def start(model: str | os.PathLike[str], *, preset: str | None, host: str, port:
         raise
     config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=CLOSE_SECONDS)
     server = uvicorn.Server(config)
+    core.on_stall = partial(_stalled, server)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="ov_causal-http", daemon=True)
     thread.start()
     running = DirectServer(base_url(host, port), server, thread, core, keep)
@@ -107,6 +110,14 @@ def start(model: str | os.PathLike[str], *, preset: str | None, host: str, port:
         sock.close()
         raise
     return running
+
+
+def _stalled(server: Any) -> None:
+    """The engine stopped advancing (its requests ended with 503): stop serving, so that the process ends and
+    its supervisor starts it again, rather than staying up answering 503."""
+    print("ov_causal: the engine stopped advancing; stopping this server (exit status 1) so that it can be started "
+          "again.", file=sys.stderr, flush=True)
+    server.should_exit = True
 
 
 def _app(core: ServingCore, name: str, max_body_bytes: int, body_timeout: float) -> Any:

@@ -185,8 +185,11 @@ def _await_rollout(ray_serve: Any, replicas: int, timeout: float = 120.0) -> Non
         time.sleep(0.2)
 
 
-def wait() -> None:
-    """Block until Ctrl-C or SIGTERM, then stop as ``shutdown()`` does; a second signal exits at once."""
+def wait() -> bool:
+    """Block until Ctrl-C or SIGTERM, then stop as ``shutdown()`` does; a second signal exits at once.
+
+    Returns False when the server stopped on its own instead (a single-process server whose engine stalled).
+    """
     stop = threading.Event()
     restore = on_signals(stop, partial(_exit_now, _RUNNING.get(APP_NAME)))
     try:
@@ -201,6 +204,7 @@ def wait() -> None:
             shutdown()
         finally:
             restore()
+    return stop.is_set()
 
 
 def _exit_now(running: _Server | None) -> None:
