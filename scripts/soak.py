@@ -47,7 +47,7 @@ from soak_traffic import (
 
 REPO = Path(__file__).resolve().parents[1]
 CHAT_TEMPLATE = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}assistant:"
-MIX = (("valid", 0.6), ("hostile", 0.25), ("abandoned", 0.15))
+MIX = "valid=0.6,hostile=0.25,abandoned=0.15"  # shares of the soak's requests by class
 MAX_REQUESTS = 100_000  # per mode: the soak ends at its time or at this many requests
 GAUGES = ("ov_causal_running_requests", "ov_causal_queued_requests", "ov_causal_kv_cache_usage_ratio",
           "ov_causal_engine_rebuilds", "process_resident_memory_bytes")
@@ -127,8 +127,19 @@ async def sequential(client: Any, url: str, count: int, seed: int) -> list[Resul
     return [await send(client, url, "valid", *valid_body(rng)) for _ in range(count)]
 
 
+def parse_mix(text: str) -> dict[str, float]:
+    """``valid=0.6,hostile=0.25,abandoned=0.15`` as a dict; a class left out is not sent."""
+    mix = {}
+    for part in text.split(","):
+        name, _, share = part.partition("=")
+        if name not in ("valid", "hostile", "abandoned") or not share.replace(".", "", 1).isdigit():
+            raise SystemExit(f"--mix {text!r}: give class=share pairs, classes valid, hostile, abandoned.")
+        mix[name] = float(share)
+    return mix
+
+
 async def soak(client: Any, url: str, seconds: float, concurrency: int, max_queue: int, pid: int,
-               seed: int) -> dict[str, Any]:
+               seed: int, mix: dict[str, float]) -> dict[str, Any]:
     """The mixed traffic for ``seconds``, with /health polled each second and RSS sampled each 10 s."""
     root = url.removesuffix("/v1")
     results: list[Result] = []
@@ -141,7 +152,7 @@ async def soak(client: Any, url: str, seconds: float, concurrency: int, max_queu
     async def worker(index: int) -> None:
         rng = random.Random(seed * 1000 + index)
         while time.perf_counter() < deadline and len(results) < MAX_REQUESTS:
-            klass = rng.choices([k for k, _ in MIX], [w for _, w in MIX])[0]
+            klass = rng.choices(list(mix), list(mix.values()))[0]
             if klass == "valid":
                 results.append(await send(client, url, klass, *valid_body(rng)))
             elif klass == "abandoned":
@@ -199,7 +210,7 @@ async def _measure(url: str, args: argparse.Namespace, pid: int, seconds: float)
         report["baseline"] = _latency(await sequential(client, url, args.baseline, args.seed))
         report["rss_mib_start"] = rss_mib(pid)
         report["metrics_start"] = await gauges(client, root)
-        run = await soak(client, url, seconds, args.concurrency, args.max_queue, pid, args.seed)
+        run = await soak(client, url, seconds, args.concurrency, args.max_queue, pid, args.seed, parse_mix(args.mix))
         report["settle_s"], report["metrics_end"] = await settle(client, root)
         report["probe_after_soak"] = await send(client, url, "valid", "completion", "/completions",
                                                 {"model": MODEL, "prompt": "def add(a, b):", "max_tokens": 32})
@@ -289,6 +300,7 @@ def main() -> int:
     parser.add_argument("--baseline", type=int, default=20, help="sequential valid requests timed unloaded")
     parser.add_argument("--max-queue", type=int, default=16, help="the server's --max-queue")
     parser.add_argument("--seed", type=int, default=19)
+    parser.add_argument("--mix", default=MIX, help="shares of the requests by class (default: %(default)s)")
     parser.add_argument("--work", type=Path, default=None, help="server logs go here (default: a temporary folder)")
     parser.add_argument("--json", type=Path, default=None, help="also write the reports as JSON here")
     args = parser.parse_args()
