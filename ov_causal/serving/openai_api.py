@@ -258,8 +258,14 @@ async def _unless_gone(http: Request, work: Awaitable[T], requests: list[CoreReq
         for request in requests:
             request.cancel()
         task.cancel()
+        task.add_done_callback(_retrieve)  # a cancelled gather holds a CancelledError asyncio would log
         raise ClientGone
     return task.result()
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 async def _disconnected(http: Request) -> None:
