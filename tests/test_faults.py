@@ -487,6 +487,19 @@ def test_empty_ir_file_in_an_export_is_a_damaged_model_error(export_copy, name):
         AutoModelForCausalLM.from_pretrained(export_copy, compile=False)
 
 
+@pytest.mark.parametrize("name", ["openvino_tokenizer.xml", "openvino_detokenizer.bin"])
+def test_empty_tokenizer_file_is_named(export_copy, name):
+    """Issue 19 row 8: a 0-byte openvino_tokenizer.xml gave an OptionError blaming ov_config and the device."""
+    from ov_causal.model.ready import find_ready
+
+    (export_copy / name).write_bytes(b"")
+    pattern = rf"{export_copy / name} is empty \(0 bytes\).*OpenVINO tokenizer.*Delete"
+    with pytest.raises(DamagedModelError, match=pattern):
+        AutoModelForCausalLM.from_pretrained(export_copy)
+    with pytest.raises(DamagedModelError, match=pattern):
+        find_ready(export_copy)
+
+
 def test_unreadable_ir_is_a_damaged_model_error(export_copy):
     (export_copy / "openvino_model.xml").write_text("<net><garbage")
     with pytest.raises(DamagedModelError, match=r"OpenVINO cannot read the model in .*export.*again"):
