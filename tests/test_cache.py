@@ -18,6 +18,7 @@ from ov_causal import AutoModelForCausalLM
 from ov_causal.build.cache import cache_root, touch_used
 from ov_causal.build.cache_entries import list_entries, verify_cache
 from ov_causal.build.integrity import verify
+from ov_causal.errors import OptionError
 
 
 @pytest.fixture
@@ -246,3 +247,15 @@ def test_damaged_entry_in_a_read_only_folder_is_bypassed(make_checkpoint, tmp_pa
         for path in [shared, *shared.rglob("*")]:
             path.chmod(path.stat().st_mode | 0o700)
         shutil.rmtree(shared)
+
+
+def test_verify_with_an_unknown_key_is_an_error(make_checkpoint, tmp_path):
+    """Issue 19 row 9: 'cache verify KEY' with a mistyped key said "verified 0 entries" and exited 0."""
+    AutoModelForCausalLM.from_pretrained(make_checkpoint(), ov_cache_dir=tmp_path, compile=False)
+    code, out = _cache_cli(tmp_path, "verify", "nosuchkey")
+    assert code == 2 and "'nosuchkey'" in out and "cache list" in out and "verified 0" not in out
+    key = list_entries(tmp_path)[0].key
+    code, out = _cache_cli(tmp_path, "verify", key[:6])
+    assert code == 0 and "verified 1 entry" in out
+    with pytest.raises(OptionError, match="nosuchkey"):
+        verify_cache("nosuchkey", tmp_path)
