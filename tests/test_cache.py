@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from ov_causal import AutoModelForCausalLM
-from ov_causal.build.cache import cache_root
-from ov_causal.build.cache_entries import list_entries
+from ov_causal.build.cache import cache_root, touch_used
+from ov_causal.build.cache_entries import list_entries, verify_cache
+from ov_causal.build.integrity import verify
+from ov_causal.errors import OptionError
 
 
 @pytest.fixture
@@ -144,3 +149,113 @@ def test_cache_command_lists_shows_and_clears(make_checkpoint, tmp_path):
     assert code == 2 and "--older-than 'soon' is not valid" in out
     code, out = run("clear")
     assert code == 0 and "removed 1 entry" in out and list_entries(tmp_path) == []
+
+
+def _cache_cli(root, *args) -> tuple[int, str]:
+    result = subprocess.run([sys.executable, "-m", "ov_causal", "cache", *args, "--cache-dir", str(root)],
+                            capture_output=True, text=True, timeout=120)
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_symlink_in_an_entry_is_never_written_through(make_checkpoint, tmp_path):
+    """Issue 19 row 6: a cache hit rewrote the target of a symlinked last_used (a copy of /etc/passwd)."""
+    root, outside = tmp_path / "cache", tmp_path / "passwd-copy"
+    outside.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    entry = AutoModelForCausalLM.from_pretrained(make_checkpoint(), ov_cache_dir=root, compile=False).model_save_dir
+    (entry / "last_used").unlink()
+    (entry / "last_used").symlink_to(outside)
+    touch_used(entry)  # the write itself refuses the link
+    assert outside.read_text() == "root:x:0:0:root:/root:/bin/bash\n"
+    code, out = _cache_cli(root, "verify")
+    assert code == 1 and "DAMAGED: last_used is a symbolic link" in out
+    with pytest.warns(UserWarning, match="damaged .last_used is a symbolic link"):
+        again = AutoModelForCausalLM.from_pretrained(make_checkpoint(), ov_cache_dir=root, compile=False)
+    assert again.ov_cache_hit is False and not (entry / "last_used").is_symlink()
+    assert outside.read_text() == "root:x:0:0:root:/root:/bin/bash\n"
+    assert verify(entry) is None
+
+
+@pytest.mark.parametrize("plant", ["compiled-blob-link", "stray-file", "recorded-file-link"])
+def test_every_file_of_an_entry_is_checked(make_checkpoint, tmp_path, plant):
+    root = tmp_path / "cache"
+    entry = AutoModelForCausalLM.from_pretrained(make_checkpoint(), ov_cache_dir=root, compile=False).model_save_dir
+    (entry / "compiled").mkdir(exist_ok=True)
+    if plant == "compiled-blob-link":
+        (entry / "compiled" / "1234.blob").symlink_to(tmp_path / "elsewhere")
+        expected = "compiled/1234.blob is a symbolic link"
+    elif plant == "stray-file":
+        (entry / "extra.py").write_text("print('hi')\n")
+        expected = "extra.py is not recorded in entry.json"
+    else:
+        config = entry / "config.json"
+        shutil.copy2(config, tmp_path / "config.json")
+        config.unlink()
+        config.symlink_to(tmp_path / "config.json")
+        expected = "config.json is a symbolic link"
+    assert verify(entry, full=True).startswith(expected)
+    assert verify_cache(ov_cache_dir=root)[entry.name].startswith(expected)
+
+
+NOBODY_LOAD = textwrap.dedent(
+    """
+    import json, os, sys, warnings
+    from ov_causal import AutoModelForCausalLM
+    # this Python's standard library is under /root, which 'nobody' cannot read: one export as root
+    # first imports every module the load needs
+    AutoModelForCausalLM.from_pretrained(sys.argv[1], cache=False, compile=False)
+    os.setgid(65534)
+    os.setuid(65534)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = AutoModelForCausalLM.from_pretrained(sys.argv[1], ov_cache_dir=sys.argv[2], compile=False)
+    print(json.dumps({"hit": model.ov_cache_hit, "folder": str(model.model_save_dir),
+                      "warnings": [str(w.message) for w in caught]}))
+    """
+)
+
+
+def _open_to_all(folder: Path) -> None:
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(path.stat().st_mode | (0o777 if path.is_dir() else 0o666))
+
+
+def test_damaged_entry_in_a_read_only_folder_is_bypassed(make_checkpoint, tmp_path):
+    """Issue 19 row 7: a non-root user met a raw PermissionError and left a partial folder in entries/."""
+    if os.geteuid() != 0:
+        pytest.skip("dropping to the 'nobody' user needs root")
+    shared = Path(tempfile.mkdtemp(prefix="ov_causal-shared-"))  # pytest's own tmp folders are root-only
+    try:
+        checkpoint, root = shared / "ckpt", shared / "cache"
+        shutil.copytree(make_checkpoint(), checkpoint)
+        entry = AutoModelForCausalLM.from_pretrained(checkpoint, ov_cache_dir=root, compile=False).model_save_dir
+        weights = entry / "openvino_model.bin"
+        with weights.open("r+b") as f:
+            f.truncate(weights.stat().st_size // 2)
+        _open_to_all(shared)  # the cache root, locks/ and entries/ writable by every user...
+        for path in [entry, *entry.rglob("*")]:  # ...but not this entry
+            path.chmod(path.stat().st_mode & ~0o222)
+        env = {**os.environ, "HOME": str(shared), "PYTHONPATH": str(Path(__file__).parents[1])}
+        done = subprocess.run([sys.executable, "-c", NOBODY_LOAD, str(checkpoint), str(root)], capture_output=True,
+                              text=True, timeout=600, env=env, cwd=shared)
+        assert done.returncode == 0, done.stderr[-3000:]
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        assert result["hit"] is None and not result["folder"].startswith(str(root))  # not cached, as a read-only cache
+        assert any("cannot remove it" in w and "openvino_model.bin" in w for w in result["warnings"])
+        assert sorted(p.name for p in (root / "entries").iterdir()) == [entry.name]  # no partial folder left
+        assert verify(entry) is not None  # left as it was, for its owner
+    finally:
+        for path in [shared, *shared.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o700)
+        shutil.rmtree(shared)
+
+
+def test_verify_with_an_unknown_key_is_an_error(make_checkpoint, tmp_path):
+    """Issue 19 row 9: 'cache verify KEY' with a mistyped key said "verified 0 entries" and exited 0."""
+    AutoModelForCausalLM.from_pretrained(make_checkpoint(), ov_cache_dir=tmp_path, compile=False)
+    code, out = _cache_cli(tmp_path, "verify", "nosuchkey")
+    assert code == 2 and "'nosuchkey'" in out and "cache list" in out and "verified 0" not in out
+    key = list_entries(tmp_path)[0].key
+    code, out = _cache_cli(tmp_path, "verify", key[:6])
+    assert code == 0 and "verified 1 entry" in out
+    with pytest.raises(OptionError, match="nosuchkey"):
+        verify_cache("nosuchkey", tmp_path)

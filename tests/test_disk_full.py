@@ -5,12 +5,15 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
 
 from ov_causal import AutoModelForCausalLM
+from ov_causal.build.diskspace import disk_full_error, export_bytes
+from ov_causal.config.presets import PRESETS
 from ov_causal.errors import ExportError
 
 
@@ -102,12 +105,13 @@ def test_iostream_error_with_space_left_is_not_called_a_full_disk(make_checkpoin
 
 
 def test_too_little_space_is_refused_before_exporting(make_checkpoint, tmp_path, monkeypatch):
-    monkeypatch.setattr("ov_causal.build.diskspace.free_bytes", lambda folder: 10 * 2**20)
+    monkeypatch.setattr("ov_causal.build.diskspace.free_bytes", lambda folder: 2**20)
     monkeypatch.setattr("optimum.exporters.openvino.main_export", pytest.fail)  # must not start
     with pytest.raises(ExportError) as info:
         AutoModelForCausalLM.from_pretrained(make_checkpoint("llama"), preset="int4_asym_g64", ov_cache_dir=tmp_path)
     _assert_disk_message(str(info.value), tmp_path / "entries")
-    assert "10.0 MiB is free" in str(info.value)
+    assert "1.0 MiB is free" in str(info.value)
+    assert "TMPDIR" not in str(info.value)  # the cache is full (even though pytest keeps it under /tmp)
     _assert_nothing_left(tmp_path)
 
 
@@ -158,3 +162,56 @@ def test_real_small_filesystem(make_checkpoint, small_filesystem, monkeypatch):
     subprocess.run(["mount", "-o", "remount,size=64m", str(small_filesystem)], check=True)
     model = AutoModelForCausalLM.from_pretrained(ckpt, preset="int8", ov_cache_dir=root, compile=False)
     assert model.ov_cache_hit is False
+
+
+# --- issue 19 row 9: the estimate, the advice, save_pretrained ------------------------------------------------
+
+
+def test_estimate_is_proportional_with_a_small_floor():
+    int8 = PRESETS["int8"].compression
+    assert export_bytes(150_000, int8) < 3 * 2**20  # a 0.6 MB export asked for 33 MiB
+    big = export_bytes(10**9, int8)
+    assert 5e9 < big < 6e9  # fp32 IR and its int8 copy, plus a tenth
+
+
+def test_advice_names_the_disk_that_is_full(tmp_path, monkeypatch):
+    monkeypatch.setattr("ov_causal.build.diskspace.free_bytes", lambda folder: 0)
+    cache = tmp_path / "cache" / "entries"  # under the temporary folder, as with pytest
+    cache.mkdir(parents=True)
+    cached = str(disk_full_error(cache, 2**20, "m"))
+    assert "OV_CAUSAL_CACHE_DIR=" in cached and "TMPDIR" not in cached
+    workdir = Path(tempfile.mkdtemp(prefix="ov_causal-"))
+    try:
+        temporary = str(disk_full_error(workdir, 2**20, "m"))
+    finally:
+        workdir.rmdir()
+    assert "set TMPDIR" in temporary
+    own = str(disk_full_error(tmp_path / "mine", 2**20, "m", action="save"))
+    assert own.startswith("not enough disk space to save 'm'") and "TMPDIR" not in own
+    assert "choose a folder on a disk with room" in own and "intact" in own
+
+
+def _saved_state(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("when", ["while writing", "before writing"])
+def test_save_pretrained_on_a_full_disk(make_export, tmp_path, monkeypatch, when):
+    model = AutoModelForCausalLM.from_pretrained(make_export("llama"), compile=False)
+    target = tmp_path / "saved"
+    model.save_pretrained(target)
+    before = _saved_state(target)
+    with monkeypatch.context() as patched:
+        if when == "while writing":
+            patched.setattr("ov_causal.model.saving.shutil.copy2", _enospc)
+        else:
+            patched.setattr("ov_causal.build.diskspace.free_bytes", lambda folder: 2**20)
+            patched.setattr("ov_causal.model.saving.staging_folder", pytest.fail)  # must not start
+        with pytest.raises(ExportError) as info:
+            model.save_pretrained(target)
+    message = str(info.value)
+    assert message.startswith("not enough disk space to save") and str(target) in message
+    assert "needed" in message and "choose a folder on a disk with room" in message and "intact" in message
+    assert ("No space left on device" in message) == (when == "while writing")
+    assert _saved_state(target) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["saved"]  # no partial folder beside it

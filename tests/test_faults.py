@@ -202,7 +202,7 @@ def test_compilation_holds_the_entry_compile_lock(make_checkpoint, cached, monke
 SAVE = textwrap.dedent(
     """
     import os, sys
-    from ov_causal import AutoModelForCausalLM
+    from ov_causal import AutoModelForCausalLM, ExportError
     from ov_causal.build import files
     source, target, n, how, exchange = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
     model = AutoModelForCausalLM.from_pretrained(source, compile=False)
@@ -222,7 +222,7 @@ SAVE = textwrap.dedent(
     files.exchange = counted(files.exchange if exchange == "yes" else (lambda a, b: False))
     try:
         model.save_pretrained(target)
-    except OSError as exc:
+    except (OSError, ExportError) as exc:  # the injected ENOSPC is a full disk: ExportError since issue 19 row 9
         print("RAISED", exc, flush=True)
         sys.exit(3)
     print("SAVED", calls[0], flush=True)
@@ -485,6 +485,19 @@ def test_empty_ir_file_in_an_export_is_a_damaged_model_error(export_copy, name):
     (export_copy / name).write_bytes(b"")
     with pytest.raises(DamagedModelError, match=rf"{name} is empty \(0 bytes\).*again"):
         AutoModelForCausalLM.from_pretrained(export_copy, compile=False)
+
+
+@pytest.mark.parametrize("name", ["openvino_tokenizer.xml", "openvino_detokenizer.bin"])
+def test_empty_tokenizer_file_is_named(export_copy, name):
+    """Issue 19 row 8: a 0-byte openvino_tokenizer.xml gave an OptionError blaming ov_config and the device."""
+    from ov_causal.model.ready import find_ready
+
+    (export_copy / name).write_bytes(b"")
+    pattern = rf"{export_copy / name} is empty \(0 bytes\).*OpenVINO tokenizer.*Delete"
+    with pytest.raises(DamagedModelError, match=pattern):
+        AutoModelForCausalLM.from_pretrained(export_copy)
+    with pytest.raises(DamagedModelError, match=pattern):
+        find_ready(export_copy)
 
 
 def test_unreadable_ir_is_a_damaged_model_error(export_copy):

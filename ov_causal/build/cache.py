@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 import warnings
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CacheError
-from .files import remove, write_json
+from .files import remove, write_json, write_nofollow
 from .integrity import COMPILED_DIR, ENTRIES_DIR, ENTRY_FILE, USED_FILE, check_entry, file_records, verify
 
 CACHE_ENV = "OV_CAUSAL_CACHE_DIR"
@@ -89,10 +90,16 @@ def _ensure_folder(path: Path) -> None:
 
 
 def _open_lock(path: Path) -> Any:
+    """The lock file, opened without following a link (a symlink or FIFO standing there is replaced)."""
     if path.is_dir() and not path.is_symlink():
         warnings.warn(f"{path} is a folder where ov_causal keeps a lock file; replacing it.", stacklevel=4)
         shutil.rmtree(path)
-    return path.open("a")
+    elif (path.is_symlink() or path.exists()) and not stat.S_ISREG(path.lstat().st_mode):
+        warnings.warn(f"{path} is a link or special file where ov_causal keeps a lock file; replacing it.",
+                      stacklevel=4)
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
+    return os.fdopen(fd, "a")
 
 
 @contextmanager
@@ -175,9 +182,12 @@ class Hit:
 
 
 def touch_used(entry: Path) -> None:
-    """Record a use of the entry (its age in ``cache list`` and for ``cache clear --older-than``)."""
+    """Record a use of the entry (its age in ``cache list`` and for ``cache clear --older-than``).
+
+    Written in place, never through a link: a symlink standing there is left alone (``verify`` reports it).
+    """
     try:
-        (entry / USED_FILE).write_text(str(time.time()))
+        write_nofollow(entry / USED_FILE, str(time.time()).encode())
     except OSError:  # a read-only entry in a writable cache: the age it shows is its folder's
         pass
 
@@ -201,10 +211,43 @@ def _uncached(root: Path, key: str, build: Callable[[Path], None], why: str) -> 
         f"the export cache {root} cannot be written ({why}) and {problem}: exporting into a temporary folder, "
         "not cached. Make the cache writable, or pass ov_cache_dir= (or set OV_CAUSAL_CACHE_DIR to) a writable "
         "folder.", stacklevel=4)
+    return _temporary_export(build)
+
+
+def _temporary_export(build: Callable[[Path], None]) -> Hit:
+    """Export into a temporary folder (removed with the model), bypassing the cache."""
     workdir = tempfile.TemporaryDirectory(prefix="ov_causal-")
     target = Path(workdir.name) / "model"
-    build(target)
+    try:
+        build(target)
+    except BaseException:
+        workdir.cleanup()
+        raise
     return Hit(target, hit=False, workdir=workdir)
+
+
+def _removable(entry: Path) -> bool:
+    """Whether this user may remove the entry: its parent and every folder in it writable (root may, always)."""
+    folders = [entry.parent] + ([] if entry.is_symlink() else [Path(f) for f, _, _ in os.walk(entry)])
+    return all(os.access(f, os.W_OK | os.X_OK) for f in folders)
+
+
+def _discard(entry: Path) -> bool:
+    """Remove a damaged entry; False (nothing removed) when this user cannot."""
+    if not _removable(entry):
+        return False
+    remove(entry)
+    return not (entry.exists() or entry.is_symlink())
+
+
+def _bypass(entry: Path, problem: str, build: Callable[[Path], None]) -> Hit:
+    """A damaged entry this user cannot remove (a read-only folder): left as it is, the export made in a temporary
+    folder, as for a read-only cache."""
+    warnings.warn(
+        f"cache entry {entry} is damaged ({problem}) and this user cannot remove it (its folder is read-only): "
+        "exporting into a temporary folder, not cached. Have its owner run `ov-causal cache clear`, or pass "
+        "ov_cache_dir= (or set OV_CAUSAL_CACHE_DIR to) a folder of your own.", stacklevel=5)
+    return _temporary_export(build)
 
 
 def get_or_build(root: Path, key: str, parts: dict[str, Any], build: Callable[[Path], None]) -> Hit:
@@ -234,8 +277,9 @@ def _get_or_build_locked(entries: Path, key: str, parts: dict[str, Any], build: 
             _refresh(entry, record)
             touch_used(entry)
             return Hit(entry, hit=True)
+        if not _discard(entry):
+            return _bypass(entry, problem, build)
         warnings.warn(f"cache entry {entry} is damaged ({problem}); rebuilding it.", stacklevel=4)
-        remove(entry)
     _ensure_folder(entries)
     for stale in entries.glob(f".{key}.partial-*"):  # left by a killed process
         remove(stale)

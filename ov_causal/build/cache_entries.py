@@ -20,12 +20,19 @@ def verify_cache(key: str | None = None, ov_cache_dir: str | os.PathLike[str] | 
     """Re-hash every file of the export cache's entries (those whose key starts with ``key``, or all).
 
     Returns {entry key: None when intact, else what is wrong}. A damaged entry is rebuilt by the next
-    load that needs it, or removed with ``ov-causal cache clear``.
+    load that needs it, or removed with ``ov-causal cache clear``. A ``key`` no entry starts with raises
+    ``OptionError`` (a mistyped key is not a clean cache).
 
     Example:
         >>> damaged = {k: v for k, v in verify_cache().items() if v}
     """
-    return verify_entries(cache_root(ov_cache_dir), key)
+    root = cache_root(ov_cache_dir)
+    results = verify_entries(root, key)
+    if key is not None and not results:
+        raise OptionError(f"no entry of the export cache {root} has a key starting with {key!r}: nothing was "
+                          "verified. See 'ov-causal cache list' for the keys, or leave the key out to verify every "
+                          "entry.")
+    return results
 
 
 @dataclass(frozen=True)

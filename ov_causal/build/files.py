@@ -44,6 +44,25 @@ def write_json(path: Path, data: Any) -> None:
         raise
 
 
+def write_nofollow(path: Path, data: bytes) -> None:
+    """Overwrite the regular file ``path`` (or create it) in place, never through a link.
+
+    Raises ``OSError`` when a symlink (ELOOP), a FIFO or device, or a file with other hard links stands
+    at ``path``: writing there would change a file outside the folder.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o666)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+            raise OSError(errno.EPERM, "not a regular file with a single link; refusing to write through it",
+                          str(path))
+        os.ftruncate(fd, 0)
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def dir_lock(folder: Path) -> Iterator[None]:
     """Hold an exclusive ``flock`` on a folder: it marks the folder as in use by this process."""

@@ -4,6 +4,11 @@
 its whole content. A check trusts a file whose three are unchanged and re-hashes it in full
 otherwise: any write changes the ctime, which ``os.utime`` cannot set back, so even an overwrite
 that restores size and mtime is re-hashed. ``full=True`` re-hashes everything.
+
+Nothing else may stand in an entry: besides the recorded files there are only ``entry.json``,
+``last_used`` and the ``compiled/`` blobs, all regular files. A symlink anywhere in an entry (or any
+file entry.json does not list) makes it damaged: a write through it (``last_used`` on every hit,
+OpenVINO's blobs) would change a file outside the cache.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +48,55 @@ def file_records(folder: Path) -> dict[str, dict[str, Any]]:
     return records
 
 
+def _kind_problem(name: str, st: os.stat_result) -> str | None:
+    """What is wrong with a file of an entry that is not a regular file (a symlink, a FIFO...), or None."""
+    if stat.S_ISLNK(st.st_mode):
+        return f"{name} is a symbolic link (a write through it would change a file outside the cache)"
+    if not stat.S_ISREG(st.st_mode):
+        return f"{name} is not a regular file"
+    return None
+
+
+def _allowed_unrecorded(relative: Path) -> bool:
+    """Files an entry holds besides the recorded ones: its records, its last use, compiled blobs, atomic-write
+    leftovers of entry.json (``.entry.json.*.tmp``)."""
+    top = relative.parts[0]
+    if len(relative.parts) == 1:
+        return top in (ENTRY_FILE, USED_FILE) or (top.startswith(f".{ENTRY_FILE}.") and top.endswith(".tmp"))
+    return top == COMPILED_DIR
+
+
+def unrecorded_problem(entry: Path, recorded: set[str]) -> str | None:
+    """What in ``entry`` is neither a recorded file nor one it may hold (a symlink, a stray file), or None."""
+    for folder, dirs, names in os.walk(entry):
+        base = Path(folder)
+        for name in dirs + names:
+            relative = (base / name).relative_to(entry)
+            try:
+                st = (base / name).lstat()
+            except FileNotFoundError:  # e.g. a compiled blob OpenVINO replaced meanwhile
+                continue
+            if name in dirs and not stat.S_ISLNK(st.st_mode):
+                continue  # a real folder: its files are looked at in turn
+            if str(relative) in recorded:
+                continue  # checked against its record
+            problem = _kind_problem(str(relative), st)
+            if problem is not None:
+                return problem
+            if not _allowed_unrecorded(relative):
+                return f"{relative} is not recorded in {ENTRY_FILE}"
+    return None
+
+
 def _check_file(path: Path, name: str, record: dict[str, Any], full: bool) -> tuple[str | None, bool]:
     """(what is wrong with one recorded file or None, whether it was re-hashed)."""
     try:
-        st = path.stat()
+        st = path.lstat()
     except OSError:
         return f"{name} is missing", False
-    if not path.is_file():
-        return f"{name} is not a file", False
+    kind = _kind_problem(name, st)
+    if kind is not None:
+        return kind, False
     if "sha256" not in record:
         return f"{name} was recorded by an older ov_causal (sampled hash only)", False
     if st.st_size != record["size"]:
@@ -72,6 +119,9 @@ def check_entry(entry: Path, full: bool) -> tuple[str | None, dict[str, Any] | N
             raise ValueError(f"{ENTRY_FILE} lists no files")
     except (OSError, ValueError, KeyError, TypeError):
         return f"{ENTRY_FILE} is missing or unreadable", None
+    stray = unrecorded_problem(entry, set(files))
+    if stray is not None:
+        return stray, None
     rehashed = False
     for name, file_record in files.items():
         problem, hashed = _check_file(entry / name, name, file_record, full)

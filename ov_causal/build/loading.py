@@ -18,6 +18,7 @@ from .cache import Hit, cache_root, folder_fingerprint, get_or_build, make_key
 from .diskspace import check_free_space, compress_bytes, disk_full_errors, export_bytes
 from .export import (
     IR_FILES,
+    TOKENIZER_FILES,
     compress_folder,
     export_checkpoint,
     model_fallback,
@@ -179,13 +180,25 @@ def damaged_ir(folder: Path, exc: Exception) -> DamagedModelError:
 
 
 def check_ir_files(folder: Path) -> None:
-    """Refuse an export folder whose IR files are empty (a save or copy that stopped before writing them)."""
+    """Refuse an export folder whose IR or OpenVINO tokenizer files are empty (a save or copy that stopped before
+    writing them): the error names the file, not the device or ov_config OpenVINO would blame when compiling."""
     for name in IR_FILES:
-        path = folder / name
-        if path.is_file() and path.stat().st_size == 0:
+        if _empty(folder / name):
             raise DamagedModelError(
-                f"{path} is empty (0 bytes): the export is incomplete or damaged. Export or save the model again."
+                f"{folder / name} is empty (0 bytes): the export is incomplete or damaged. Export or save the model "
+                "again."
             )
+    for name in TOKENIZER_FILES:
+        if _empty(folder / name):
+            raise DamagedModelError(
+                f"{folder / name} is empty (0 bytes): the OpenVINO tokenizer of this export is damaged. Delete "
+                f"{', '.join(TOKENIZER_FILES)} from the folder (they are converted again from the Hugging Face "
+                "tokenizer when the model loads), or save the model again."
+            )
+
+
+def _empty(path: Path) -> bool:
+    return path.is_file() and path.stat().st_size == 0
 
 
 def _read_ir_checked(folder: Path) -> Any:

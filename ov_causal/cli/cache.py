@@ -6,10 +6,10 @@ import argparse
 from pathlib import Path
 
 from ..build.cache import cache_root
-from ..build.cache_entries import clear, list_entries, parse_age
-from ..build.integrity import ENTRY_FILE, verify_entries
+from ..build.cache_entries import clear, list_entries, parse_age, verify_cache
+from ..build.integrity import ENTRY_FILE
 from ..errors import OptionError
-from .common import EXIT_DAMAGED, EXIT_OK, Subparsers, command
+from .common import EXIT_DAMAGED, EXIT_ERROR, EXIT_OK, Subparsers, command
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -18,7 +18,7 @@ def add_parser(sub: Subparsers) -> None:
     cache.add_argument("action", choices=["list", "info", "clear", "verify"],
                        help="list: every entry; info KEY: one entry's manifest and state; clear: remove entries; "
                        f"verify [KEY]: re-hash every file of the entries (exit status {EXIT_DAMAGED} if one is "
-                       "damaged)")
+                       f"damaged, {EXIT_ERROR} if no entry has that KEY)")
     cache.add_argument("key", nargs="?", default=None,
                        help="with 'info': the entry's key, or its first characters; with 'verify': the same "
                        "(default: every entry)")
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "clear":
         return _clear(root, args.older_than)
     if args.action == "verify":
-        return _verify(verify_entries(root, args.key), root)
+        return _verify(verify_cache(args.key, root), root)
     if args.action == "list":
         return _list(root)
     return _info(root, args.key)

@@ -19,7 +19,15 @@ from typing import Any
 from ..build.cache import Hit, cache_root, touch_used, verify
 from ..build.integrity import ENTRIES_DIR
 from ..build.ir import is_stateful
-from ..build.loading import ExportRequest, Prepared, cache_key, export_settings, read_ir, runtime_config
+from ..build.loading import (
+    ExportRequest,
+    Prepared,
+    cache_key,
+    check_ir_files,
+    export_settings,
+    read_ir,
+    runtime_config,
+)
 from ..build.manifest import Manifest
 from ..build.sources import CONFIG_FILE, GENERATION_CONFIG_FILE, Source, resolve_source
 from ..config.hub import resolve_hf_kwargs
@@ -89,6 +97,7 @@ def find_ready(
         if prepared is None or not export_settings(source, request)[2]:
             return None
     elif compression is None:
+        check_ir_files(source.path)  # an empty file is named here, not by GenAI's compile error
         prepared = Prepared(source.path, Manifest.read(source.path))
     else:  # a preset on an export folder may need a compressed copy: from_pretrained decides
         return None

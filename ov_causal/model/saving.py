@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ..build.diskspace import check_free_space, disk_full_errors, folder_bytes, with_margin
 from ..build.export import IR_FILES, TOKENIZER_FILES, convert_tokenizer, publish, staging_folder
 from ..build.loading import manifest_for_ir
 from ..build.manifest import Manifest
@@ -23,10 +24,15 @@ def save_folder(model: Any, target: Path, manifest: Manifest, unchanged: bool,
     re-serialize it with the in-memory KV-cache precision of a stateless model baked in. A ``model.model``
     replaced since loading (e.g. by ``nncf.compress_weights``) is written by ``serialize``, and the
     manifest then describes its weights as they are.
+
+    A full disk (checked before writing, or met while writing) raises an ``ExportError`` saying how much
+    room is needed; the folder keeps what it held before.
     """
     if target.exists() and not target.is_dir():
         raise ExportError(f"cannot save into {str(target)!r}: it is a file. Pass a folder path.")
-    with staging_folder(target) as tmp:
+    needed = with_margin(folder_bytes(Path(model.model_save_dir)))
+    check_free_space(target, needed, manifest.source, action="save")
+    with staging_folder(target) as tmp, disk_full_errors(target, needed, manifest.source, action="save"):
         if unchanged:
             for name in IR_FILES:
                 shutil.copy2(Path(model.model_save_dir) / name, tmp / name)
