@@ -328,3 +328,11 @@ def test_a_stalled_single_process_server_stops_instead_of_answering_503(folder, 
     finally:
         stuck.release.set()
         running.stop()
+
+
+def test_the_grammar_worker_stays_small(grammars):
+    """The worker loads xgrammar's core without torch: it starts in seconds, not the ~560 MiB torch costs."""
+    from ov_causal.serving.grammar import _rss_mib
+
+    grammars.constraint(_format(_schema("[a-z]+")))
+    assert _rss_mib(grammars._worker.process.pid) < 200

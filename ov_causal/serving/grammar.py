@@ -28,7 +28,7 @@ from ..errors import APIError
 TIMEOUT = 5.0  # seconds one new grammar may take to compile (the engine would stall all streams that long)
 MAX_RSS_MIB = 2048  # the worker's memory while compiling
 MAX_FORMAT_BYTES = 64 * 1024  # a response_format's JSON text
-STARTUP_TIMEOUT = 60.0  # the worker imports xgrammar (and torch) once: a few seconds
+STARTUP_TIMEOUT = 60.0  # the worker starts in about a second
 _POLL = 0.02
 
 

@@ -10,20 +10,24 @@ compile is ended by the parent killing this process. It exits when its stdin clo
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import re
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
 from ..build.sources import CONFIG_FILE
 from .engine import engine_message
 
-# tokenizer.json decoder types -> xgrammar's vocabulary types
-_VOCAB_TYPES = {"ByteLevel": "BYTE_LEVEL", "ByteFallback": "BYTE_FALLBACK"}
+# tokenizer.json decoder types -> xgrammar's vocabulary types (its VocabType enum's values)
+_VOCAB_TYPES = {"ByteLevel": 2, "ByteFallback": 1}
+_RAW = 0
 
 
-def vocabulary(folder: Path) -> tuple[list[str], str]:
+def vocabulary(folder: Path) -> tuple[list[str], int]:
     """The model's tokens in id order and their xgrammar vocabulary type, from the folder's ``tokenizer.json``.
 
     Without one, placeholder tokens of the model's vocabulary size: the compile then still costs what it will
@@ -42,22 +46,40 @@ def vocabulary(folder: Path) -> tuple[list[str], str]:
     config_path = folder / CONFIG_FILE
     config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
     size = config.get("vocab_size") if isinstance(config.get("vocab_size"), int) else 32000
-    return [f"<token{i}>" for i in range(size)], "RAW"
+    return [f"<token{i}>" for i in range(size)], _RAW
 
 
-def _vocab_type(decoder: Any) -> str:
+def _vocab_type(decoder: Any) -> int:
     if not isinstance(decoder, dict):
-        return "RAW"
+        return _RAW
     kinds = [decoder.get("type")] + [d.get("type") for d in decoder.get("decoders") or [] if isinstance(d, dict)]
-    return next((_VOCAB_TYPES[k] for k in kinds if k in _VOCAB_TYPES), "RAW")
+    return next((_VOCAB_TYPES[k] for k in kinds if k in _VOCAB_TYPES), _RAW)
+
+
+def xgrammar_core() -> Any:
+    """xgrammar's compiled core, without its Python package.
+
+    The package imports torch and transformers at import (~500 MiB and 5-15 s here) for token masks on tensors,
+    which this worker never applies; its core is all a compile needs (55 MiB, about a second). tvm_ffi, which
+    loads the core, tries torch and goes on without it. Written against xgrammar 0.2.8's layout (pinned; the
+    tests compile with it and compare its verdicts with the engine's).
+    """
+    sys.modules.setdefault("torch", None)  # a None entry makes "import torch" fail: this process needs no torch
+    spec = importlib.util.find_spec("xgrammar")
+    if spec is None or spec.submodule_search_locations is None:
+        raise ImportError("xgrammar is not installed: pip install 'xgrammar==0.2.8'")
+    package = types.ModuleType("xgrammar")
+    package.__path__ = list(spec.submodule_search_locations)
+    sys.modules["xgrammar"] = package
+    importlib.import_module("xgrammar.load_binding")
+    return importlib.import_module("xgrammar.tvm_ffi_binding._ffi_api")
 
 
 def _compiler(folder: Path) -> Any:
-    import xgrammar
-
+    core = xgrammar_core()
     tokens, kind = vocabulary(folder)
-    info = xgrammar.TokenizerInfo(tokens, getattr(xgrammar.VocabType, kind))
-    return xgrammar.GrammarCompiler(info, max_threads=1, cache_enabled=False)
+    info = core.TokenizerInfo(tokens, kind, None, None, False)  # vocab, type, size, stop ids, prefix space
+    return core.GrammarCompiler(info, 1, False, -1)  # one thread, no cache (ours is by format), no limit
 
 
 def compile_format(compiler: Any, response_format: Any) -> dict[str, str] | None:
@@ -71,7 +93,7 @@ def compile_format(compiler: Any, response_format: Any) -> dict[str, str] | None
         if "regex" in keywords:
             compiler.compile_regex(keywords["regex"])
         else:
-            compiler.compile_grammar(keywords["grammar"])
+            compiler.compile_grammar_from_strings(keywords["grammar"], "root")
     except RuntimeError as exc:  # "[time] file.cc:83: Regex parsing error at position 3: Lookahead is not ..."
         raise ValueError(_engine_message(str(exc), keywords.get("regex", keywords.get("grammar", "")))) from None
     return keywords
