@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 VOCAB = 512
 ARCHITECTURES = ("llama", "gpt2", "qwen2", "mistral", "phi3")
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (for servers the tests start)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _config(arch: str):

@@ -16,6 +16,8 @@ from ov_causal.errors import APIError
 from ov_causal.serving.core import ServingCore
 from ov_causal.serving.grammar import GrammarCheck
 
+from .conftest import free_port
+
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
@@ -205,9 +207,7 @@ def test_the_watchdog_ends_a_stalled_engine(folder):
 
 @pytest.fixture(scope="module")
 def server(folder):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     url = serving.serve(str(folder), ray=False, name="tiny", port=port, max_batch=4, max_queue=MAX_QUEUE,
                         blocking=False)
     yield url.removesuffix("/v1"), port
@@ -310,9 +310,7 @@ def test_small_refusals(server, body, param):
 def test_a_stalled_single_process_server_stops_instead_of_answering_503(folder, capfd):
     from ov_causal.serving.direct import start
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     running = start(str(folder), preset=None, host="127.0.0.1", port=port, name="tiny", device="CPU",
                     chat_template=None, max_batch=2, max_queue=4, kv_cache_gb=None, max_body_bytes=1 << 20,
                     body_timeout=10.0, from_pretrained_kwargs={})

@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from .conftest import free_port
+
 pytest.importorskip("ray.serve")
 openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
@@ -29,12 +31,6 @@ TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% en
 MESSAGES = [{"role": "system", "content": "You write Python."}, {"role": "user", "content": "import json"}]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def checkpoint(make_checkpoint):
     return make_checkpoint("llama")
@@ -43,7 +39,7 @@ def checkpoint(make_checkpoint):
 @pytest.fixture(scope="module")
 def server(checkpoint):
     """(base url, port): one server for the module, shut down (with Ray) at the end."""
-    port = _free_port()
+    port = free_port()
     url = serving.serve(str(checkpoint), name=NAME, port=port, chat_template=TEMPLATE, num_cpus=0.5,
                         max_batch=4, max_queue=8, max_body_bytes=BODY_LIMIT, body_timeout=BODY_TIMEOUT,
                         blocking=False)
@@ -311,7 +307,7 @@ def test_port_in_use(server, checkpoint, monkeypatch):
 def test_unknown_model_fails_before_ray(server, tmp_path, monkeypatch):
     monkeypatch.setattr(serving, "_RUNNING", {})
     with pytest.raises(ModelSourceError):
-        serving.serve(str(tmp_path / "no-such-model"), port=_free_port(), blocking=False)
+        serving.serve(str(tmp_path / "no-such-model"), port=free_port(), blocking=False)
 
 
 def test_missing_extra(monkeypatch):

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import free_port
+
 openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
@@ -31,12 +33,6 @@ MESSAGES = [{"role": "system", "content": "You write Python."}, {"role": "user",
 WORKTREE = Path(__file__).resolve().parents[1]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def export(make_export):
     return make_export("llama")
@@ -45,7 +41,7 @@ def export(make_export):
 @pytest.fixture(scope="module")
 def server(export):
     """(base url, port): a single-process server for the module."""
-    port = _free_port()
+    port = free_port()
     url = serving.serve(str(export), ray=False, name=NAME, port=port, chat_template=TEMPLATE, max_batch=4,
                         max_queue=8, blocking=False)
     yield url, port
@@ -108,11 +104,11 @@ def test_health_metrics_and_header(server, client):
 
 def test_refused_options(export, server):
     with pytest.raises(OptionError, match=r"replicas=2 needs Ray Serve.*replicas=1"):
-        serving.serve(str(export), ray=False, replicas=2, port=_free_port(), blocking=False)
+        serving.serve(str(export), ray=False, replicas=2, port=free_port(), blocking=False)
     with pytest.raises(OptionError, match="num_cpus"):
-        serving.serve(str(export), ray=False, num_cpus=1, port=_free_port(), blocking=False)
+        serving.serve(str(export), ray=False, num_cpus=1, port=free_port(), blocking=False)
     with pytest.raises(OptionError, match=f"already runs on 127.0.0.1:{server[1]}"):
-        serving.serve(str(export), ray=False, port=_free_port(), blocking=False)
+        serving.serve(str(export), ray=False, port=free_port(), blocking=False)
     with pytest.raises(OptionError, match="single-process server"):
         serving.serve(str(export), port=server[1], blocking=False)
 
@@ -126,7 +122,7 @@ def test_busy_port_and_missing_extra(export, monkeypatch):
             serving.serve(str(export), ray=False, port=other.getsockname()[1], blocking=False)
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # import uvicorn -> ImportError
     with pytest.raises(MissingExtraError, match=r'pip install "ov_causal\[ray\]"'):
-        serving.serve(str(export), ray=False, port=_free_port(), blocking=False)
+        serving.serve(str(export), ray=False, port=free_port(), blocking=False)
 
 
 def test_cached_checkpoint_is_ready(make_checkpoint, export, export_cache):
@@ -150,7 +146,7 @@ shutdown()
 
 
 def test_process_stays_torch_free(export, pipe):
-    port = _free_port()
+    port = free_port()
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(export), str(port)], cwd=WORKTREE, text=True,
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ})
     try:
@@ -172,7 +168,7 @@ def test_process_stays_torch_free(export, pipe):
 
 
 def test_cli_no_ray(export):
-    port = _free_port()
+    port = free_port()
     child = subprocess.Popen([sys.executable, "-m", "ov_causal", "serve", str(export), "--no-ray", "--port",
                               str(port), "--name", "m"], cwd=WORKTREE, text=True, stdout=subprocess.PIPE)
     try:

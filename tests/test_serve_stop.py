@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -14,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from .conftest import free_port
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
@@ -24,12 +25,6 @@ from ov_causal.serving import ray_serve as serving  # noqa: E402
 PROMPT = "def parse_args(argv):\n    "  # greedy on the tiny llama: runs to max_tokens without an end of sequence
 WORKTREE = Path(__file__).resolve().parents[1]
 STOPPING = re.compile(r"stopping: finishing (\d+|the) requests in flight, up to ([\d.]+) s; signal again to exit now")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +54,7 @@ class Server:
 
 def _start(export: Path, *flags: str) -> Server:
     """``ov-causal serve EXPORT --port FREE --name m *flags`` (add ``--no-ray`` to ``flags`` for one process)."""
-    port = _free_port()
+    port = free_port()
     child = subprocess.Popen([sys.executable, "-m", "ov_causal", "serve", str(export), "--port", str(port),
                               "--name", "m", *flags], cwd=WORKTREE, text=True, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
@@ -208,7 +203,7 @@ def test_second_signal_exits_at_once(export):
 def test_grace_is_checked(export):
     for grace in (-1, float("nan"), "5"):
         with pytest.raises(OptionError, match=r"grace=.* is not valid"):
-            serving.serve(str(export), ray=False, port=_free_port(), grace=grace, blocking=False)
+            serving.serve(str(export), ray=False, port=free_port(), grace=grace, blocking=False)
 
 
 def test_ray_stop_finishes_requests_and_leaves_no_process(export):
