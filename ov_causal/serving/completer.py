@@ -19,9 +19,11 @@ from .request import Request, SequenceResult
 
 __all__ = ["APIError", "Completer", "Output", "Prompt", "Sampling"]
 
+
 @dataclass(frozen=True)
 class Sampling:
-    """The generation settings of one request (OpenAI names, already validated by the schema)."""
+    """The generation settings of one request (OpenAI names, already validated by the schema); mapped to GenAI's
+    by ``config.sampling.SamplingParams.from_openai`` in ``Completer.generation_config``."""
 
     max_tokens: int | None = None
     temperature: float | None = None
