@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from ..build.cache import compiling
 from ..build.sources import DETOKENIZER_FILE, TOKENIZER_FILE
+from ..config.sampling import SamplingParams
 from ..errors import OptionError
 
 Backend = Literal["auto", "genai", "optimum"]
@@ -101,62 +102,18 @@ def genai_config(config: Any, prompt_length: int, kwargs: dict[str, Any], rng_se
     """The ``openvino_genai.GenerationConfig`` equivalent to a transformers GenerationConfig.
 
     ``config`` needs only the attributes read here (a namespace works); sampling draws its seed from
-    torch's generator unless ``rng_seed`` is given.
+    torch's generator unless ``rng_seed`` is given (``config.sampling.rng_seed``).
     """
-    import openvino_genai
-
-    out = openvino_genai.GenerationConfig()
-    out.max_new_tokens = config.max_new_tokens if config.max_new_tokens is not None else max(
-        0, (config.max_length or 20) - prompt_length
-    )
-    out.min_new_tokens = config.min_new_tokens or max(0, (config.min_length or 0) - prompt_length)
-    eos = config.eos_token_id
-    eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
-    if eos_ids:
-        out.eos_token_id = eos_ids[0]
-        out.stop_token_ids = set(eos_ids)
-    if config.stop_strings:
-        out.stop_strings = {config.stop_strings} if isinstance(config.stop_strings, str) else set(config.stop_strings)
-        out.include_stop_str_in_output = True
-    out.repetition_penalty = float(config.repetition_penalty or 1.0)
-    out.no_repeat_ngram_size = int(config.no_repeat_ngram_size or 0) or out.no_repeat_ngram_size
-    for key in ("presence_penalty", "frequency_penalty"):
-        if kwargs.get(key) is not None:
-            setattr(out, key, float(kwargs[key]))
+    constraint = None
     if kwargs.get("response_format") is not None:
-        from .structured import structured_output_config
+        from .structured import constraint as compile_format
 
-        out.structured_output_config = structured_output_config(kwargs["response_format"])
-    out.num_return_sequences = config.num_return_sequences or 1
-    if (config.num_beams or 1) > 1:
-        out.num_beams = config.num_beams
-        out.num_beam_groups = config.num_beam_groups or 1
-        out.diversity_penalty = float(config.diversity_penalty or 0.0)
-        out.length_penalty = float(config.length_penalty if config.length_penalty is not None else 1.0)
-        criteria = openvino_genai.StopCriteria
-        out.stop_criteria = {True: criteria.EARLY, False: criteria.HEURISTIC, "never": criteria.NEVER}[
-            config.early_stopping if config.early_stopping is not None else False
-        ]
-    elif config.do_sample:
-        out.do_sample = True
-        out.temperature = float(config.temperature if config.temperature is not None else 1.0)
-        out.top_k = int(config.top_k) if config.top_k else 0
-        out.top_p = float(config.top_p if config.top_p is not None else 1.0)
-        if config.min_p:
-            out.min_p = float(config.min_p)
-        out.rng_seed = rng_seed if rng_seed is not None else _torch_draw()  # follows torch.manual_seed
-    if config.prompt_lookup_num_tokens:
-        out.num_assistant_tokens = int(config.prompt_lookup_num_tokens)
-        out.max_ngram_size = int(config.max_matching_ngram_size or 2)
-    elif kwargs.get("assistant_model") is not None:
-        out.num_assistant_tokens = int(config.num_assistant_tokens or 5)
-    return out
-
-
-def _torch_draw() -> int:
-    import torch
-
-    return int(torch.randint(0, 2**31 - 1, (1,)).item())
+        constraint = compile_format(kwargs["response_format"])
+    return SamplingParams.from_transformers(
+        config, prompt_length, seed=rng_seed, presence_penalty=kwargs.get("presence_penalty"),
+        frequency_penalty=kwargs.get("frequency_penalty"), constraint=constraint,
+        assistant=kwargs.get("assistant_model") is not None,
+    ).to_genai()
 
 
 class TokenStreamer:

@@ -68,8 +68,8 @@ def _generate_ready(
     """``generate`` on a ready folder: GenAI's pipeline and tokenizers only."""
     import openvino_genai
 
+    from ..config.sampling import rng_seed
     from .engines import genai_config
-    from .ready import torch_seed_draw
 
     start = time.perf_counter()
     # Without CACHE_DIR: LLMPipeline misses OpenVINO's compiled-model cache on every load here (the blob
@@ -82,7 +82,7 @@ def _generate_ready(
     pipe.generate(inputs, genai_config(_settings(defaults, max_new_tokens=1), prompt_length, {}))
     load_seconds = time.perf_counter() - start
     config = genai_config(_settings(defaults, max_new_tokens=max_new_tokens, do_sample=do_sample, min_new_tokens=1),
-                          prompt_length, {}, rng_seed=torch_seed_draw(seed) if do_sample else None)
+                          prompt_length, {}, rng_seed=rng_seed(seed, follow_torch=True) if do_sample else None)
     start = time.perf_counter()
     new = list(pipe.generate(inputs, config).tokens[0])
     seconds = time.perf_counter() - start

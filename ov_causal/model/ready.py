@@ -34,6 +34,7 @@ from ..config.hub import resolve_hf_kwargs
 from ..config.optimum_keywords import merge_preset
 from ..config.options import check_device, validate_ov_config
 from ..config.presets import Preset, Runtime, resolve_compression, resolve_runtime
+from ..config.sampling import torch_seed_draw  # noqa: F401  (its home now; kept importable here)
 from .engines import MAPPED, NEUTRAL, NO_OP, has_ov_tokenizers
 
 # The attributes ``engines.genai_config`` reads; transformers (5.x) leaves them all None unless the
@@ -136,24 +137,3 @@ def generation_defaults(folder: Path) -> SimpleNamespace | None:
             continue
         return None
     return SimpleNamespace(**{**HF_DEFAULTS, **{k: v for k, v in settings.items() if k in HF_DEFAULTS}})
-
-
-def torch_seed_draw(seed: int) -> int:
-    """What ``torch.manual_seed(seed); torch.randint(0, 2**31 - 1, (1,))`` returns, without torch.
-
-    torch's CPU generator is MT19937 seeded with the low 32 bits of the seed; this draw takes two
-    32-bit words (high, low) modulo the range.
-    """
-    state = [seed & 0xFFFFFFFF]
-    for i in range(1, 624):
-        state.append((1812433253 * (state[-1] ^ (state[-1] >> 30)) + i) & 0xFFFFFFFF)
-
-    def word(i: int) -> int:
-        y = (state[i] & 0x80000000) | (state[i + 1] & 0x7FFFFFFF)
-        y = state[i + 397] ^ (y >> 1) ^ (0x9908B0DF if y & 1 else 0)
-        y ^= y >> 11
-        y ^= (y << 7) & 0x9D2C5680
-        y ^= (y << 15) & 0xEFC60000
-        return y ^ (y >> 18)
-
-    return ((word(0) << 32) | word(1)) % (2**31 - 1)

@@ -8,7 +8,6 @@ batching, so greedy output equals one prompt at a time (and the ``AutoModelForCa
 from __future__ import annotations
 
 import os
-import random
 from collections.abc import Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any
@@ -25,7 +24,6 @@ class CoreBatch:
 
     def __init__(self, core: ServingCore, defaults: SimpleNamespace, generate_kwargs: Mapping[str, Any]) -> None:
         self.core, self.settings = core, SimpleNamespace(**{**vars(defaults), **generate_kwargs})
-        self._seeds = random.Random()
 
     def generate_many(self, prompts: Sequence[str]) -> list[tuple[str, int, int]]:
         """(generated text, prompt tokens, generated tokens) per prompt, all prompts in one running batch."""
@@ -35,10 +33,10 @@ class CoreBatch:
         return [(self.core.decode(tokens), len(ids), len(tokens)) for ids, tokens in zip(encoded, results)]
 
     def _config(self, prompt_length: int) -> Any:
+        from ..config.sampling import rng_seed
         from ..model.engines import genai_config
 
-        seed = self._seeds.randrange(2**31 - 1) if self.settings.do_sample else None
-        return genai_config(self.settings, prompt_length, {}, rng_seed=seed)
+        return genai_config(self.settings, prompt_length, {}, rng_seed=rng_seed() if self.settings.do_sample else None)
 
     def close(self) -> None:
         self.core.close()

@@ -7,11 +7,11 @@ Every request joins the core's running batch, so streaming and non-streaming req
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..config.sampling import SamplingParams
 from ..errors import APIError
 from .core import ServingCore
 from .grammar import GrammarCheck
@@ -19,12 +19,11 @@ from .request import Request, SequenceResult
 
 __all__ = ["APIError", "Completer", "Output", "Prompt", "Sampling"]
 
-_SEED_RANGE = 2**64  # GenAI's rng_seed is unsigned 64-bit; OpenAI's seed is a signed 64-bit int
-
 
 @dataclass(frozen=True)
 class Sampling:
-    """The generation settings of one request (OpenAI names, already validated by the schema)."""
+    """The generation settings of one request (OpenAI names, already validated by the schema); mapped to GenAI's
+    by ``config.sampling.SamplingParams.from_openai`` in ``Completer.generation_config``."""
 
     max_tokens: int | None = None
     temperature: float | None = None
@@ -108,33 +107,15 @@ class Completer:
 
     def generation_config(self, prompt: Prompt, sampling: Sampling, default_max: int | None) -> Any:
         """The ``openvino_genai.GenerationConfig`` of a request (the folder's defaults, then the request's)."""
-        config = self.core.generation_config()
-        config.max_new_tokens = self._max_tokens(prompt, sampling.max_tokens, default_max)
-        if sampling.temperature == 0:
-            config.do_sample = False
-        elif sampling.temperature is not None:
-            config.do_sample, config.temperature = True, float(sampling.temperature)
-        if config.do_sample:
-            if sampling.top_p is not None:
-                config.top_p = float(sampling.top_p)
-            seed = sampling.seed if sampling.seed is not None else int.from_bytes(os.urandom(8), "little")
-            config.rng_seed = seed % _SEED_RANGE
-        if sampling.n > 1:
-            if not config.do_sample:
-                raise APIError(400, f"n={sampling.n} asks for several choices, but greedy decoding would return the "
-                               "same text each time: set temperature > 0 (or n=1).", param="n")
-            config.num_return_sequences = sampling.n
-        if sampling.stop:
-            config.stop_strings, config.include_stop_str_in_output = set(sampling.stop), True
-        for key in ("presence_penalty", "frequency_penalty"):
-            if getattr(sampling, key) is not None:
-                setattr(config, key, float(getattr(sampling, key)))
-        keywords = self.prepare(sampling).constraint
-        if keywords is not None:
-            import openvino_genai
-
-            config.structured_output_config = openvino_genai.StructuredOutputConfig(**keywords)
-        return config
+        base = self.core.generation_config()
+        params = SamplingParams.from_openai(
+            self._max_tokens(prompt, sampling.max_tokens, default_max), sampling.temperature, sampling.top_p,
+            sampling.n, sampling.stop, sampling.seed, sampling.presence_penalty, sampling.frequency_penalty,
+        )
+        if sampling.n > 1 and not params.sampled(base):
+            raise APIError(400, f"n={sampling.n} asks for several choices, but greedy decoding would return the "
+                           "same text each time: set temperature > 0 (or n=1).", param="n")
+        return replace(params, constraint=self.prepare(sampling).constraint).to_genai(base)
 
     def submit(self, prompt: Prompt, sampling: Sampling, default_max: int | None,
                loop: asyncio.AbstractEventLoop | None = None) -> Request:
