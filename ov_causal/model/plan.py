@@ -10,6 +10,7 @@ through ``AutoModelForCausalLM``.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from ..build.ir import is_stateful
 from ..build.loading import ExportRequest, Prepared, cache_key, export_settings, read_ir, runtime_config
 from ..build.manifest import Manifest
 from ..build.sources import Source
+from ..config.hub import resolve_hf_kwargs
 from ..config.presets import Runtime
 from .engines import check_backend, has_ov_tokenizers
 from .load_request import Resolved, load_options, resolve_request
@@ -73,6 +75,9 @@ def plan_load(model: str | os.PathLike[str], **keywords: Any) -> LoadPlan:
     options, kwargs = load_options(**keywords)  # an unknown keyword lands in kwargs: resolve_request refuses it
     others = sorted(set(keywords) - READY_KEYWORDS)
     if others:
+        with warnings.catch_warnings():  # from_pretrained warns of an ignored keyword when it applies the rest
+            warnings.simplefilter("ignore")
+            resolve_hf_kwargs(kwargs)  # an unknown keyword is refused here too, with a suggestion
         return LoadPlan(name, None, reason=f"from_pretrained applies {', '.join(others)}")
     if options["preset"] == "auto":
         return LoadPlan(name, None, reason="preset='auto' is decided by from_pretrained (tune records, a probe)")
