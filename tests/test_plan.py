@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ov_causal import AutoModelForCausalLM
+from ov_causal.config.hub import OV_KEYWORDS
 from ov_causal.errors import OptionError
 from ov_causal.model.load_request import load_options
 from ov_causal.model.modeling import OVModelForCausalLM, load_model
@@ -41,6 +42,7 @@ def test_from_pretrained_shows_its_keywords(function):
 def test_the_torch_free_keywords_are_load_models():
     assert _keywords(load_options) == _keywords(load_model)  # names, kinds, defaults and annotations
     assert READY_KEYWORDS <= set(_keywords(load_options))
+    assert set(OV_KEYWORDS) == set(_keywords(load_options)) - {"kwargs"}  # the names an unknown keyword is told
 
 
 def test_an_unknown_keyword_is_still_refused_with_a_suggestion(make_export):

@@ -39,6 +39,7 @@ class LoadPlan:
     """
 
     model: str
+    device: str  # as the user gave it when the request is left to from_pretrained
     resolved: Resolved | None
     folder: Path | None = None
     runtime: Runtime | None = None  # the runtime preset in force on the ready folder
@@ -57,9 +58,6 @@ class LoadPlan:
     def request(self) -> ExportRequest | None:
         return None if self.resolved is None else self.resolved.request
 
-    @property
-    def device(self) -> str:
-        return "CPU" if self.resolved is None else self.resolved.device
 
 
 def plan_load(model: str | os.PathLike[str], **keywords: Any) -> LoadPlan:
@@ -78,18 +76,18 @@ def plan_load(model: str | os.PathLike[str], **keywords: Any) -> LoadPlan:
         with warnings.catch_warnings():  # from_pretrained warns of an ignored keyword when it applies the rest
             warnings.simplefilter("ignore")
             resolve_hf_kwargs(kwargs)  # an unknown keyword is refused here too, with a suggestion
-        return LoadPlan(name, None, reason=f"from_pretrained applies {', '.join(others)}")
+        return LoadPlan(name, options["device"], None, reason=f"from_pretrained applies {', '.join(others)}")
     if options["preset"] == "auto":
-        return LoadPlan(name, None, reason="preset='auto' is decided by from_pretrained (tune records, a probe)")
+        return LoadPlan(name, options["device"], None, reason="preset='auto' is decided by from_pretrained")
     resolved = resolve_request(model, options, kwargs)
     if check_backend(options["backend"]) == "optimum":
-        return LoadPlan(name, resolved, reason="backend='optimum' runs the transformers loop")
+        return LoadPlan(name, resolved.device, resolved, reason="backend='optimum' runs the transformers loop")
     prepared, reason = _folder(resolved.source, resolved.request)
     if prepared is None:
-        return LoadPlan(name, resolved, reason=reason)
+        return LoadPlan(name, resolved.device, resolved, reason=reason)
     runtime, properties = runtime_config(resolved.runtime, resolved.overrides, prepared, resolved.source.kind,
                                          resolved.device, options["ov_config"] is not None)
-    return LoadPlan(name, resolved, prepared.folder, runtime, properties)
+    return LoadPlan(name, resolved.device, resolved, prepared.folder, runtime, properties)
 
 
 def _folder(source: Source, request: ExportRequest) -> tuple[Prepared | None, str]:
