@@ -1,5 +1,6 @@
 """``from_pretrained``'s stages: the request resolved, the folder prepared, the IR read by optimum-intel (its
-keywords are ``modeling.load_model``'s); then the helpers ``load_model`` attaches with (our class for optimum's, the IR's fingerprint, pipeline registration)."""
+keywords are ``modeling.load_model``'s); then the helpers ``load_model`` attaches with (our class for optimum's,
+the IR's fingerprint, pipeline registration)."""
 
 from __future__ import annotations
 
