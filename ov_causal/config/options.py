@@ -102,6 +102,8 @@ def check_device(device: str) -> str:
     if not isinstance(device, str) or not device.strip():
         raise DeviceError(f"device={device!r} is not valid: pass an OpenVINO device name such as 'CPU' or 'GPU'.")
     device = device.strip().upper()
+    if device == "CPU":  # always there: asking OpenVINO would probe every plugin
+        return device
     devices = available_devices()
     virtual, _, targets = device.partition(":")
     names = [t for t in targets.split(",") if t] if virtual in ("AUTO", "MULTI", "HETERO") else [device]

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..build.sources import DEMO_MODEL
 from ..errors import OptionError
+
+if TYPE_CHECKING:
+    from .plan import LoadPlan
 
 DEMO_PROMPT = 'def read_config(path):\n    """Read a configuration file."""\n    with open(path'
 
@@ -53,17 +56,18 @@ def generate(
     is loaded by ``openvino_genai.LLMPipeline`` alone, without importing torch or transformers; the
     output is the same as through ``AutoModelForCausalLM``.
     """
-    from .ready import find_ready, generation_defaults
+    from .plan import plan_load
+    from .ready import generation_defaults
 
-    ready = find_ready(model or DEMO_MODEL, preset, runtime, device)
-    defaults = None if ready is None else generation_defaults(ready.folder)
-    if ready is not None and defaults is not None:
-        return _generate_ready(ready, defaults, prompt, max_new_tokens, do_sample, seed)
+    plan = plan_load(model or DEMO_MODEL, preset=preset, runtime=runtime, device=device)
+    defaults = None if plan.folder is None else generation_defaults(plan.folder)
+    if plan.folder is not None and defaults is not None:
+        return _generate_ready(plan, defaults, prompt, max_new_tokens, do_sample, seed)
     return _generate_loaded(prompt, model, preset, runtime, device, max_new_tokens, do_sample, seed)
 
 
 def _generate_ready(
-    ready: Any, defaults: Any, prompt: str, max_new_tokens: int, do_sample: bool, seed: int
+    ready: LoadPlan, defaults: Any, prompt: str, max_new_tokens: int, do_sample: bool, seed: int
 ) -> Generation:
     """``generate`` on a ready folder: GenAI's pipeline and tokenizers only."""
     import openvino_genai

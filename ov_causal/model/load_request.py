@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..build.calibration import load_texts
+from ..build.calibration import TextSource, load_texts
 from ..build.loading import ExportRequest
-from ..build.lora import parse_adapters
+from ..build.lora import LoraSpec, parse_adapters
 from ..build.sources import Source, resolve_source
 from ..config.hub import resolve_hf_kwargs
 from ..config.optimum_keywords import merge_preset
 from ..config.options import check_device, validate_ov_config
-from ..config.presets import Runtime, resolve_compression, resolve_runtime
+from ..config.presets import Compression, Preset, Runtime, resolve_compression, resolve_runtime
 from ..errors import PresetError
 
 
@@ -44,6 +45,45 @@ class Resolved:
     device: str
     auto_reason: str | None
     optimum_kwargs: dict[str, Any]
+
+
+def load_options(
+    *,
+    preset: str | Preset | Compression | None = None,
+    compression_option: str | None = None,
+    load_in_8bit: bool | None = None,
+    quantization_config: Any = None,
+    runtime: str | Runtime | None = None,
+    ov_config: Mapping[str, Any] | None = None,
+    group_size: int | None = None,
+    ratio: float | None = None,
+    dq_group_size: int | None = None,
+    stateful: bool | None = None,
+    device: str = "CPU",
+    compile: bool = True,
+    export: bool | None = None,
+    load_tokenizer: bool = True,
+    lora: LoraSpec | None = None,
+    lora_allow_pickle: bool = False,
+    cache: bool = True,
+    ov_cache_dir: str | os.PathLike[str] | None = None,
+    calibration: TextSource | None = None,
+    awq: bool | None = None,
+    scale_estimation: bool | None = None,
+    gptq: bool | None = None,
+    sensitivity: str | None = None,
+    backend: str = "auto",
+    config: Any = None,
+    generation_config: Any = None,
+    dynamic_shapes: bool | None = None,
+    **kwargs: Any,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The keywords of ``from_pretrained`` with their defaults, without torch: ours and optimum-intel's by name,
+    and the transformers keywords left over (checked by ``resolve_request``). ``load_model`` has the same keywords
+    (kept equal by ``tests/test_plan.py``), documented there.
+    """
+    options = dict(locals())
+    return options, options.pop("kwargs")
 
 
 def resolve_request(model_id: Any, options: dict[str, Any], kwargs: dict[str, Any]) -> Resolved:

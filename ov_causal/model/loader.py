@@ -1,21 +1,19 @@
-"""``from_pretrained``'s keywords and stages: the request resolved, the folder prepared, the IR read by optimum-intel;
-then the helpers ``load_model`` attaches with (our class for optimum's, the IR's fingerprint, pipeline registration)."""
+"""``from_pretrained``'s stages: the request resolved, the folder prepared, the IR read by optimum-intel (its
+keywords are ``modeling.load_model``'s); then the helpers ``load_model`` attaches with (our class for optimum's,
+the IR's fingerprint, pipeline registration)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from optimum.intel import OVModelForCausalLM as OptimumCausalLM
 
-from ..build.calibration import TextSource
 from ..build.loading import Prepared, damaged_ir, find_tokenizer, prepare_folder, runtime_config, stateful_error
-from ..build.lora import LoraSpec
 from ..config.hub import quiet_offline_folder_check
-from ..config.presets import Compression, Preset, Runtime
+from ..config.presets import Runtime
 from ..errors import UnsupportedModelError
 from .engines import check_backend
 from .load_request import Resolved, resolve_request
@@ -35,101 +33,27 @@ class Loaded:
     compile: bool
 
 
-def load_ir(
-    pretrained_model_name_or_path: str | os.PathLike[str],
-    *,
-    preset: str | Preset | Compression | None = None,
-    compression_option: str | None = None,
-    load_in_8bit: bool | None = None,
-    quantization_config: Any = None,
-    runtime: str | Runtime | None = None,
-    ov_config: Mapping[str, Any] | None = None,
-    group_size: int | None = None,
-    ratio: float | None = None,
-    dq_group_size: int | None = None,
-    stateful: bool | None = None,
-    device: str = "CPU",
-    compile: bool = True,
-    export: bool | None = None,
-    load_tokenizer: bool = True,
-    lora: LoraSpec | None = None,
-    lora_allow_pickle: bool = False,
-    cache: bool = True,
-    ov_cache_dir: str | os.PathLike[str] | None = None,
-    calibration: TextSource | None = None,
-    awq: bool | None = None,
-    scale_estimation: bool | None = None,
-    gptq: bool | None = None,
-    sensitivity: str | None = None,
-    backend: str = "auto",
-    config: Any = None,
-    generation_config: Any = None,
-    dynamic_shapes: bool | None = None,
-    **kwargs: Any,
-) -> Loaded:
-    """``from_pretrained``'s keywords, and its stages up to the IR read by optimum-intel (not compiled yet).
+def load_ir(pretrained_model_name_or_path: str | os.PathLike[str], options: dict[str, Any],
+            kwargs: dict[str, Any]) -> Loaded:
+    """``from_pretrained``'s stages up to the IR read by optimum-intel (not compiled yet).
 
-    Stage 1 resolves the request (``load_request``), stage 2 finds or builds the folder (export cache,
-    export, LoRA fusion), stage 3 chooses the runtime and reads the IR. ``load_model`` then attaches
-    what ov_causal knows to the model and compiles it.
-
-    Args:
-        pretrained_model_name_or_path: Hub id, checkpoint folder, or OpenVINO export folder.
-        preset: weight compression: a name (``int8``, ``int4_asym_g64``, ``fp16``, ...), a
-            ``Preset`` or a ``Compression``. Default: int8 above 1B parameters, none below.
-            ``"auto"``: the choice ``ov-causal tune`` made for this model, else a rule by size and CPU.
-        compression_option: the OpenVINO white paper's name for ``preset`` (``"int8"``, ``"int4_sym_g128"``, ...).
-        load_in_8bit: optimum-intel's switch: True is ``preset="int8"``, False keeps the weights uncompressed
-            (even above 1B parameters).
-        quantization_config: optimum-intel's ``OVWeightQuantizationConfig`` (or its dict), honoured exactly:
-            bits, sym, group_size, ratio, sensitivity_metric, quant_method="awq", scale_estimation, gptq and a
-            dataset given as a list of strings; settings ov_causal cannot apply are refused.
-        runtime: ``latency``, ``throughput``, ``accuracy``, ``memory`` or a ``Runtime``. Default:
-            ``latency`` for int8/int4 weights, ``accuracy`` for fp32/fp16 weights or when ``ov_config`` sets
-            ``INFERENCE_PRECISION_HINT="f32"``; an export folder restores the runtime it was saved with.
-        ov_config: raw OpenVINO properties; each key overrides the runtime preset's.
-        group_size: int4 override of the preset's group size.
-        ratio: int4 override: share of layers in int4, the rest in int8.
-        dq_group_size: dynamic quantization group size (32, 64, 128; 0 turns it off).
-        stateful: KV cache inside the model (default True for exports; an export folder keeps its form).
-        device: OpenVINO device, e.g. ``CPU`` or ``GPU``.
-        compile: False defers compilation (use ``model.model`` for native access).
-        export: optimum-intel's flag; accepted for compatibility (checkpoints are exported, export folders loaded).
-        load_tokenizer: load the Hugging Face tokenizer found with the model as ``model.tokenizer``.
-        lora: PEFT LoRA adapter folder(s) fused into the base before export: a path,
-            ``{path: weight}`` or a list of (path, weight) pairs.
-        lora_allow_pickle: accept pickle adapters (``adapter_model.bin``); unpickling runs code.
-        cache: reuse (and publish) exports in the persistent cache; False exports to a temporary folder.
-        ov_cache_dir: cache location (default ``$OV_CAUSAL_CACHE_DIR`` or ``~/.cache/ov_causal``).
-        calibration: text for data-aware int4 (a file, a string or a list of strings; no Hub dataset).
-        awq: int4 override: NNCF's AWQ (data-aware, needs ``calibration``).
-        scale_estimation: int4 override: NNCF's scale estimation (data-aware).
-        gptq: int4 override: NNCF's GPTQ (data-aware).
-        sensitivity: int4 override: the metric that ranks layers for ``ratio`` < 1 (see
-            ``SENSITIVITY_METRICS``).
-        backend: generation engine: ``auto`` (OpenVINO GenAI when the call maps to it, else the
-            transformers loop), ``genai`` or ``optimum``.
-        config: a ``PretrainedConfig`` to use instead of the folder's ``config.json`` (as in optimum).
-        generation_config: a ``GenerationConfig`` to use instead of the folder's (as in optimum).
-        dynamic_shapes: optimum-intel's flag (it keeps causal LMs dynamic whatever the value).
-        **kwargs: transformers keywords (``revision``, ``token``, ``trust_remote_code``,
-            ``torch_dtype``, ``device_map``, ...): applied, or ignored with a warning.
-
-    Example:
-        >>> model = OVModelForCausalLM.from_pretrained("org/model", preset="int4_asym_g64")  # calls load_ir
+    ``options``: ``load_model``'s keywords by name; ``kwargs``: the transformers keywords. Stage 1 resolves the
+    request (``load_request.resolve_request``), stage 2 finds or builds the folder (export cache, export, LoRA
+    fusion), stage 3 chooses the runtime and reads the IR. ``load_model`` then attaches what ov_causal knows to
+    the model and compiles it.
     """
-    options = dict(locals())
-    options.pop("kwargs")
     resolved = resolve_request(pretrained_model_name_or_path, options, kwargs)
     prepared = prepare_folder(resolved.source, resolved.request)
     runtime_preset, full_config = runtime_config(
-        resolved.runtime, resolved.overrides, prepared, resolved.source.kind, resolved.device, ov_config is not None
+        resolved.runtime, resolved.overrides, prepared, resolved.source.kind, resolved.device,
+        options["ov_config"] is not None,
     )
     model = load_optimum(prepared.folder, full_config, resolved)
-    if stateful is not None and stateful != model.stateful:
-        raise stateful_error(prepared.folder, stateful)
-    tokenizer = find_tokenizer(prepared.folder, resolved.request.hub) if load_tokenizer else None
-    return Loaded(model, resolved, prepared, runtime_preset, full_config, tokenizer, check_backend(backend), compile)
+    if options["stateful"] is not None and options["stateful"] != model.stateful:
+        raise stateful_error(prepared.folder, options["stateful"])
+    tokenizer = find_tokenizer(prepared.folder, resolved.request.hub) if options["load_tokenizer"] else None
+    return Loaded(model, resolved, prepared, runtime_preset, full_config, tokenizer, check_backend(options["backend"]),
+                  options["compile"])
 
 
 def fingerprint(model: Any) -> tuple[int, int]:

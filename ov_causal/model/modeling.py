@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -14,13 +15,15 @@ from typing import Any, ClassVar
 from optimum.intel import OVModelForCausalLM as OptimumCausalLM
 
 from ..build.cache import compiling
+from ..build.calibration import TextSource
 from ..build.loading import (
     Prepared,
     manifest_for_ir,
 )
+from ..build.lora import LoraSpec
 from ..build.manifest import Manifest
 from ..config.options import check_device
-from ..config.presets import Runtime
+from ..config.presets import Compression, Preset, Runtime
 from ..errors import OptionError
 from .engines import GENAI_ONLY, GenAIEngine, Plan, has_ov_tokenizers, plan, tokenizers_ready
 from .load_request import Resolved
@@ -64,11 +67,6 @@ class OVModelForCausalLM(OptimumCausalLM):
     _ov_compiling: bool = False
     _ov_loaded_fingerprint: tuple[int, int] | None = None  # of model.model as loaded from model_save_dir
     _ov_overrides: dict[str, str] = {}  # the user's own ov_config keys (saved with the model)
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike[str], **kwargs: Any) -> Any:
-        """Load an OpenVINO export, or export a Hugging Face checkpoint on the fly (see ``load_model``)."""
-        return load_model(pretrained_model_name_or_path, **kwargs)
 
     @property
     def request(self) -> Any:
@@ -224,17 +222,91 @@ def _attach(model: Any, resolved: Resolved, prepared: Prepared, runtime: Runtime
     return model
 
 
-def load_model(pretrained_model_name_or_path: str | os.PathLike[str], **kwargs: Any) -> OVModelForCausalLM:
-    """Load an OpenVINO export, or export a Hugging Face checkpoint on the fly.
+def load_model(
+    pretrained_model_name_or_path: str | os.PathLike[str],
+    *,
+    preset: str | Preset | Compression | None = None,
+    compression_option: str | None = None,
+    load_in_8bit: bool | None = None,
+    quantization_config: Any = None,
+    runtime: str | Runtime | None = None,
+    ov_config: Mapping[str, Any] | None = None,
+    group_size: int | None = None,
+    ratio: float | None = None,
+    dq_group_size: int | None = None,
+    stateful: bool | None = None,
+    device: str = "CPU",
+    compile: bool = True,
+    export: bool | None = None,
+    load_tokenizer: bool = True,
+    lora: LoraSpec | None = None,
+    lora_allow_pickle: bool = False,
+    cache: bool = True,
+    ov_cache_dir: str | os.PathLike[str] | None = None,
+    calibration: TextSource | None = None,
+    awq: bool | None = None,
+    scale_estimation: bool | None = None,
+    gptq: bool | None = None,
+    sensitivity: str | None = None,
+    backend: str = "auto",
+    config: Any = None,
+    generation_config: Any = None,
+    dynamic_shapes: bool | None = None,
+    **kwargs: Any,
+) -> OVModelForCausalLM:
+    """Load an OpenVINO export, or export a Hugging Face checkpoint on the fly (``from_pretrained``).
 
-    The keywords are ``load_ir``'s (``preset``, ``runtime``, ``ov_config``, ``lora``, optimum-intel's and
-    transformers' keywords...): it resolves the request, prepares the folder and reads the IR; the model
-    is then made an ``OVModelForCausalLM`` and its first engine compiled (unless ``compile=False``).
+    The request is resolved, the folder found in the export cache or built, the IR read (``loader.load_ir``);
+    the model is then made an ``OVModelForCausalLM`` and its first engine compiled (unless ``compile=False``).
+
+    Args:
+        pretrained_model_name_or_path: Hub id, checkpoint folder, or OpenVINO export folder.
+        preset: weight compression: a name (``int8``, ``int4_asym_g64``, ``fp16``, ...), a
+            ``Preset`` or a ``Compression``. Default: int8 above 1B parameters, none below.
+            ``"auto"``: the choice ``ov-causal tune`` made for this model, else a rule by size and CPU.
+        compression_option: the OpenVINO white paper's name for ``preset`` (``"int8"``, ``"int4_sym_g128"``, ...).
+        load_in_8bit: optimum-intel's switch: True is ``preset="int8"``, False keeps the weights uncompressed
+            (even above 1B parameters).
+        quantization_config: optimum-intel's ``OVWeightQuantizationConfig`` (or its dict), honoured exactly:
+            bits, sym, group_size, ratio, sensitivity_metric, quant_method="awq", scale_estimation, gptq and a
+            dataset given as a list of strings; settings ov_causal cannot apply are refused.
+        runtime: ``latency``, ``throughput``, ``accuracy``, ``memory`` or a ``Runtime``. Default:
+            ``latency`` for int8/int4 weights, ``accuracy`` for fp32/fp16 weights or when ``ov_config`` sets
+            ``INFERENCE_PRECISION_HINT="f32"``; an export folder restores the runtime it was saved with.
+        ov_config: raw OpenVINO properties; each key overrides the runtime preset's.
+        group_size: int4 override of the preset's group size.
+        ratio: int4 override: share of layers in int4, the rest in int8.
+        dq_group_size: dynamic quantization group size (32, 64, 128; 0 turns it off).
+        stateful: KV cache inside the model (default True for exports; an export folder keeps its form).
+        device: OpenVINO device, e.g. ``CPU`` or ``GPU``.
+        compile: False defers compilation (use ``model.model`` for native access).
+        export: optimum-intel's flag; accepted for compatibility (checkpoints are exported, export folders loaded).
+        load_tokenizer: load the Hugging Face tokenizer found with the model as ``model.tokenizer``.
+        lora: PEFT LoRA adapter folder(s) fused into the base before export: a path,
+            ``{path: weight}`` or a list of (path, weight) pairs.
+        lora_allow_pickle: accept pickle adapters (``adapter_model.bin``); unpickling runs code.
+        cache: reuse (and publish) exports in the persistent cache; False exports to a temporary folder.
+        ov_cache_dir: cache location (default ``$OV_CAUSAL_CACHE_DIR`` or ``~/.cache/ov_causal``).
+        calibration: text for data-aware int4 (a file, a string or a list of strings; no Hub dataset).
+        awq: int4 override: NNCF's AWQ (data-aware, needs ``calibration``).
+        scale_estimation: int4 override: NNCF's scale estimation (data-aware).
+        gptq: int4 override: NNCF's GPTQ (data-aware).
+        sensitivity: int4 override: the metric that ranks layers for ``ratio`` < 1 (see
+            ``SENSITIVITY_METRICS``).
+        backend: generation engine: ``auto`` (OpenVINO GenAI when the call maps to it, else the
+            transformers loop), ``genai`` or ``optimum``.
+        config: a ``PretrainedConfig`` to use instead of the folder's ``config.json`` (as in optimum).
+        generation_config: a ``GenerationConfig`` to use instead of the folder's (as in optimum).
+        dynamic_shapes: optimum-intel's flag (it keeps causal LMs dynamic whatever the value).
+        **kwargs: transformers keywords (``revision``, ``token``, ``trust_remote_code``,
+            ``torch_dtype``, ``device_map``, ...): applied, or ignored with a warning.
 
     Example:
-        >>> model = OVModelForCausalLM.from_pretrained("org/model", preset="int4_asym_g64")
+        >>> model = AutoModelForCausalLM.from_pretrained("org/model", preset="int4_asym_g64")
     """
-    loaded = load_ir(pretrained_model_name_or_path, **kwargs)
+    options = dict(locals())
+    name, kwargs = options.pop("pretrained_model_name_or_path"), options.pop("kwargs")
+    loaded = load_ir(name, options, kwargs)
     model = _attach(loaded.model, loaded.resolved, loaded.prepared, loaded.runtime, loaded.backend)
     model.tokenizer = loaded.tokenizer
     model._ov_compile_on_demand = loaded.compile
@@ -248,17 +320,13 @@ def load_model(pretrained_model_name_or_path: str | os.PathLike[str], **kwargs: 
     return model
 
 
+OVModelForCausalLM.from_pretrained = staticmethod(load_model)  # its keywords for inspect.signature and help()
+
+
 class AutoModelForCausalLM:
     """Drop-in for ``transformers.AutoModelForCausalLM``: returns an ``OVModelForCausalLM``."""
 
     def __init__(self) -> None:
         raise TypeError("use AutoModelForCausalLM.from_pretrained(...)")
 
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike[str], **kwargs: Any) -> Any:
-        """Load an OpenVINO export, or export a Hugging Face checkpoint on the fly (see ``load_model``).
-
-        Example:
-            >>> model = AutoModelForCausalLM.from_pretrained("org/model", preset="int4_asym_g64")
-        """
-        return load_model(pretrained_model_name_or_path, **kwargs)
+    from_pretrained = staticmethod(load_model)

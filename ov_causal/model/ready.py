@@ -16,26 +16,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from ..build.cache import Hit, cache_root, touch_used, verify
-from ..build.integrity import ENTRIES_DIR
-from ..build.ir import is_stateful
-from ..build.loading import (
-    ExportRequest,
-    Prepared,
-    cache_key,
-    check_ir_files,
-    export_settings,
-    read_ir,
-    runtime_config,
-)
-from ..build.manifest import Manifest
-from ..build.sources import CONFIG_FILE, GENERATION_CONFIG_FILE, Source, resolve_source
-from ..config.hub import resolve_hf_kwargs
-from ..config.optimum_keywords import merge_preset
-from ..config.options import check_device, validate_ov_config
-from ..config.presets import Preset, Runtime, resolve_compression, resolve_runtime
+from ..build.sources import CONFIG_FILE, GENERATION_CONFIG_FILE
+from ..config.presets import Preset, Runtime
 from ..config.sampling import torch_seed_draw  # noqa: F401  (its home now; kept importable here)
-from .engines import MAPPED, NEUTRAL, NO_OP, has_ov_tokenizers
+from .engines import MAPPED, NEUTRAL, NO_OP
+from .plan import plan_load
 
 # The attributes ``engines.genai_config`` reads; transformers (5.x) leaves them all None unless the
 # folder's generation_config.json sets them, and genai_config applies the defaults.
@@ -56,22 +41,6 @@ class ReadyFolder:
     properties: dict[str, str] = field(default_factory=dict)
 
 
-def _entry(source: Source, request: ExportRequest) -> Prepared | None:
-    """The intact cache entry of a checkpoint's export, or None (not exported yet, damaged, or being written)."""
-    key, _ = cache_key(source, request)
-    entry = cache_root(request.ov_cache_dir) / ENTRIES_DIR / key  # the layout cache.get_or_build writes
-    if not entry.is_dir() or verify(entry) is not None:
-        return None
-    touch_used(entry)  # a hit counts as a use, as in get_or_build
-    return Prepared(entry, Manifest.read(entry), cache=Hit(entry, hit=True))
-
-
-def _stateful(prepared: Prepared) -> bool:
-    if prepared.manifest is not None:
-        return prepared.manifest.stateful
-    return is_stateful(read_ir(prepared.folder))
-
-
 def find_ready(
     model: str | os.PathLike[str],
     preset: str | Preset | None = None,
@@ -81,35 +50,13 @@ def find_ready(
     ov_config: Mapping[str, Any] | None = None,
 ) -> ReadyFolder | None:
     """The folder and properties ``from_pretrained(model, preset=, runtime=, device=, ov_config=)`` would give GenAI,
-    when no export, compression or tokenizer conversion is needed; else None.
+    when no export, compression or tokenizer conversion is needed; else None (``plan.plan_load`` says why).
 
     Raises what ``from_pretrained`` raises for a missing model, an unknown preset or device.
     """
-    if preset == "auto":  # the tuned choice needs the tune records: left to from_pretrained
-        return None
-    hub = resolve_hf_kwargs({})
-    source = resolve_source(model, hub)
-    preset_arg, _ = merge_preset(preset, None, None, None)
-    name, compression = resolve_compression(preset_arg)
-    request = ExportRequest(name, compression, None, hub,
-                            ov_cache_dir=None if ov_cache_dir is None else os.fspath(ov_cache_dir))
-    if source.kind == "checkpoint":
-        prepared = _entry(source, request)
-        if prepared is None or not export_settings(source, request)[2]:
-            return None
-    elif compression is None:
-        check_ir_files(source.path)  # an empty file is named here, not by GenAI's compile error
-        prepared = Prepared(source.path, Manifest.read(source.path))
-    else:  # a preset on an export folder may need a compressed copy: from_pretrained decides
-        return None
-    if not has_ov_tokenizers(prepared.folder) or not _stateful(prepared):
-        return None
-    # CPU always exists: skip asking OpenVINO for every device (it probes each plugin)
-    device = "CPU" if isinstance(device, str) and device.strip().upper() == "CPU" else check_device(device)
-    overrides = validate_ov_config(ov_config or {}, device)
-    _, properties = runtime_config(resolve_runtime(runtime, preset_arg), overrides, prepared, source.kind, device,
-                                   ov_config is not None)
-    return ReadyFolder(prepared.folder, device, properties)
+    plan = plan_load(model, preset=preset, runtime=runtime, device=device, ov_cache_dir=ov_cache_dir,
+                     ov_config=ov_config)
+    return ReadyFolder(plan.folder, plan.device, plan.properties) if plan.folder is not None else None
 
 
 def ready_folder(
@@ -137,3 +84,4 @@ def generation_defaults(folder: Path) -> SimpleNamespace | None:
             continue
         return None
     return SimpleNamespace(**{**HF_DEFAULTS, **{k: v for k, v in settings.items() if k in HF_DEFAULTS}})
+

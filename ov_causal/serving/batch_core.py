@@ -15,7 +15,6 @@ from typing import Any
 from .core import ServingCore
 from .engine import single_thread_crash
 
-_MODEL_KEYWORDS = {"preset", "runtime", "device", "ov_config"}  # what the core path can honour of model_kwargs
 _MAX_QUEUE = 1 << 20  # a batch is submitted whole: its prompts wait in the core, never refused
 
 
@@ -49,21 +48,21 @@ def core_batch(model: str | os.PathLike[str], model_kwargs: Mapping[str, Any],
     ``threads``: the CPUs Ray gave the actor (``INFERENCE_NUM_THREADS`` unless ``ov_config`` sets it).
     """
     from ..model.engines import MAPPED
-    from ..model.ready import find_ready, generation_defaults
+    from ..model.plan import plan_load
+    from ..model.ready import generation_defaults
 
-    if set(model_kwargs) - _MODEL_KEYWORDS or set(generate_kwargs) - MAPPED:
+    if set(generate_kwargs) - MAPPED:
         return None
     if (generate_kwargs.get("num_return_sequences") or 1) > 1:  # a row per prompt: the loaded path decides
         return None
-    ready = find_ready(model, model_kwargs.get("preset"), model_kwargs.get("runtime"),
-                       model_kwargs.get("device", "CPU"), ov_config=model_kwargs.get("ov_config"))
-    defaults = None if ready is None else generation_defaults(ready.folder)
-    if ready is None or defaults is None:
+    plan = plan_load(model, **model_kwargs)
+    defaults = None if plan.folder is None else generation_defaults(plan.folder)
+    if plan.folder is None or defaults is None:
         return None
-    properties = dict(ready.properties)
+    properties = dict(plan.properties)
     if threads is not None and "INFERENCE_NUM_THREADS" not in (model_kwargs.get("ov_config") or {}):
         properties["INFERENCE_NUM_THREADS"] = str(threads)
-    if single_thread_crash(ready.folder, properties):  # GenAI's continuous batching would crash: the loaded path
+    if single_thread_crash(plan.folder, properties):  # GenAI's continuous batching would crash: the loaded path
         return None
-    core = ServingCore(ready.folder, device=ready.device, properties=properties, max_queue=_MAX_QUEUE)
+    core = ServingCore(plan.folder, device=plan.device, properties=properties, max_queue=_MAX_QUEUE)
     return CoreBatch(core, defaults, generate_kwargs)

@@ -16,16 +16,14 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from .._optional import require
 from ..errors import ServerError
 from .core import ServingCore
-from .launch import base_url, default_name, listen, prepare
+from .launch import base_url, default_name, listen, load_folder
 from .stop import wait_idle
 
-READY_KEYWORDS = frozenset({"runtime", "ov_config", "backend"})  # what a ready folder honours without loading
 REPLICA = "replica-0"
 CLOSE_SECONDS = 5  # after the grace period: for the last bytes (error events, [DONE]) to reach the clients
 
@@ -57,22 +55,6 @@ class DirectServer:
     def in_flight(self) -> int:
         """Requests running or waiting in the core."""
         return self.core.running + self.core.queued
-
-
-def load_folder(model: str | os.PathLike[str], preset: str | None, device: str,
-                kwargs: dict[str, Any]) -> tuple[Any, Path, dict[str, str], str]:
-    """(what keeps a temporary folder alive, folder, OpenVINO properties, device) for ``model``.
-
-    A ready folder is found without torch; otherwise the model is exported through ``AutoModelForCausalLM``.
-    """
-    from ..model.ready import find_ready
-
-    if not set(kwargs) - READY_KEYWORDS:
-        ready = find_ready(model, preset, kwargs.get("runtime"), device, ov_config=kwargs.get("ov_config"))
-        if ready is not None:
-            return None, ready.folder, ready.properties, ready.device
-    keep, folder, properties = prepare(model, preset, kwargs)
-    return keep, folder, properties, device
 
 
 def start(model: str | os.PathLike[str], *, preset: str | None, host: str, port: int, name: str | None,

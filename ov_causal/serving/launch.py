@@ -1,5 +1,5 @@
 """What both servers (Ray Serve and the single-process one) do before serving: check the options and the
-address, name the model, and find or export its folder."""
+address, name the model, and find (``load_folder``, through ``model.plan.plan_load``) or export its folder."""
 
 from __future__ import annotations
 
@@ -82,3 +82,19 @@ def prepare(model: str | os.PathLike[str], preset: str | None,
                           "GenAI engine needs.")
     properties = {k: str(v) for k, v in dict(loaded.ov_config).items()}
     return (loaded if loaded.is_temporary else None), folder, properties
+
+
+def load_folder(model: str | os.PathLike[str], preset: str | None, device: str,
+                kwargs: dict[str, Any]) -> tuple[Any, Path, dict[str, str], str]:
+    """(what keeps a temporary folder alive, folder, OpenVINO properties, device) for ``model``.
+
+    A ready folder (``model.plan.plan_load``) is served without torch; anything else is exported through
+    ``AutoModelForCausalLM`` (``prepare``).
+    """
+    from ..model.plan import plan_load
+
+    plan = plan_load(model, preset=preset, device=device, **kwargs)
+    if plan.folder is not None:
+        return None, plan.folder, plan.properties, plan.device
+    keep, folder, properties = prepare(model, preset, kwargs)
+    return keep, folder, properties, device

@@ -47,7 +47,7 @@ class Generator:
     and ``generated_tokens``; every other column (an id, metadata) is passed through.
 
     When the model is ready for GenAI (an export folder, or a checkpoint whose export is cached), only
-    ``preset``/``runtime``/``device``/``ov_config`` are in ``model_kwargs`` and every generate keyword maps to
+    the keywords of ``model.plan.READY_KEYWORDS`` are in ``model_kwargs`` and every generate keyword maps to
     GenAI, the actor runs the torch-free serving core (``serving.batch_core``): a batch's prompts go in together,
     greedy rows equal the other path's. Otherwise, and where GenAI's batching crashes on one thread (see
     ``serving.engine.single_thread_crash``), the actor loads the model with ``AutoModelForCausalLM``.

@@ -18,7 +18,7 @@ from typing import Any
 
 from .._optional import require
 from ..errors import OptionError
-from .launch import base_url, check_grace, check_options, check_port, default_name, prepare
+from .launch import base_url, check_grace, check_options, check_port, default_name, load_folder
 from .stop import end_processes, on_signals, ray_processes
 
 __all__ = ["APP_NAME", "check_port", "default_name", "serve", "shutdown", "wait"]
@@ -87,7 +87,7 @@ def serve(
         blocking: wait until Ctrl-C or SIGTERM, then shut down; False returns at once (call ``shutdown()`` later).
         ray: False serves one replica in this process with uvicorn, without Ray (lighter and faster: no
             proxy hop). On a ready folder (an export folder, or a checkpoint already in the export cache, with
-            only ``runtime``/``ov_config`` keywords) the process never imports torch; any other model is
+            only the keywords of ``model.plan.READY_KEYWORDS``) the process never imports torch; any other model is
             exported here first through ``AutoModelForCausalLM``, and torch then stays imported.
         **from_pretrained_kwargs: further ``AutoModelForCausalLM.from_pretrained`` keywords.
 
@@ -115,7 +115,7 @@ def serve(
                           "ov_causal.serving.ray_serve.shutdown() before serving on another address.")
     if running is None:
         check_port(host, port)
-    keep, folder, properties = prepare(model, preset, from_pretrained_kwargs)
+    keep, folder, properties, device = load_folder(model, preset, device, from_pretrained_kwargs)
     started_ray = False
     if not ray_module.is_initialized():
         ray_module.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)

@@ -1,0 +1,134 @@
+"""What ``from_pretrained(model, **keywords)`` would load, decided once and without torch: the load plan.
+
+``plan_load`` resolves the keywords as ``from_pretrained`` does (``load_request.resolve_request``) and says whether
+the folder is ready for ``openvino_genai.LLMPipeline`` as it is (an OpenVINO export folder, or a checkpoint whose
+export is already in the export cache), with the OpenVINO properties a loaded model's GenAI engine would get, or
+why not. Both servers, Ray Data's batch path and ``ov-causal generate`` read it; anything not ready is loaded
+through ``AutoModelForCausalLM``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..build.cache import Hit, cache_root, touch_used, verify
+from ..build.integrity import ENTRIES_DIR
+from ..build.ir import is_stateful
+from ..build.loading import (
+    ExportRequest,
+    Prepared,
+    cache_key,
+    check_ir_files,
+    export_settings,
+    read_ir,
+    runtime_config,
+)
+from ..build.manifest import Manifest
+from ..build.sources import Source
+from ..config.hub import resolve_hf_kwargs
+from ..config.presets import Runtime
+from .engines import check_backend, has_ov_tokenizers
+from .load_request import Resolved, load_options, resolve_request
+
+# The keywords a ready folder honours without loading the model; any other one is from_pretrained's to apply.
+READY_KEYWORDS = frozenset({"preset", "runtime", "device", "ov_config", "ov_cache_dir", "backend"})
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """What ``from_pretrained`` would load: the request resolved, and the ready folder if there is one.
+
+    ``resolved`` is None when the request is left to ``from_pretrained`` (``preset="auto"``, or a keyword outside
+    ``READY_KEYWORDS``); ``folder`` is None when the model is not ready, and ``reason`` says why.
+    """
+
+    model: str
+    device: str  # as the user gave it when the request is left to from_pretrained
+    resolved: Resolved | None
+    folder: Path | None = None
+    runtime: Runtime | None = None  # the runtime preset in force on the ready folder
+    properties: dict[str, str] = field(default_factory=dict)
+    reason: str = ""
+
+    @property
+    def ready(self) -> bool:
+        return self.folder is not None
+
+    @property
+    def source(self) -> Source | None:
+        return None if self.resolved is None else self.resolved.source
+
+    @property
+    def request(self) -> ExportRequest | None:
+        return None if self.resolved is None else self.resolved.request
+
+
+
+def plan_load(model: str | os.PathLike[str], **keywords: Any) -> LoadPlan:
+    """The plan for ``from_pretrained(model, **keywords)``: its resolved request, and its ready folder or why not.
+
+    Raises what ``from_pretrained`` raises for a missing model, an unknown preset, device or keyword.
+
+    Example:
+        >>> plan = plan_load("exported/", runtime="throughput")
+        >>> plan.folder, plan.properties  # what LLMPipeline loads, with the properties from_pretrained gives it
+    """
+    name = os.fspath(model)
+    options, kwargs = load_options(**keywords)  # an unknown keyword lands in kwargs: resolve_request refuses it
+    others = sorted(set(keywords) - READY_KEYWORDS)
+    if others:
+        with warnings.catch_warnings():  # from_pretrained warns of an ignored keyword when it applies the rest
+            warnings.simplefilter("ignore")
+            resolve_hf_kwargs(kwargs)  # an unknown keyword is refused here too, with a suggestion
+        return LoadPlan(name, options["device"], None, reason=f"from_pretrained applies {', '.join(others)}")
+    if options["preset"] == "auto":
+        return LoadPlan(name, options["device"], None, reason="preset='auto' is decided by from_pretrained")
+    resolved = resolve_request(model, options, kwargs)
+    if check_backend(options["backend"]) == "optimum":
+        return LoadPlan(name, resolved.device, resolved, reason="backend='optimum' runs the transformers loop")
+    prepared, reason = _folder(resolved.source, resolved.request)
+    if prepared is None:
+        return LoadPlan(name, resolved.device, resolved, reason=reason)
+    runtime, properties = runtime_config(resolved.runtime, resolved.overrides, prepared, resolved.source.kind,
+                                         resolved.device, options["ov_config"] is not None)
+    return LoadPlan(name, resolved.device, resolved, prepared.folder, runtime, properties)
+
+
+def _folder(source: Source, request: ExportRequest) -> tuple[Prepared | None, str]:
+    """The folder GenAI can load as it is, or None and why not."""
+    if source.kind == "checkpoint":
+        prepared = _entry(source, request)
+        if prepared is None:
+            return None, "the checkpoint's export is not in the export cache (or is damaged, or being written)"
+        if not export_settings(source, request)[2]:
+            return None, "a stateless export (GenAI needs the stateful form)"
+    elif request.compression is None:
+        check_ir_files(source.path)  # an empty file is named here, not by GenAI's compile error
+        prepared = Prepared(source.path, Manifest.read(source.path))
+    else:
+        return None, "a preset on an export folder may need a compressed copy: from_pretrained makes it"
+    if not has_ov_tokenizers(prepared.folder):
+        return None, "no OpenVINO tokenizer and detokenizer in the folder"
+    if not _stateful(prepared):
+        return None, "a stateless export (GenAI needs the stateful form)"
+    return prepared, ""
+
+
+def _entry(source: Source, request: ExportRequest) -> Prepared | None:
+    """The intact cache entry of a checkpoint's export, or None (not exported yet, damaged, or being written)."""
+    key, _ = cache_key(source, request)
+    entry = cache_root(request.ov_cache_dir) / ENTRIES_DIR / key  # the layout cache.get_or_build writes
+    if not entry.is_dir() or verify(entry) is not None:
+        return None
+    touch_used(entry)  # a hit counts as a use, as in get_or_build
+    return Prepared(entry, Manifest.read(entry), cache=Hit(entry, hit=True))
+
+
+def _stateful(prepared: Prepared) -> bool:
+    if prepared.manifest is not None:
+        return prepared.manifest.stateful
+    return is_stateful(read_ir(prepared.folder))
