@@ -7,7 +7,7 @@ torch, optimum) load on first use, not on import.
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config.presets import (
     PRESETS,
@@ -36,6 +36,16 @@ from .errors import (
     StructuredOutputError,
     UnsupportedModelError,
 )
+
+if TYPE_CHECKING:  # what IDEs, type checkers and the docs see; at run time __getattr__ imports on first use
+    from .build.cache_entries import cache_table, verify_cache
+    from .build.lora import fuse_lora
+    from .model.generation import generate, stream
+    from .model.modeling import AutoModelForCausalLM, OVModelForCausalLM
+    from .model.modeling import OVCausalLM as OVCausalLM  # the class's earlier name, kept out of __all__ and dir()
+    from .model.pipelines import pipeline
+    from .model.structured import structured_output_config
+    from .ui.progress import set_progress
 
 __version__ = "0.1.0"
 
@@ -94,3 +104,8 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'ov_causal' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public names, lazy ones included, for ``dir()`` and tab completion (not the submodules)."""
+    return sorted({*__all__, "__version__"})

@@ -1,10 +1,16 @@
-"""The exceptions ov_causal raises: one base class, each subclass also a fitting builtin."""
+"""The exceptions ov_causal raises: one base class, each subclass also a fitting builtin. Warnings go through
+``warn``, which points them at the user's line."""
 
 from __future__ import annotations
 
 import difflib
+import os
+import sys
+import warnings
 from collections.abc import Iterable
 from typing import Any
+
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 class OVCausalError(Exception):
@@ -89,3 +95,11 @@ def suggest(given: str, valid: Iterable[str]) -> str:
     """Return ' Did you mean X?' for the closest valid name, or ''."""
     close = difflib.get_close_matches(given, list(valid), n=1, cutoff=0.5)
     return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` attributed to the first frame outside ov_causal: the user's line, however deep the call."""
+    frame, level = sys._getframe(1), 2  # stacklevel 2: warn's caller
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

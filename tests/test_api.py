@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import openvino
 import pytest
@@ -75,9 +76,32 @@ def test_phi3_gets_optimum_class_and_our_behaviour(make_export):
 
 def test_import_is_cheap():
     heavy = "('torch', 'openvino', 'optimum', 'transformers', 'nncf')"
-    code = f"import sys, ov_causal; print(sorted(m for m in {heavy} if m in sys.modules))"
+    code = f"import sys, ov_causal; dir(ov_causal); print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_dir_lists_the_public_names_lazy_ones_included():
+    names = dir(ov_causal)
+    assert {"AutoModelForCausalLM", "OVModelForCausalLM", "pipeline", "generate", "fuse_lora"} <= set(names)
+    assert names == sorted(names) and set(ov_causal.__all__) <= set(names)
+    assert "import_module" not in names and "OVCausalLM" not in names  # no helpers, no earlier names
+
+
+@pytest.mark.parametrize("name", ov_causal.__all__)
+def test_each_public_name_resolves(name):
+    value = getattr(ov_causal, name)
+    assert getattr(value, "__name__", name) == name or name in ("PRESETS", "RUNTIMES")
+
+
+def test_type_checking_block_names_every_lazy_name():
+    """IDEs and the docs read the ``if TYPE_CHECKING:`` imports; each lazy name is there, from its real module."""
+    import ast
+
+    tree = ast.parse(Path(ov_causal.__file__).read_text())
+    block = next(n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", "") == "TYPE_CHECKING")
+    seen = {(f"ov_causal.{n.module}", a.name) for n in block.body for a in n.names}
+    assert seen == {(module, name) for name, module in ov_causal._LAZY.items()}
 
 
 def test_hub_id_is_downloaded_with_the_users_revision_and_token(make_checkpoint, monkeypatch):

@@ -175,3 +175,22 @@ def test_failed_save_leaves_nothing(make_export, tmp_path, monkeypatch):
 def test_errors_are_exported_from_the_package():
     for name in ("OVCausalError", "PresetError", "OptionError", "DeviceError", "ModelSourceError", "ExportError"):
         assert issubclass(getattr(ov_causal, name), ov_causal.OVCausalError)
+
+
+def test_warnings_point_at_the_callers_line(make_export):
+    """A warning names the user's file, called directly or through pipeline() (frames deeper in ov_causal)."""
+    with pytest.warns(UserWarning, match="ignores low_cpu_mem_usage=") as direct:
+        AutoModelForCausalLM.from_pretrained(make_export(), low_cpu_mem_usage=True, compile=False)
+    with pytest.warns(UserWarning, match="ignores device_map=") as piped:
+        ov_causal.pipeline("text-generation", str(make_export()), device_map="auto")
+    for record in (direct, piped):
+        ours = [w for w in record if "ov_causal ignores" in str(w.message)]
+        assert ours and all(w.filename == __file__ for w in ours), [(w.filename, w.lineno) for w in ours]
+
+
+def test_warn_skips_every_frame_of_the_package():
+    from ov_causal.errors import warn
+
+    with pytest.warns(UserWarning, match="from here") as record:
+        warn("from here")
+    assert record[0].filename == __file__

@@ -7,11 +7,11 @@ import subprocess
 import sys
 
 import pytest
-from ov_causal.build.speed_probe import int_speeds
 
-from ov_causal import AutoModelForCausalLM, OptionError, PresetError
+from ov_causal import AutoModelForCausalLM, Compression, OptionError, PresetError
+from ov_causal.build.speed_probe import int_speeds
 from ov_causal.model.generation import DEMO_MODEL
-from ov_causal.tools.evaluate import evaluate
+from ov_causal.tools.evaluate import evaluate, row_names
 from ov_causal.tools.tune import tune
 
 HELDOUT = DEMO_MODEL / "heldout.txt"
@@ -120,3 +120,17 @@ def test_cli_eval_and_unmet_tune_budget(tmp_path):
     assert result.returncode == 3 and "Nothing was chosen" in result.stdout
     result = run("eval", str(DEMO_MODEL), "--presets", "int9")
     assert result.returncode == 2 and "unknown preset 'int9'" in result.stderr
+
+
+def test_each_preset_gets_its_own_row_name():
+    assert row_names(["int8", Compression("int4", group_size=32, ratio=0.8), Compression("int4", group_size=32),
+                      Compression("int4", group_size=32), "fp32", "int8"]) == [
+        "int8", "int4_asym_g32_r0.8", "int4_asym_g32", "int4_asym_g32-2", "fp32-2", "int8-2"]
+
+
+def test_two_custom_compressions_are_two_rows():
+    custom = [Compression("int4", group_size=32), Compression("int4", sym=True, group_size=32, ratio=0.8)]
+    report = evaluate(DEMO_MODEL, custom, HELDOUT, **FAST)
+    assert [r.preset for r in report.rows] == ["fp32", "int4_asym_g32", "int4_sym_g32_r0.8"]
+    assert report.row("int4_sym_g32_r0.8").weights == "int4 sym g32 ratio=0.8"
+    assert "int4_asym_g32" in report.table() and "int4_sym_g32_r0.8" in report.table()

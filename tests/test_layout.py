@@ -10,8 +10,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ov_causal"
 MAX_LINES = 400  # the guide's "modules under ~400 lines"; functions are what should stay short
-# Layers, lowest first. The package root (public names) and the 0.1 module paths left at the top level are
-# re-exports: the root imports only config and errors, an old path re-exports one module of a layer.
+# Layers, lowest first. The package root holds the public names: it imports only config and errors (the rest
+# loads lazily; its ``if TYPE_CHECKING:`` imports are never run).
 RANKS = {"errors": 0, "_optional": 0, "config": 1, "": 1, "build": 2, "model": 3, "serving": 4, "tools": 4,
          "cli": 5, "__main__": 5}
 LEAVES = {"ui"}  # display and progress: imported by any layer, import nothing of the package but errors
@@ -38,11 +38,21 @@ def _target(module: str, path: Path, node: ast.ImportFrom) -> str:
     return ".".join(base + ([node.module] if node.module else []))
 
 
+def _type_checking_only(tree: ast.AST) -> set[int]:
+    """The nodes under ``if TYPE_CHECKING:``: read by IDEs and the docs, never run."""
+    blocks = [n for n in ast.walk(tree) if isinstance(n, ast.If) and getattr(n.test, "id", "") == "TYPE_CHECKING"]
+    return {id(n) for block in blocks for stmt in block.body for n in ast.walk(stmt)}
+
+
 def _imports(module: str) -> list[tuple[str, str, int]]:
-    """(imported module, name taken from it or '', line) for every import of the package, at any depth."""
+    """(imported module, name taken from it or '', line) for every import of the package run, at any depth."""
     path = MODULES[module]
     found = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    skipped = _type_checking_only(tree)
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.ImportFrom):
             target = _target(module, path, node)
             if target.split(".")[0] != "ov_causal":
@@ -59,8 +69,6 @@ def _layer(module: str) -> str:
     parts = module.split(".")[1:]
     if not parts:
         return ""
-    if len(parts) == 1 and parts[0] not in RANKS and parts[0] not in LEAVES and (PACKAGE / f"{parts[0]}.py").is_file():
-        return "cli"  # an old top-level path: a re-export, like the CLI above every layer
     return parts[0]
 
 
@@ -166,3 +174,8 @@ def test_the_checks_catch_what_they_look_for(tmp_path, monkeypatch):
         test_no_private_names_across_modules()
     with pytest.raises(AssertionError, match="import cycles"):
         test_no_import_cycle()
+
+
+def test_top_level_holds_no_old_paths():
+    """Code lives in the layers; the top level keeps the public root, ``python -m``, errors and extras only."""
+    assert {p.name for p in PACKAGE.glob("*.py")} == {"__init__.py", "__main__.py", "_optional.py", "errors.py"}

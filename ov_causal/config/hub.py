@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import OptionError, suggest
+from ..errors import OptionError, suggest, warn
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +80,7 @@ def resolve_hf_kwargs(kwargs: dict[str, Any]) -> HubOptions:
     ignored = tuple(k for k in list(kwargs) if k in IGNORED)
     for key in ignored:
         kwargs.pop(key)
-        warnings.warn(f"ov_causal ignores {key}=: {IGNORED[key]}.", UserWarning, stacklevel=5)
+        warn(f"ov_causal ignores {key}=: {IGNORED[key]}.")
     if kwargs:
         key = next(iter(kwargs))
         valid = sorted((*APPLIED, "torch_dtype", "dtype", "use_cache", *IGNORED, *OV_KEYWORDS))

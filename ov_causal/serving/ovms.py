@@ -16,14 +16,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..build.export import IR_FILES, TOKENIZER_FILES, publish, staging_folder
-from ..errors import ExportError, OptionError
+from ..errors import ExportError, OptionError, warn
 
 GRAPH_FILE = "graph.pbtxt"
 CONFIG_FILE = "config.json"
@@ -211,8 +210,8 @@ def export_ovms(
         default_template = not _has_chat_template(folder)
         if default_template:
             (folder / CHAT_TEMPLATE_FILE).write_text(DEFAULT_CHAT_TEMPLATE, encoding="utf-8")
-            warnings.warn(f"{os.fspath(model)!r} has no chat template; {CHAT_TEMPLATE_FILE} joins the messages' "
-                          "contents (fine for /completions; replace it for chat).", UserWarning, stacklevel=2)
+            warn(f"{os.fspath(model)!r} has no chat template; {CHAT_TEMPLATE_FILE} joins the messages' "
+                 "contents (fine for /completions; replace it for chat).")
         (folder / GRAPH_FILE).write_text(graph, encoding="utf-8")
         config = _merged_config(target / CONFIG_FILE, name)
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=4) + "\n", encoding="utf-8")

@@ -173,8 +173,7 @@ def evaluate(
         )
     models = {}
     with stage("load presets", total=len(presets), unit="preset") as bar:
-        for preset in presets:
-            name = preset if isinstance(preset, str) else getattr(preset, "name", "custom")
+        for preset, name in zip(presets, row_names(presets)):
             logger.info("evaluating preset %s", name)
             bar.set_postfix_str(name)
             models[name] = AutoModelForCausalLM.from_pretrained(
@@ -204,6 +203,28 @@ def evaluate(
             ))
             bar.update()
     return EvalReport(str(model), len(ids), len(_windows(len(ids), window, stride)), new_tokens, rows)
+
+
+def row_names(presets: Sequence[str | Any]) -> list[str]:
+    """One distinct report row name per preset, none equal to the reference's.
+
+    A name for a preset name or a ``Preset``; the settings for a ``Compression`` (``int4_asym_g32_r0.8``);
+    ``-2``, ``-3`` ... after a name already taken, so that no row replaces another.
+    """
+    taken, names = {REFERENCE}, []
+    for preset in presets:
+        base = preset if isinstance(preset, str) else getattr(preset, "name", None) or _settings_name(preset)
+        name, n = base, 2
+        while name in taken:
+            name, n = f"{base}-{n}", n + 1
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+def _settings_name(compression: Any) -> str:
+    """``int4 asym g32 ratio=0.8 +awq`` -> ``int4_asym_g32_r0.8_awq``."""
+    return compression.describe().replace(" ratio=", "_r").replace(" +", "_").replace("+", "_").replace(" ", "_")
 
 
 def _data_aware(preset: Any) -> bool:
