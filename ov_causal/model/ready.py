@@ -84,4 +84,3 @@ def generation_defaults(folder: Path) -> SimpleNamespace | None:
             continue
         return None
     return SimpleNamespace(**{**HF_DEFAULTS, **{k: v for k, v in settings.items() if k in HF_DEFAULTS}})
-
