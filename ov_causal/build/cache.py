@@ -25,14 +25,13 @@ import shutil
 import stat
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import CacheError
+from ..errors import CacheError, warn
 from .files import remove, write_json, write_nofollow
 from .integrity import COMPILED_DIR, ENTRIES_DIR, ENTRY_FILE, USED_FILE, check_entry, file_records, verify
 
@@ -84,7 +83,7 @@ _READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)
 def _ensure_folder(path: Path) -> None:
     """Make ``path`` a folder, replacing a file (or dead symlink) that stands where it should be."""
     if (path.exists() or path.is_symlink()) and not path.is_dir():
-        warnings.warn(f"{path} is a file where ov_causal keeps a folder of its cache; replacing it.", stacklevel=4)
+        warn(f"{path} is a file where ov_causal keeps a folder of its cache; replacing it.")
         path.unlink()
     path.mkdir(parents=True, exist_ok=True)
 
@@ -92,11 +91,10 @@ def _ensure_folder(path: Path) -> None:
 def _open_lock(path: Path) -> Any:
     """The lock file, opened without following a link (a symlink or FIFO standing there is replaced)."""
     if path.is_dir() and not path.is_symlink():
-        warnings.warn(f"{path} is a folder where ov_causal keeps a lock file; replacing it.", stacklevel=4)
+        warn(f"{path} is a folder where ov_causal keeps a lock file; replacing it.")
         shutil.rmtree(path)
     elif (path.is_symlink() or path.exists()) and not stat.S_ISREG(path.lstat().st_mode):
-        warnings.warn(f"{path} is a link or special file where ov_causal keeps a lock file; replacing it.",
-                      stacklevel=4)
+        warn(f"{path} is a link or special file where ov_causal keeps a lock file; replacing it.")
         path.unlink()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
     return os.fdopen(fd, "a")
@@ -207,10 +205,10 @@ def _uncached(root: Path, key: str, build: Callable[[Path], None], why: str) -> 
     problem = verify(entry) if entry.exists() else "it has no entry for this model"
     if problem is None:
         return Hit(entry, hit=True, read_only=True)
-    warnings.warn(
+    warn(
         f"the export cache {root} cannot be written ({why}) and {problem}: exporting into a temporary folder, "
         "not cached. Make the cache writable, or pass ov_cache_dir= (or set OV_CAUSAL_CACHE_DIR to) a writable "
-        "folder.", stacklevel=4)
+        "folder.")
     return _temporary_export(build)
 
 
@@ -243,10 +241,10 @@ def _discard(entry: Path) -> bool:
 def _bypass(entry: Path, problem: str, build: Callable[[Path], None]) -> Hit:
     """A damaged entry this user cannot remove (a read-only folder): left as it is, the export made in a temporary
     folder, as for a read-only cache."""
-    warnings.warn(
+    warn(
         f"cache entry {entry} is damaged ({problem}) and this user cannot remove it (its folder is read-only): "
         "exporting into a temporary folder, not cached. Have its owner run `ov-causal cache clear`, or pass "
-        "ov_cache_dir= (or set OV_CAUSAL_CACHE_DIR to) a folder of your own.", stacklevel=5)
+        "ov_cache_dir= (or set OV_CAUSAL_CACHE_DIR to) a folder of your own.")
     return _temporary_export(build)
 
 
@@ -279,7 +277,7 @@ def _get_or_build_locked(entries: Path, key: str, parts: dict[str, Any], build: 
             return Hit(entry, hit=True)
         if not _discard(entry):
             return _bypass(entry, problem, build)
-        warnings.warn(f"cache entry {entry} is damaged ({problem}); rebuilding it.", stacklevel=4)
+        warn(f"cache entry {entry} is damaged ({problem}); rebuilding it.")
     _ensure_folder(entries)
     for stale in entries.glob(f".{key}.partial-*"):  # left by a killed process
         remove(stale)

@@ -18,13 +18,12 @@ import os
 import shutil
 import stat
 import tempfile
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import ExportError
+from ..errors import ExportError, warn
 
 PARTIAL = ".partial-"
 BACKUP = ".backup-"
@@ -124,8 +123,8 @@ def recover(target: Path) -> None:
             continue
         if not target.exists():
             os.rename(backup, target)
-            warnings.warn(f"a save into {str(target)!r} was interrupted; the previous save was restored from "
-                          f"{backup.name}.", stacklevel=3)
+            warn(f"a save into {str(target)!r} was interrupted; the previous save was restored from "
+                          f"{backup.name}.")
         else:
             remove(backup)
     for partial in _siblings(target, PARTIAL):

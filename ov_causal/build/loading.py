@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
-import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 from ..config.hub import HubOptions
 from ..config.options import validate_ov_config
 from ..config.presets import PRESETS, Compression, Runtime, default_compression, default_runtime
-from ..errors import DamagedModelError, UnsupportedModelError
+from ..errors import DamagedModelError, UnsupportedModelError, warn
 from .cache import Hit, cache_root, folder_fingerprint, get_or_build, make_key
 from .diskspace import check_free_space, compress_bytes, disk_full_errors, export_bytes
 from .export import (
@@ -285,5 +284,5 @@ def find_tokenizer(folder: Path, hub: HubOptions) -> Any:
     try:
         return AutoTokenizer.from_pretrained(folder, trust_remote_code=hub.trust_remote_code)
     except Exception as exc:  # a broken tokenizer must not stop the model from loading
-        warnings.warn(f"the tokenizer in {folder} could not be loaded ({exc}); pass your own.", stacklevel=3)
+        warn(f"the tokenizer in {folder} could not be loaded ({exc}); pass your own.")
         return None

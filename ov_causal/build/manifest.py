@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 from collections import Counter
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from datetime import datetime, timezone
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config.presets import Compression, Runtime
-from ..errors import ManifestError
+from ..errors import ManifestError, warn
 
 MANIFEST_FILE = "ov_causal.json"
 FORMAT = 1
@@ -116,9 +115,9 @@ def _known(kind: type, data: dict[str, Any], path: Path, prefix: str) -> dict[st
     names = {f.name for f in fields(kind)}
     unknown = sorted(k for k in data if k not in names)
     if unknown:
-        warnings.warn(
+        warn(
             f"{path} has keys this version of ov_causal does not know ({', '.join(prefix + k for k in unknown)}), "
-            "probably written by a newer version: they are ignored. Upgrade ov_causal to use them.", stacklevel=4)
+            "probably written by a newer version: they are ignored. Upgrade ov_causal to use them.")
     return {k: v for k, v in data.items() if k in names}
 
 

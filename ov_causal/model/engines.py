@@ -8,7 +8,6 @@ tensor of prompt + new tokens, right-padded with the pad token.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -16,7 +15,7 @@ from typing import Any, Literal
 from ..build.cache import compiling
 from ..build.sources import DETOKENIZER_FILE, TOKENIZER_FILE
 from ..config.sampling import SamplingParams
-from ..errors import OptionError
+from ..errors import OptionError, warn
 
 Backend = Literal["auto", "genai", "optimum"]
 BACKENDS = ("auto", "genai", "optimum")
@@ -243,8 +242,7 @@ def tokenizers_ready(folder: Path, tokenizer: Any) -> bool:
                 return True
         except OSError:
             pass
-    warnings.warn(
-        f"{folder} has no OpenVINO tokenizer and none could be converted: generation uses the transformers loop.",
-        stacklevel=4,
+    warn(
+        f"{folder} has no OpenVINO tokenizer and none could be converted: generation uses the transformers loop."
     )
     return False

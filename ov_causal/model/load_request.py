@@ -4,7 +4,6 @@ and turned into one request: the source, the export request, the runtime and the
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +16,7 @@ from ..config.hub import resolve_hf_kwargs
 from ..config.optimum_keywords import merge_preset
 from ..config.options import check_device, validate_ov_config
 from ..config.presets import Compression, Preset, Runtime, resolve_compression, resolve_runtime
-from ..errors import PresetError
+from ..errors import PresetError, warn
 
 
 def _auto(model_id: Any, hub: Any, ov_cache_dir: Any) -> tuple[str | None, str]:
@@ -105,7 +104,7 @@ def resolve_request(model_id: Any, options: dict[str, Any], kwargs: dict[str, An
         if compression is None:
             name, compression = resolve_compression(hub.dtype_preset)
         else:
-            warnings.warn(f"torch_dtype/dtype is ignored: preset={name!r} sets the weights.", stacklevel=4)
+            warn(f"torch_dtype/dtype is ignored: preset={name!r} sets the weights.")
     runtime = resolve_runtime(options["runtime"], preset, options["dq_group_size"])
     ov_cache_dir = options["ov_cache_dir"]
     request = ExportRequest(
