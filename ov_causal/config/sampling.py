@@ -20,6 +20,15 @@ from ..errors import OptionError
 SEED_RANGE = 2**64  # GenAI's rng_seed is unsigned 64-bit; OpenAI's seed is a signed 64-bit int
 _TORCH_DRAW = 2**31 - 1  # the range the transformers path draws GenAI's seed from torch's generator
 STOP_CRITERIA = {True: "EARLY", False: "HEURISTIC", "never": "NEVER"}  # transformers' early_stopping -> GenAI
+# The numeric fields __post_init__ checks, with their bounds.
+_NUMBER_BOUNDS = (
+    (("max_new_tokens", "min_new_tokens", "top_k", "no_repeat_ngram_size", "num_assistant_tokens"),
+     {"minimum": 0, "integer": True}),
+    (("num_return_sequences", "num_beams", "num_beam_groups", "max_ngram_size"), {"minimum": 1, "integer": True}),
+    (("temperature", "diversity_penalty"), {"minimum": 0}),
+    (("top_p", "min_p"), {"minimum": 0, "maximum": 1}),
+    (("presence_penalty", "frequency_penalty", "length_penalty"), {}),
+)
 
 
 def rng_seed(seed: int | None = None, *, follow_torch: bool = False) -> int:
@@ -112,16 +121,9 @@ class SamplingParams:
     max_ngram_size: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_new_tokens", "min_new_tokens", "top_k", "no_repeat_ngram_size", "num_assistant_tokens"):
-            _check_number(self, name, minimum=0, integer=True)
-        for name in ("num_return_sequences", "num_beams", "num_beam_groups", "max_ngram_size"):
-            _check_number(self, name, minimum=1, integer=True)
-        for name in ("temperature", "diversity_penalty"):
-            _check_number(self, name, minimum=0)
-        for name in ("top_p", "min_p"):
-            _check_number(self, name, minimum=0, maximum=1)
-        for name in ("presence_penalty", "frequency_penalty", "length_penalty"):
-            _check_number(self, name)
+        for names, bounds in _NUMBER_BOUNDS:
+            for name in names:
+                _check_number(self, name, **bounds)
         if _check_number(self, "repetition_penalty") is not None and self.repetition_penalty <= 0:
             raise OptionError(f"repetition_penalty={self.repetition_penalty!r} is not valid: use a number > 0 "
                               "(1.0 leaves the output as it is).")
