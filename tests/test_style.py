@@ -33,7 +33,6 @@ PENDING = {
     "ov_causal/serving/direct.py:start": "PLR0913",  # internal: called by _serve_direct
     "ov_causal/serving/core.py:ServingCore.__init__": "PLR0913",  # not in the docs; scripts/serve_bench.py, tests
     "ov_causal/model/load_request.py:load_options": "PLR0913",  # internal mirror of load_model's keywords
-    "ov_causal/tools/memory.py:engine_peak_rss_mib": "PLR0913",  # internal: bench and scripts/serve_bench.py
 }
 
 

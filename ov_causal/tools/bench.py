@@ -20,7 +20,7 @@ from ..build.ir import ir_mib
 from ..build.sources import DEMO_MODEL
 from ..errors import OVCausalError
 from ..ui.progress import stage
-from .memory import engine_peak_rss_mib, peak_rss_mib
+from .memory import MemoryJob, engine_peak_rss_mib, peak_rss_mib
 from .reports import BenchReport, BenchRow, Measure
 from .runners import ENGINES, check_engines, greedy, load_runner
 
@@ -187,9 +187,9 @@ def bench(
             rss = None
             if peak_rss:
                 try:
-                    rss = engine_peak_rss_mib(engine, ours.model_save_dir, model, device=device,
-                                              ov_config=dict(ours.ov_config), prompt_tokens=prompt_tokens,
-                                              new_tokens=new_tokens, num_prompts=num_prompts)
+                    job = MemoryJob(engine, os.fspath(ours.model_save_dir), os.fspath(model), device,
+                                    dict(ours.ov_config), prompt_tokens, new_tokens, num_prompts)
+                    rss = engine_peak_rss_mib(job)
                 except (OVCausalError, OSError) as exc:
                     failures[f"{engine} {label} memory"] = str(exc)
             rows.append(BenchRow(engine, label, load_s=load, ir_mib=size, peak_rss_mib=rss, **measured))

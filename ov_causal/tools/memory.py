@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import OVCausalError
@@ -26,23 +27,32 @@ def peak_rss_mib() -> float:
         return float("nan")
 
 
-def engine_peak_rss_mib(engine: str, folder: str | os.PathLike[str], checkpoint: str | os.PathLike[str], *,
-                        device: str = "CPU", ov_config: dict[str, str] | None = None, prompt_tokens: int = 64,
-                        new_tokens: int = 32, num_prompts: int = 8, timeout: float = 900) -> float:
-    """Peak RSS (MiB) of a new process that loads ``engine`` and generates one prompt, then ``num_prompts``.
+@dataclass(frozen=True)
+class MemoryJob:
+    """What one memory measurement loads and runs.
 
     ``folder`` is the exported OpenVINO folder (every OpenVINO engine), ``checkpoint`` the transformers
     checkpoint (the ``transformers`` engine).
     """
-    job = dict(engine=engine, folder=os.fspath(folder), checkpoint=os.fspath(checkpoint), device=device,
-               ov_config=dict(ov_config or {}), prompt_tokens=prompt_tokens, new_tokens=new_tokens,
-               num_prompts=num_prompts)
-    done = subprocess.run([sys.executable, "-m", "ov_causal.tools.memory", json.dumps(job)], capture_output=True,
-                          text=True, timeout=timeout, check=False)
+
+    engine: str
+    folder: str
+    checkpoint: str
+    device: str = "CPU"
+    ov_config: dict[str, str] = field(default_factory=dict)
+    prompt_tokens: int = 64
+    new_tokens: int = 32
+    num_prompts: int = 8
+
+
+def engine_peak_rss_mib(job: MemoryJob, timeout: float = 900) -> float:
+    """Peak RSS (MiB) of a new process that loads ``job.engine`` and generates one prompt, then ``num_prompts``."""
+    done = subprocess.run([sys.executable, "-m", "ov_causal.tools.memory", json.dumps(asdict(job))],
+                          capture_output=True, text=True, timeout=timeout, check=False)
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise OVCausalError(f"measuring the memory of {engine} failed: {tail}")
+        raise OVCausalError(f"measuring the memory of {job.engine} failed: {tail}")
     return float(lines[-1])
 
 
