@@ -309,11 +309,10 @@ def test_small_refusals(server, body, param):
 
 def test_a_stalled_single_process_server_stops_instead_of_answering_503(folder, capfd):
     from ov_causal.serving.direct import start
+    from ov_causal.serving.options import ServeOptions
 
-    port = free_port()
-    running = start(str(folder), preset=None, host="127.0.0.1", port=port, name="tiny", device="CPU",
-                    chat_template=None, max_batch=2, max_queue=4, kv_cache_gb=None, max_body_bytes=1 << 20,
-                    body_timeout=10.0, from_pretrained_kwargs={})
+    options = ServeOptions(port=free_port(), name="tiny", max_batch=2, max_queue=4, max_body_bytes=1 << 20, ray=False)
+    running = start(str(folder), options, {})
     running.core.stall_timeout = 1.0
     stuck = running.core.pipeline = _Stuck(running.core.pipeline)
     try:

@@ -21,7 +21,8 @@ from typing import Any
 from .._optional import require
 from ..errors import ServerError
 from .core import ServingCore
-from .launch import base_url, default_name, listen, load_folder
+from .launch import base_url, listen, load_folder, new_app, new_core, settle
+from .options import ServeOptions
 from .stop import wait_idle
 
 REPLICA = "replica-0"
@@ -57,23 +58,22 @@ class DirectServer:
         return self.core.running + self.core.queued
 
 
-def start(model: str | os.PathLike[str], *, preset: str | None, host: str, port: int, name: str | None,
-          device: str, chat_template: str | None, max_batch: int, max_queue: int, kv_cache_gb: int | None,
-          max_body_bytes: int, body_timeout: float, from_pretrained_kwargs: dict[str, Any],
+def start(model: str | os.PathLike[str], options: ServeOptions, from_pretrained_kwargs: dict[str, Any],
           startup_timeout: float = 60.0) -> DirectServer:
-    """Load ``model`` into a serving core and serve it on ``host:port`` from a daemon thread.
+    """Load ``model`` into a serving core and serve it on ``options.host:options.port`` from a daemon thread.
 
     Returns once ``/health`` answers. The port is taken before the model loads, so a busy port fails first.
+    ``options.name`` defaults to ``default_name(model)``.
     """
     uvicorn = require("uvicorn", "ray")
     require("fastapi", "ray")
-    sock = listen(host, port)
+    sock = listen(options.host, options.port)
     core = None
     try:
-        keep, folder, properties, device = load_folder(model, preset, device, from_pretrained_kwargs)
-        core = ServingCore(folder, device=device, properties=properties, chat_template=chat_template,
-                           max_running=max_batch, max_queue=max_queue, kv_cache_gb=kv_cache_gb)
-        app = _app(core, name or default_name(model), max_body_bytes, body_timeout)
+        keep, folder, properties, device = load_folder(model, options.preset, options.device, from_pretrained_kwargs)
+        options = settle(options, model, device)
+        core = new_core(folder, properties, options)
+        app = new_app(core, REPLICA, options)
     except BaseException:
         if core is not None:
             core.close()
@@ -84,7 +84,7 @@ def start(model: str | os.PathLike[str], *, preset: str | None, host: str, port:
     core.on_stall = partial(_stalled, server)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="ov_causal-http", daemon=True)
     thread.start()
-    running = DirectServer(base_url(host, port), server, thread, core, keep)
+    running = DirectServer(base_url(options.host, options.port), server, thread, core, keep)
     try:
         _await_health(running, startup_timeout)
     except BaseException:
@@ -100,13 +100,6 @@ def _stalled(server: Any) -> None:
     print("ov_causal: the engine stopped advancing; stopping this server (exit status 1) so that it can be started "
           "again.", file=sys.stderr, flush=True)
     server.should_exit = True
-
-
-def _app(core: ServingCore, name: str, max_body_bytes: int, body_timeout: float) -> Any:
-    from .completer import Completer
-    from .openai_api import build_app
-
-    return build_app(Completer(core, name), REPLICA, max_body_bytes=max_body_bytes, body_timeout=float(body_timeout))
 
 
 def _await_health(running: DirectServer, timeout: float) -> None:

@@ -1,36 +1,17 @@
-"""What both servers (Ray Serve and the single-process one) do before serving: check the options and the
-address, name the model, and find (``load_folder``, through ``model.plan.plan_load``) or export its folder."""
+"""What both servers (Ray Serve and the single-process one) do before serving: check the address, name the
+model, find (``load_folder``, through ``model.plan.plan_load``) or export its folder, and build a replica's
+serving core and app from the ``ServeOptions`` (``new_core``, ``new_app``)."""
 
 from __future__ import annotations
 
 import os
 import socket
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import OptionError
-
-
-def check_options(max_batch: int, max_queue: int, max_body_bytes: int, body_timeout: float,
-                  from_pretrained_kwargs: dict[str, Any]) -> None:
-    """Raise OptionError for a serving option out of range, or a backend that cannot serve."""
-    for key, value in (("max_batch", max_batch), ("max_queue", max_queue), ("max_body_bytes", max_body_bytes)):
-        least = 0 if key == "max_queue" else 1
-        if not isinstance(value, int) or isinstance(value, bool) or value < least:
-            raise OptionError(f"{key}={value!r} is not valid: pass a whole number of at least {least}.")
-    if not isinstance(body_timeout, (int, float)) or not body_timeout > 0:
-        raise OptionError(f"body_timeout={body_timeout!r} is not valid: pass a number of seconds above 0.")
-    if from_pretrained_kwargs.get("backend", "auto") == "optimum":
-        raise OptionError("backend='optimum' cannot serve: server replicas run OpenVINO GenAI's continuous "
-                          "batching. Leave backend out.")
-
-
-def check_grace(grace: float) -> float:
-    """``grace`` as seconds; OptionError unless it is a number of at least 0."""
-    if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not 0 <= grace < float("inf"):
-        raise OptionError(f"grace={grace!r} is not valid: pass the seconds (0 or more) that requests in flight "
-                          "get to finish when the server stops.")
-    return float(grace)
+from .options import ServeOptions
 
 
 def default_name(model: str | os.PathLike[str]) -> str:
@@ -46,8 +27,6 @@ def base_url(host: str, port: int) -> str:
 
 def listen(host: str, port: int) -> socket.socket:
     """A socket bound to ``host:port`` (not yet listening); OptionError when that address cannot be used."""
-    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
-        raise OptionError(f"port={port!r} is not valid: pass a number from 1 to 65535.")
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is no conflict
     try:
@@ -93,8 +72,33 @@ def load_folder(model: str | os.PathLike[str], preset: str | None, device: str,
     """
     from ..model.plan import plan_load
 
+    if kwargs.get("backend", "auto") == "optimum":
+        raise OptionError("backend='optimum' cannot serve: server replicas run OpenVINO GenAI's continuous "
+                          "batching. Leave backend out.")
     plan = plan_load(model, preset=preset, device=device, **kwargs)
     if plan.folder is not None:
         return None, plan.folder, plan.properties, plan.device
     keep, folder, properties = prepare(model, preset, kwargs)
     return keep, folder, properties, device
+
+
+def settle(options: ServeOptions, model: str | os.PathLike[str], device: str) -> ServeOptions:
+    """``options`` with the device ``load_folder`` chose, and the name defaulted to ``default_name(model)``."""
+    return replace(options, device=device, name=options.name or default_name(model))
+
+
+def new_core(folder: str | os.PathLike[str], properties: dict[str, str], options: ServeOptions) -> Any:
+    """A replica's ``ServingCore`` on ``folder`` (the one place ``max_batch`` becomes the core's ``max_running``)."""
+    from .core import ServingCore
+
+    return ServingCore(folder, device=options.device, properties=properties, chat_template=options.chat_template,
+                       max_running=options.max_batch, max_queue=options.max_queue, kv_cache_gb=options.kv_cache_gb)
+
+
+def new_app(core: Any, replica: str, options: ServeOptions) -> Any:
+    """A replica's OpenAI API app on ``core``, answering to ``options.name`` (set by ``serve()``)."""
+    from .completer import Completer
+    from .openai_api import build_app
+
+    return build_app(Completer(core, str(options.name)), replica, max_body_bytes=options.max_body_bytes,
+                     body_timeout=float(options.body_timeout))

@@ -24,13 +24,11 @@ from starlette.exceptions import HTTPException
 from ..errors import APIError
 from .completer import Completer, Output, Prompt, Sampling
 from .http import BodyGuard, Metrics
+from .options import ServeOptions
 from .request import Request as CoreRequest
 
 REPLICA_HEADER = "x-ov-causal-replica"
 
-
-MAX_BODY_BYTES = 4 * 1024 * 1024
-BODY_TIMEOUT = 10.0  # seconds to receive a whole request body
 _INT64 = 2**63
 T = TypeVar("T")
 
@@ -122,33 +120,42 @@ def _sse(data: dict[str, Any] | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
 
 
-def build_app(completer: Completer, replica: str = "", max_body_bytes: int = MAX_BODY_BYTES,
-              body_timeout: float = BODY_TIMEOUT) -> Any:
+def build_app(completer: Completer, replica: str = "", max_body_bytes: int = ServeOptions.max_body_bytes,
+              body_timeout: float = ServeOptions.body_timeout) -> Any:
     """The ASGI app serving ``completer``; ``replica`` is echoed in the ``x-ov-causal-replica`` header.
 
     Request bodies over ``max_body_bytes`` get 413, bodies slower than ``body_timeout`` seconds get 408.
     """
     app = FastAPI(title="ov_causal OpenAI-compatible API")
     headers = {REPLICA_HEADER: replica} if replica else {}
-    created = int(time.time())
     metrics = Metrics(completer.core)
     completer.core.on_finish = metrics.finished
+    _add_error_handlers(app, headers)
+    _add_status_routes(app, completer, metrics, headers)
+    _add_model_routes(app, completer, headers)
+    _add_generation_routes(app, completer, headers)
+    return BodyGuard(app, max_body_bytes, body_timeout, headers, metrics)
 
-    def reply(body: dict[str, Any]) -> JSONResponse:
-        return JSONResponse(body, headers=headers)
+
+def _error_response(exc: APIError, headers: dict[str, str]) -> JSONResponse:
+    extra = {"retry-after": "1"} if exc.status in (429, 503) else {}
+    return JSONResponse(exc.body(), status_code=exc.status, headers={**headers, **extra})
+
+
+def _add_error_handlers(app: FastAPI, headers: dict[str, str]) -> None:
+    """Every error answers with OpenAI's body; a client that left gets 499 (nobody reads it)."""
 
     @app.exception_handler(APIError)
     def _api_error(_: Request, exc: APIError) -> JSONResponse:
-        extra = {"retry-after": "1"} if exc.status in (429, 503) else {}
-        return JSONResponse(exc.body(), status_code=exc.status, headers={**headers, **extra})
+        return _error_response(exc, headers)
 
     @app.exception_handler(RequestValidationError)
     def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return _api_error(_, _validation_error(exc))
+        return _error_response(_validation_error(exc), headers)
 
     @app.exception_handler(HTTPException)
     def _http(_: Request, exc: HTTPException) -> JSONResponse:
-        return _api_error(_, APIError(exc.status_code, str(exc.detail)))
+        return _error_response(APIError(exc.status_code, str(exc.detail)), headers)
 
     @app.exception_handler(ClientGone)
     def _gone(_: Request, exc: ClientGone) -> Response:
@@ -156,7 +163,11 @@ def build_app(completer: Completer, replica: str = "", max_body_bytes: int = MAX
 
     @app.exception_handler(Exception)
     def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        return _api_error(_, APIError(500, "The server failed on this request.", kind="server_error"))
+        return _error_response(APIError(500, "The server failed on this request.", kind="server_error"), headers)
+
+
+def _add_status_routes(app: FastAPI, completer: Completer, metrics: Metrics, headers: dict[str, str]) -> None:
+    """``/health`` (503 unless the engine serves) and ``/metrics`` (Prometheus)."""
 
     @app.get("/health")
     def health() -> JSONResponse:
@@ -164,70 +175,98 @@ def build_app(completer: Completer, replica: str = "", max_body_bytes: int = MAX
         if not core.healthy:
             state = "its engine stalled" if core.stalled else "its engine is being rebuilt" if core.alive else "stopped"
             raise APIError(503, f"The model is not serving ({state}).", kind="server_error", code="unavailable")
-        return reply({"status": "ok"})
+        return JSONResponse({"status": "ok"}, headers=headers)
 
     @app.get("/metrics")
     def prometheus() -> Response:
         data, kind = metrics.render()
         return Response(data, media_type=kind, headers=headers)
 
+
+def _add_model_routes(app: FastAPI, completer: Completer, headers: dict[str, str]) -> None:
+    """``/v1/models`` and ``/v1/models/{model}``: the one model this app serves."""
+    created = int(time.time())
+
     def model_card() -> dict[str, Any]:
         return {"id": completer.name, "object": "model", "created": created, "owned_by": "ov_causal"}
 
     @app.get("/v1/models")
     def models() -> JSONResponse:
-        return reply({"object": "list", "data": [model_card()]})
+        return JSONResponse({"object": "list", "data": [model_card()]}, headers=headers)
 
     @app.get("/v1/models/{model:path}")
     def model(model: str) -> JSONResponse:
         completer.check_model(model)
-        return reply(model_card())
+        return JSONResponse(model_card(), headers=headers)
+
+
+def _add_generation_routes(app: FastAPI, completer: Completer, headers: dict[str, str]) -> None:
+    """``/v1/completions`` and ``/v1/chat/completions`` (``complete`` and ``complete_chat``)."""
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest, http: Request) -> Any:
-        completer.check_model(body.model)
-        sampling = body.sampling()
-        texts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
-        meta = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
-                "model": completer.name}
-        if body.stream and len(texts) != 1:
-            raise APIError(400, "stream=true takes one prompt, not a list.", param="prompt")
-        if len(texts) > completer.core.max_queue:
-            raise APIError(400, f"The request has {len(texts)} prompts; this server takes at most "
-                           f"{completer.core.max_queue} at once (its --max-queue). Send the list in smaller parts.",
-                           param="prompt", code="too_many_prompts")
-        sampling = await run_in_threadpool(completer.prepare, sampling)
-        prompts = [await run_in_threadpool(completer.encode_text, text) for text in texts]
-        requests = _submit_all(completer, prompts, sampling, 16)
-        if body.stream:
-            return await _stream(completer, prompts[0], requests[0], sampling, meta, body, False, headers)
-        results = await _unless_gone(http, asyncio.gather(*(completer.acomplete(r, sampling) for r in requests)),
-                                     requests)
-        choices, usage = [], {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-        for prompt, outputs in zip(prompts, results):
-            for output in outputs:
-                choices.append({"index": len(choices), "text": output.text, "logprobs": None,
-                                "finish_reason": output.finish_reason})
-            usage = {k: usage[k] + v for k, v in _usage(prompt, outputs).items()}
-        return reply({**meta, "choices": choices, "usage": usage})
+        return await complete(completer, body, http, headers)
 
     @app.post("/v1/chat/completions")
     async def chat(body: ChatRequest, http: Request) -> Any:
-        completer.check_model(body.model)
-        sampling = await run_in_threadpool(completer.prepare, body.sampling(body.max_completion_tokens))
-        prompt = await run_in_threadpool(completer.encode_chat, [m.plain() for m in body.messages])
-        meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-                "model": completer.name}
-        request = _submit_all(completer, [prompt], sampling, None)[0]
-        if body.stream:
-            return await _stream(completer, prompt, request, sampling, {**meta, "object": "chat.completion.chunk"},
-                                 body, True, headers)
-        outputs = await _unless_gone(http, completer.acomplete(request, sampling), [request])
-        choices = [{"index": i, "message": {"role": "assistant", "content": o.text}, "logprobs": None,
-                    "finish_reason": o.finish_reason} for i, o in enumerate(outputs)]
-        return reply({**meta, "choices": choices, "usage": _usage(prompt, outputs)})
+        return await complete_chat(completer, body, http, headers)
 
-    return BodyGuard(app, max_body_bytes, body_timeout, headers, metrics)
+
+async def complete(completer: Completer, body: CompletionRequest, http: Request, headers: dict[str, str]) -> Any:
+    """``/v1/completions``: every prompt submitted at once (or none), answered whole or streamed (one prompt)."""
+    completer.check_model(body.model)
+    sampling = body.sampling()
+    texts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    meta = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
+            "model": completer.name}
+    _check_prompts(completer, texts, body.stream)
+    sampling = await run_in_threadpool(completer.prepare, sampling)
+    prompts = [await run_in_threadpool(completer.encode_text, text) for text in texts]
+    requests = _submit_all(completer, prompts, sampling, 16)
+    if body.stream:
+        return await _stream(completer, prompts[0], requests[0], sampling, meta, body, False, headers)
+    results = await _unless_gone(http, asyncio.gather(*(completer.acomplete(r, sampling) for r in requests)),
+                                 requests)
+    choices, usage = _completion_choices(prompts, results)
+    return JSONResponse({**meta, "choices": choices, "usage": usage}, headers=headers)
+
+
+def _check_prompts(completer: Completer, texts: list[str], stream: bool) -> None:
+    if stream and len(texts) != 1:
+        raise APIError(400, "stream=true takes one prompt, not a list.", param="prompt")
+    if len(texts) > completer.core.max_queue:
+        raise APIError(400, f"The request has {len(texts)} prompts; this server takes at most "
+                       f"{completer.core.max_queue} at once (its --max-queue). Send the list in smaller parts.",
+                       param="prompt", code="too_many_prompts")
+
+
+def _completion_choices(prompts: list[Prompt],
+                        results: list[list[Output]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The choices of every prompt, numbered in order, and their summed usage."""
+    choices, usage = [], {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    for prompt, outputs in zip(prompts, results):
+        for output in outputs:
+            choices.append({"index": len(choices), "text": output.text, "logprobs": None,
+                            "finish_reason": output.finish_reason})
+        usage = {k: usage[k] + v for k, v in _usage(prompt, outputs).items()}
+    return choices, usage
+
+
+async def complete_chat(completer: Completer, body: ChatRequest, http: Request, headers: dict[str, str]) -> Any:
+    """``/v1/chat/completions``: the messages rendered by the chat template, answered whole or streamed."""
+    completer.check_model(body.model)
+    sampling = await run_in_threadpool(completer.prepare, body.sampling(body.max_completion_tokens))
+    prompt = await run_in_threadpool(completer.encode_chat, [m.plain() for m in body.messages])
+    meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+            "model": completer.name}
+    request = _submit_all(completer, [prompt], sampling, None)[0]
+    if body.stream:
+        return await _stream(completer, prompt, request, sampling, {**meta, "object": "chat.completion.chunk"},
+                             body, True, headers)
+    outputs = await _unless_gone(http, completer.acomplete(request, sampling), [request])
+    choices = [{"index": i, "message": {"role": "assistant", "content": o.text}, "logprobs": None,
+                "finish_reason": o.finish_reason} for i, o in enumerate(outputs)]
+    return JSONResponse({**meta, "choices": choices, "usage": _usage(prompt, outputs)}, headers=headers)
 
 
 def _submit_all(completer: Completer, prompts: list[Prompt], sampling: Sampling,

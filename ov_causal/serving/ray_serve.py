@@ -18,7 +18,8 @@ from typing import Any
 
 from .._optional import require
 from ..errors import OptionError
-from .launch import base_url, check_grace, check_options, check_port, default_name, load_folder
+from .launch import base_url, check_port, default_name, load_folder, settle
+from .options import ServeOptions, check_grace
 from .stop import end_processes, on_signals, ray_processes
 
 __all__ = ["APP_NAME", "check_port", "default_name", "serve", "shutdown", "wait"]
@@ -31,7 +32,7 @@ class _Server:
     host: str
     port: int
     started_ray: bool
-    grace: float = 30.0  # seconds requests in flight get to finish when the server stops
+    grace: float = ServeOptions.grace  # seconds requests in flight get to finish when the server stops
     keep: Any = None  # the driver's model: keeps a temporary export folder (cache=False) alive
     direct: Any = None  # the single-process server (serving.direct.DirectServer) when ray=False
 
@@ -39,28 +40,29 @@ class _Server:
 _RUNNING: dict[str, _Server] = {}  # APP_NAME -> the server this process started
 
 
+_DEFAULTS = ServeOptions  # serve()'s defaults are the options' (the class attributes of its fields)
 _SLACK = 64  # requests a replica takes beyond its batch and queue: slow bodies, refusals answered at once
 
 
 def serve(
     model: str | os.PathLike[str],
     *,
-    preset: str | None = None,
-    replicas: int = 1,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    name: str | None = None,
-    device: str = "CPU",
-    chat_template: str | None = None,
-    num_cpus: float | None = None,
-    max_batch: int = 16,
-    max_queue: int = 64,
-    kv_cache_gb: int | None = None,
-    max_body_bytes: int = 4 * 1024 * 1024,
-    body_timeout: float = 10.0,
-    grace: float = 30.0,
+    preset: str | None = _DEFAULTS.preset,
+    replicas: int = _DEFAULTS.replicas,
+    host: str = _DEFAULTS.host,
+    port: int = _DEFAULTS.port,
+    name: str | None = _DEFAULTS.name,
+    device: str = _DEFAULTS.device,
+    chat_template: str | None = _DEFAULTS.chat_template,
+    num_cpus: float | None = _DEFAULTS.num_cpus,
+    max_batch: int = _DEFAULTS.max_batch,
+    max_queue: int = _DEFAULTS.max_queue,
+    kv_cache_gb: int | None = _DEFAULTS.kv_cache_gb,
+    max_body_bytes: int = _DEFAULTS.max_body_bytes,
+    body_timeout: float = _DEFAULTS.body_timeout,
+    grace: float = _DEFAULTS.grace,
     blocking: bool = True,
-    ray: bool = True,
+    ray: bool = _DEFAULTS.ray,
     **from_pretrained_kwargs: Any,
 ) -> str:
     """Serve ``model`` behind the OpenAI HTTP API on Ray Serve and return its base URL (``http://host:port/v1``).
@@ -95,79 +97,59 @@ def serve(
         >>> url = serve("org/model", preset="int8", blocking=False)
         >>> openai.OpenAI(base_url=url, api_key="none").completions.create(model="org/model", prompt="Hi")
     """
-    if not isinstance(replicas, int) or replicas < 1:
-        raise OptionError(f"replicas={replicas!r} is not valid: pass a whole number of at least 1.")
-    check_options(max_batch, max_queue, max_body_bytes, body_timeout, from_pretrained_kwargs)
-    check_grace(grace)
-    running = _RUNNING.get(APP_NAME)
-    if not ray:
-        _check_direct(replicas, num_cpus, running)
-        return _serve_direct(model, preset, host, port, name, device, chat_template, max_batch, max_queue,
-                             kv_cache_gb, max_body_bytes, body_timeout, grace, blocking, from_pretrained_kwargs)
-    ray_module = require("ray", "ray")
-    ray_serve = require("ray.serve", "ray")
-    require("fastapi", "ray")
-    if running is not None and running.direct is not None:
-        raise OptionError(f"a single-process server (ray=False) already runs on {running.host}:{running.port} in "
-                          "this process; call ov_causal.serving.ray_serve.shutdown() before serving on Ray.")
-    if running is not None and (running.host, running.port) != (host, port):
-        raise OptionError(f"a server already runs on {running.host}:{running.port} in this process; call "
-                          "ov_causal.serving.ray_serve.shutdown() before serving on another address.")
-    if running is None:
-        check_port(host, port)
-    keep, folder, properties, device = load_folder(model, preset, device, from_pretrained_kwargs)
-    started_ray = False
-    if not ray_module.is_initialized():
-        ray_module.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-        started_ray = True
-    if running is None:
-        ray_serve.start(http_options={"host": host, "port": port}, logging_config={"log_level": "WARNING"})
-        running = _RUNNING[APP_NAME] = _Server(host, port, started_ray)
-    running.keep, running.grace = keep, float(grace)
-    cpus = num_cpus if num_cpus is not None else min(1.0, (os.cpu_count() or 1) / replicas)
-    # A replica takes more requests than it runs, so that its own queue answers 429 (never an unbounded wait).
-    # At a stop, a replica takes no new requests and gets ``grace`` s for those it has (polled every 0.1 s).
-    deployment = _deployment(ray_serve).options(num_replicas=replicas, ray_actor_options={"num_cpus": cpus},
-                                                max_ongoing_requests=max_batch + max_queue + _SLACK,
-                                                graceful_shutdown_timeout_s=float(grace),
-                                                graceful_shutdown_wait_loop_s=0.1)
-    core = {"max_running": max_batch, "max_queue": max_queue, "kv_cache_gb": kv_cache_gb}
-    http = {"max_body_bytes": max_body_bytes, "body_timeout": float(body_timeout)}
-    ray_serve.run(deployment.bind(str(folder), name or default_name(model), device, properties, chat_template,
-                                  core, http), name=APP_NAME, route_prefix="/")
-    _await_rollout(ray_serve, replicas)
-    url = base_url(host, port)
+    options = ServeOptions(preset=preset, replicas=replicas, host=host, port=port, name=name, device=device,
+                           chat_template=chat_template, num_cpus=num_cpus, max_batch=max_batch, max_queue=max_queue,
+                           kv_cache_gb=kv_cache_gb, max_body_bytes=max_body_bytes, body_timeout=body_timeout,
+                           grace=grace, ray=ray)
+    url = (_serve_ray if ray else _serve_direct)(model, options, from_pretrained_kwargs)
     if blocking:
         wait()
     return url
 
 
-def _check_direct(replicas: int, num_cpus: float | None, running: _Server | None) -> None:
-    """Refuse what the single-process server cannot do: several replicas, Ray CPUs, a second server."""
-    if replicas != 1:
-        raise OptionError(f"replicas={replicas} needs Ray Serve: ray=False (--no-ray) serves one replica in this "
-                          "process. Pass replicas=1, or leave ray out to serve several replicas on Ray.")
-    if num_cpus is not None:
-        raise OptionError(f"num_cpus={num_cpus!r} reserves Ray CPUs, and ray=False (--no-ray) runs without Ray. "
-                          "Leave num_cpus out (OpenVINO's threads are set with ov_config), or serve on Ray.")
-    if running is not None:
+def _serve_ray(model: str | os.PathLike[str], options: ServeOptions, kwargs: dict[str, Any]) -> str:
+    """``serve()`` on Ray Serve: export (or find) the folder here, then deploy ``options.replicas`` replicas."""
+    ray_module = require("ray", "ray")
+    ray_serve = require("ray.serve", "ray")
+    require("fastapi", "ray")
+    running = _RUNNING.get(APP_NAME)
+    address = (options.host, options.port)
+    if running is not None and running.direct is not None:
+        raise OptionError(f"a single-process server (ray=False) already runs on {running.host}:{running.port} in "
+                          "this process; call ov_causal.serving.ray_serve.shutdown() before serving on Ray.")
+    if running is not None and (running.host, running.port) != address:
         raise OptionError(f"a server already runs on {running.host}:{running.port} in this process; call "
-                          "ov_causal.serving.ray_serve.shutdown() before starting another.")
+                          "ov_causal.serving.ray_serve.shutdown() before serving on another address.")
+    if running is None:
+        check_port(*address)
+    keep, folder, properties, device = load_folder(model, options.preset, options.device, kwargs)
+    options = settle(options, model, device)
+    started_ray = False
+    if not ray_module.is_initialized():
+        ray_module.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        started_ray = True
+    if running is None:
+        ray_serve.start(http_options={"host": options.host, "port": options.port},
+                        logging_config={"log_level": "WARNING"})
+        running = _RUNNING[APP_NAME] = _Server(options.host, options.port, started_ray)
+    running.keep, running.grace = keep, float(options.grace)
+    ray_serve.run(_deployment(ray_serve, options).bind(str(folder), properties, options), name=APP_NAME,
+                  route_prefix="/")
+    _await_rollout(ray_serve, options.replicas)
+    return base_url(options.host, options.port)
 
 
-def _serve_direct(model: str | os.PathLike[str], preset: str | None, host: str, port: int, name: str | None,
-                  device: str, chat_template: str | None, max_batch: int, max_queue: int, kv_cache_gb: int | None,
-                  max_body_bytes: int, body_timeout: float, grace: float, blocking: bool,
-                  kwargs: dict[str, Any]) -> str:
+def _serve_direct(model: str | os.PathLike[str], options: ServeOptions, kwargs: dict[str, Any]) -> str:
     """``serve(..., ray=False)``: one replica in this process on uvicorn (``serving.direct``)."""
     from .direct import start
 
-    server = start(model, preset=preset, host=host, port=port, name=name, device=device,
-                   chat_template=chat_template, max_batch=max_batch, max_queue=max_queue, kv_cache_gb=kv_cache_gb,
-                   max_body_bytes=max_body_bytes, body_timeout=body_timeout, from_pretrained_kwargs=kwargs)
-    _RUNNING[APP_NAME] = _Server(host, port, started_ray=False, grace=float(grace), keep=server.keep, direct=server)
-    if blocking:
-        wait()
+    running = _RUNNING.get(APP_NAME)
+    if running is not None:
+        raise OptionError(f"a server already runs on {running.host}:{running.port} in this process; call "
+                          "ov_causal.serving.ray_serve.shutdown() before starting another.")
+    server = start(model, options, kwargs)
+    _RUNNING[APP_NAME] = _Server(options.host, options.port, started_ray=False, grace=float(options.grace),
+                                 keep=server.keep, direct=server)
     return server.url
 
 
@@ -262,38 +244,43 @@ def _stop_ray(running: _Server) -> None:
             end_processes(children)
 
 
-def _deployment(ray_serve: Any) -> Any:
-    """The Ray Serve deployment class (built here so that importing this module does not import Ray)."""
+def _deployment(ray_serve: Any, options: ServeOptions) -> Any:
+    """The Ray Serve deployment (built here so that importing this module does not import Ray).
+
+    A replica takes more requests than it runs, so that its own queue answers 429 (never an unbounded wait). At a
+    stop, a replica takes no new requests and gets ``grace`` s for those it has (polled every 0.1 s).
+    """
 
     class OVCausalServer:
         """One replica: the serving core on the export folder, behind the OpenAI API app. No torch here."""
 
-        def __init__(self, folder: str, name: str, device: str, properties: dict[str, str],
-                     chat_template: str | None, core: dict[str, Any], http: dict[str, Any]) -> None:
+        def __init__(self, folder: str, properties: dict[str, str], options: ServeOptions) -> None:
             # Absolute imports: Ray pickles this class by value, without the package context.
-            from ov_causal.serving.completer import Completer
-            from ov_causal.serving.core import ServingCore
+            from ov_causal.serving.launch import new_core
 
-            self.completer = Completer(ServingCore(folder, device=device, properties=properties,
-                                                   chat_template=chat_template, **core), name)
-            self.http = http
+            self.options = options
+            self.core = new_core(folder, properties, options)
             self.replica = _replica_label(ray_serve.get_replica_context())
 
         def __serve_build_asgi_app__(self) -> Any:
-            from ov_causal.serving.openai_api import build_app
+            from ov_causal.serving.launch import new_app
 
-            return build_app(self.completer, self.replica, **self.http)
+            return new_app(self.core, self.replica, self.options)
 
         def check_health(self) -> None:
-            if not self.completer.core.alive or self.completer.core.stalled:
-                raise RuntimeError(f"the serving core stopped: {self.completer.core.failure!r}")
+            if not self.core.alive or self.core.stalled:
+                raise RuntimeError(f"the serving core stopped: {self.core.failure!r}")
 
         def __del__(self) -> None:
-            completer = getattr(self, "completer", None)
-            if completer is not None:
-                completer.core.close()
+            core = getattr(self, "core", None)
+            if core is not None:
+                core.close()
 
-    return ray_serve.deployment(name="OVCausalServer")(ray_serve.ingress()(OVCausalServer))
+    cpus = options.num_cpus if options.num_cpus is not None else min(1.0, (os.cpu_count() or 1) / options.replicas)
+    deployment = ray_serve.deployment(name="OVCausalServer")(ray_serve.ingress()(OVCausalServer))
+    return deployment.options(num_replicas=options.replicas, ray_actor_options={"num_cpus": cpus},
+                              max_ongoing_requests=options.max_batch + options.max_queue + _SLACK,
+                              graceful_shutdown_timeout_s=float(options.grace), graceful_shutdown_wait_loop_s=0.1)
 
 
 def _replica_label(context: Any) -> str:

@@ -1,0 +1,73 @@
+"""The options of a server (``serve()``'s keywords but the model and its loading), checked once, in one object.
+
+``serve()`` builds one ``ServeOptions`` and hands it down unchanged: to ``serving.direct.start`` (``ray=False``)
+or to every Ray Serve replica. Its defaults are ``serve()``'s (and so the CLI's).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import OptionError
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How a server listens, what it answers to, and the limits of each replica (see ``serve()`` for each)."""
+
+    preset: str | None = None
+    replicas: int = 1
+    host: str = "127.0.0.1"
+    port: int = 8000
+    name: str | None = None
+    device: str = "CPU"
+    chat_template: str | None = None
+    num_cpus: float | None = None
+    max_batch: int = 16
+    max_queue: int = 64
+    kv_cache_gb: int | None = None
+    max_body_bytes: int = 4 * 1024 * 1024
+    body_timeout: float = 10.0
+    grace: float = 30.0
+    ray: bool = True
+
+    def __post_init__(self) -> None:
+        for key, least in (("replicas", 1), ("max_batch", 1), ("max_queue", 0), ("max_body_bytes", 1)):
+            _whole(key, getattr(self, key), least)
+        if self.kv_cache_gb is not None:
+            _whole("kv_cache_gb", self.kv_cache_gb, 1)
+        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 < self.port < 65536:
+            raise OptionError(f"port={self.port!r} is not valid: pass a number from 1 to 65535.")
+        if not _number(self.body_timeout) or not self.body_timeout > 0:
+            raise OptionError(f"body_timeout={self.body_timeout!r} is not valid: pass a number of seconds above 0.")
+        if not _number(self.grace) or not 0 <= self.grace < float("inf"):
+            raise OptionError(f"grace={self.grace!r} is not valid: pass the seconds (0 or more) that requests in "
+                              "flight get to finish when the server stops.")
+        if self.num_cpus is not None and (not _number(self.num_cpus) or not 0 <= self.num_cpus < float("inf")):
+            raise OptionError(f"num_cpus={self.num_cpus!r} is not valid: pass the Ray CPUs (0 or more) a replica "
+                              "reserves, or leave it out.")
+        if not self.ray:
+            self._check_direct()
+
+    def _check_direct(self) -> None:
+        """Refuse what the single-process server (``ray=False``) cannot do: several replicas, Ray CPUs."""
+        if self.replicas != 1:
+            raise OptionError(f"replicas={self.replicas} needs Ray Serve: ray=False (--no-ray) serves one replica in "
+                              "this process. Pass replicas=1, or leave ray out to serve several replicas on Ray.")
+        if self.num_cpus is not None:
+            raise OptionError(f"num_cpus={self.num_cpus!r} reserves Ray CPUs, and ray=False (--no-ray) runs without "
+                              "Ray. Leave num_cpus out (OpenVINO's threads are set with ov_config), or serve on Ray.")
+
+
+def check_grace(grace: float) -> float:
+    """``grace`` as seconds (``shutdown(grace)``); OptionError unless it is a number of at least 0."""
+    return float(ServeOptions(grace=grace).grace)
+
+
+def _whole(key: str, value: object, least: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise OptionError(f"{key}={value!r} is not valid: pass a whole number of at least {least}.")
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
