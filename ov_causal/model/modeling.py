@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -26,7 +26,7 @@ from ..config.options import check_device
 from ..config.presets import Compression, Preset, Runtime
 from ..errors import OptionError
 from .engines import GENAI_ONLY, GenAIEngine, Plan, has_ov_tokenizers, plan, tokenizers_ready
-from .load_request import Resolved
+from .load_request import LoadOptions, Resolved
 from .loader import fingerprint, load_ir, ov_class, register_for_pipelines
 from .saving import save_folder
 
@@ -304,9 +304,9 @@ def load_model(
     Example:
         >>> model = AutoModelForCausalLM.from_pretrained("org/model", preset="int4_asym_g64")
     """
-    options = dict(locals())
-    name, kwargs = options.pop("pretrained_model_name_or_path"), options.pop("kwargs")
-    loaded = load_ir(name, options, kwargs)
+    given = locals()  # the keywords above, by name: LoadOptions has a field for each (tests/test_plan.py)
+    options = LoadOptions(**{f.name: given[f.name] for f in fields(LoadOptions)})
+    loaded = load_ir(pretrained_model_name_or_path, options, kwargs)
     model = _attach(loaded.model, loaded.resolved, loaded.prepared, loaded.runtime, loaded.backend)
     model.tokenizer = loaded.tokenizer
     model._ov_compile_on_demand = loaded.compile
