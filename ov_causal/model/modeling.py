@@ -25,7 +25,7 @@ from ..build.manifest import Manifest
 from ..config.options import check_device
 from ..config.presets import Compression, Preset, Runtime
 from ..errors import OptionError
-from .engines import GENAI_ONLY, GenAIEngine, Plan, has_ov_tokenizers, plan, tokenizers_ready
+from .engines import GENAI_ONLY, GenAIEngine, has_ov_tokenizers, plan, tokenizers_ready
 from .load_request import LoadOptions, Resolved
 from .loader import fingerprint, load_ir, ov_class, register_for_pipelines
 from .saving import save_folder
@@ -66,6 +66,7 @@ class OVModelForCausalLM(OptimumCausalLM):
     _ov_compile_on_demand: bool = False  # compiled at load: `request` compiles again when read after being freed
     _ov_compiling: bool = False
     _ov_loaded_fingerprint: tuple[int, int] | None = None  # of model.model as loaded from model_save_dir
+    ov_model_replaced: bool = False  # model.model was assigned since loading: GenAI (the saved folder) cannot serve
     _ov_overrides: dict[str, str] = {}  # the user's own ov_config keys (saved with the model)
 
     @property
@@ -91,6 +92,14 @@ class OVModelForCausalLM(OptimumCausalLM):
     def model(self, value: Any) -> None:
         self.__dict__["_ov_model"] = value
         self.__dict__["_ov_request"] = None
+        self.ov_model_replaced = True  # read by generate(): no walk over the graph on every call
+
+    def half(self) -> OVModelForCausalLM:
+        """optimum's ``half()``: the weights of ``model.model`` converted to fp16 in place (GenAI then no longer
+        serves: it runs the saved folder)."""
+        self._ov_base.half(self)
+        self.ov_model_replaced = True
+        return self
 
     def compile(self) -> None:
         """Compile the transformers-loop engine (optimum's ``compile``; called by optimum before every forward)."""
@@ -139,16 +148,11 @@ class OVModelForCausalLM(OptimumCausalLM):
         """
         if inputs is not None:
             kwargs["input_ids"] = inputs
-        decision = plan(self, kwargs, self.backend)
-        if decision.engine == "genai" and not self.stateful:
-            decision = Plan("optimum", "a stateless export (GenAI needs the stateful form)")
-        if decision.engine == "genai" and fingerprint(self.model) != self._ov_loaded_fingerprint:
-            decision = Plan("optimum", "model.model was changed since loading (GenAI runs the saved folder)")
-        engine = self._genai_engine() if decision.engine == "genai" else None
-        if engine is not None:
-            self.last_engine, self.last_engine_reason = "genai", ""
+        decision = plan(self, kwargs, self.backend)  # the one place the engine is decided
+        self.last_engine, self.last_engine_reason = decision.engine, decision.reason
+        if decision.engine == "genai":
+            engine = self._genai_engine()  # built by plan()
             return engine.generate(kwargs["input_ids"], kwargs.get("attention_mask"), decision.config, kwargs)
-        self.last_engine, self.last_engine_reason = "optimum", decision.reason or "GenAI engine unavailable"
         for key in GENAI_ONLY:
             if kwargs.pop(key, None) is not None:
                 raise OptionError(f"{key}= exists only in the GenAI engine, which cannot serve this call "
@@ -168,7 +172,7 @@ class OVModelForCausalLM(OptimumCausalLM):
     def save_pretrained(self, save_directory: str | os.PathLike[str], **kwargs: Any) -> None:
         """Write IR, config, generation config, HF and OpenVINO tokenizers and the manifest (see ``save_folder``)."""
         manifest = replace(self.ov_manifest, runtime=self.ov_runtime, ov_config=self._ov_overrides)
-        unchanged = fingerprint(self.model) == self._ov_loaded_fingerprint
+        unchanged = not self.ov_model_replaced and fingerprint(self.model) == self._ov_loaded_fingerprint
         save_folder(self, Path(save_directory), manifest, unchanged,
                     serialize=lambda folder: self._ov_base.save_pretrained(self, folder, **kwargs))
 
@@ -210,6 +214,7 @@ def _attach(model: Any, resolved: Resolved, prepared: Prepared, runtime: Runtime
     ir, request = model.__dict__.pop("model"), model.__dict__.pop("request", None)
     model.__class__ = ov_class(type(model), OVModelForCausalLM)  # `model`, `request` become properties: set again
     model.model, model.request = ir, request
+    model.ov_model_replaced = False  # set again by the line above: it is the model as loaded
     register_for_pipelines(model)
     model._ov_workdir = prepared.workdir
     model.ov_cache_hit = None if prepared.cache is None else prepared.cache.hit
