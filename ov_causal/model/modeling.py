@@ -48,6 +48,8 @@ class OVModelForCausalLM(OptimumCausalLM):
         ov_runtime: the runtime preset in force; ``ov_config`` holds the resulting properties.
         backend: the generation engine: 'auto', 'genai' or 'optimum'.
         last_engine: which engine served the last ``generate()`` call, and ``last_engine_reason`` why.
+        ov_model_replaced: True once ``model.model`` was assigned (or ``half()`` called): GenAI, which runs the
+            saved folder, then no longer serves ``generate()``.
         ov_auto_reason: why ``preset="auto"`` chose what it chose.
         ov_cache_hit: True when loaded from the export cache, False when exported into it, None when not cached.
     """
