@@ -80,6 +80,22 @@ def test_nncf_on_model_model_then_save(make_checkpoint, tmp_path):
     assert again.ov_manifest.compression.weights == "int4"
 
 
+def test_generate_reads_a_flag_not_the_graph_to_notice_a_replaced_model(make_checkpoint, monkeypatch):
+    model = OVModelForCausalLM.from_pretrained(make_checkpoint(), export=True)
+    inputs = AutoTokenizer.from_pretrained(make_checkpoint())(PROMPTS[:1], return_tensors="pt")
+
+    def walk(_):
+        raise AssertionError("generate() walked the graph")
+
+    monkeypatch.setattr(ov_causal.model.loader, "fingerprint", walk)
+    monkeypatch.setattr(ov_causal.model.modeling, "fingerprint", walk)
+    model.generate(**inputs, max_new_tokens=3, do_sample=False)
+    assert model.last_engine == "genai" and not model.ov_model_replaced
+    model.model = model.model
+    model.generate(**inputs, max_new_tokens=3, do_sample=False)
+    assert model.last_engine == "optimum" and "model.model was changed" in model.last_engine_reason
+
+
 @pytest.mark.parametrize(
     "ov_config",
     [

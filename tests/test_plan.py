@@ -6,6 +6,7 @@ import inspect
 import pydoc
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from ov_causal import AutoModelForCausalLM
 from ov_causal.config.hub import OV_KEYWORDS
 from ov_causal.errors import OptionError
-from ov_causal.model.load_request import load_options
+from ov_causal.model.load_request import LoadOptions
 from ov_causal.model.modeling import OVModelForCausalLM, load_model
 from ov_causal.model.plan import READY_KEYWORDS, plan_load
 
@@ -40,9 +41,22 @@ def test_from_pretrained_shows_its_keywords(function):
 
 
 def test_the_torch_free_keywords_are_load_models():
-    assert _keywords(load_options) == _keywords(load_model)  # names, kinds, defaults and annotations
-    assert READY_KEYWORDS <= set(_keywords(load_options))
-    assert set(OV_KEYWORDS) == set(_keywords(load_options)) - {"kwargs"}  # the names an unknown keyword is told
+    ours = {name: value for name, value in _keywords(load_model).items() if name != "kwargs"}
+    options = {f.name: (inspect.Parameter.KEYWORD_ONLY, f.default, f.type) for f in fields(LoadOptions)}
+    assert options == ours  # names, defaults and annotations: the defaults are LoadOptions'
+    assert READY_KEYWORDS <= set(options)
+    assert set(OV_KEYWORDS) == set(options)  # the names an unknown keyword is told
+
+
+def test_load_options_are_checked_once_when_built():
+    assert LoadOptions(device=" cpu ").device == "CPU"
+    assert LoadOptions(ov_config={"INFERENCE_NUM_THREADS": 2}).ov_config == {"INFERENCE_NUM_THREADS": "2"}
+    with pytest.raises(OptionError, match="backend='gena' is not valid"):
+        LoadOptions(backend="gena")
+    with pytest.raises(OptionError, match="ov_config must be a dict"):
+        LoadOptions(ov_config=["PERFORMANCE_HINT"])
+    options, kwargs = LoadOptions.split({"preset": "int8", "revision": "main"})
+    assert options.preset == "int8" and kwargs == {"revision": "main"}
 
 
 def test_an_unknown_keyword_is_still_refused_with_a_suggestion(make_export):

@@ -65,12 +65,32 @@ def effective_config(model: Any, kwargs: dict[str, Any]) -> Any:
 
 
 def plan(model: Any, kwargs: dict[str, Any], backend: Backend) -> Plan:
-    """Decide the engine for a ``generate`` call."""
+    """Decide the engine for a ``generate`` call, and why: the call's settings first, then the model's state.
+
+    ``backend='genai'`` with a setting GenAI has not raises; a model GenAI cannot run (a stateless export, a
+    replaced ``model.model``, no OpenVINO tokenizer) goes to the transformers loop whatever the backend.
+    """
+    config = effective_config(model, kwargs)
+    if backend == "optimum":
+        return Plan("optimum", "backend='optimum'", config)
+    unsupported = _transformers_only(kwargs, config)
+    if unsupported:
+        if backend == "genai":
+            raise OptionError(
+                f"backend='genai' cannot serve {unsupported[0]!r}: OpenVINO GenAI has no equivalent. "
+                "Use backend='auto' (falls back to the transformers loop) or drop that argument."
+            )
+        return Plan("optimum", f"{unsupported[0]} is only supported by the transformers loop", config)
+    reason = _model_not_for_genai(model)
+    return Plan("optimum", reason, config) if reason else Plan("genai", config=config)
+
+
+def _transformers_only(kwargs: dict[str, Any], config: Any) -> list[str]:
+    """The call's settings that only the transformers loop has."""
     from transformers import GenerationConfig
 
     unsupported = [k for k, v in kwargs.items() if k not in CALL_KEYWORDS and v is not None
                    and not hasattr(GenerationConfig(), k)]
-    config = effective_config(model, kwargs)
     defaults = GenerationConfig().to_dict()
     for key, value in config.to_dict().items():
         if key in MAPPED or key in NEUTRAL or value == defaults.get(key, value) or value == NO_OP.get(key):
@@ -85,16 +105,18 @@ def plan(model: Any, kwargs: dict[str, Any], backend: Backend) -> Plan:
         unsupported.append("inputs_embeds (no input_ids)")
     elif kwargs.get("streamer") is not None and (input_ids.shape[0] > 1 or (config.num_beams or 1) > 1):
         unsupported.append("streamer with a batch or beam search")
-    if backend == "optimum":
-        return Plan("optimum", "backend='optimum'", config)
-    if unsupported:
-        if backend == "genai":
-            raise OptionError(
-                f"backend='genai' cannot serve {unsupported[0]!r}: OpenVINO GenAI has no equivalent. "
-                "Use backend='auto' (falls back to the transformers loop) or drop that argument."
-            )
-        return Plan("optimum", f"{unsupported[0]} is only supported by the transformers loop", config)
-    return Plan("genai", config=config)
+    return unsupported
+
+
+def _model_not_for_genai(model: Any) -> str:
+    """Why the GenAI engine cannot run this model as it is now ('' when it can; the engine is then built)."""
+    if not model.stateful:
+        return "a stateless export (GenAI needs the stateful form)"
+    if model.ov_model_replaced:
+        return "model.model was changed since loading (GenAI runs the saved folder)"
+    if model._genai_engine() is None:
+        return "GenAI engine unavailable"
+    return ""
 
 
 def genai_config(config: Any, prompt_length: int, kwargs: dict[str, Any], rng_seed: int | None = None) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from ..build.calibration import TextSource, load_texts
@@ -17,6 +17,7 @@ from ..config.optimum_keywords import merge_preset
 from ..config.options import check_device, validate_ov_config
 from ..config.presets import Compression, Preset, Runtime, resolve_compression, resolve_runtime
 from ..errors import PresetError, warn
+from .engines import check_backend
 
 
 def _auto(model_id: Any, hub: Any, ov_cache_dir: Any) -> tuple[str | None, str]:
@@ -46,81 +47,98 @@ class Resolved:
     optimum_kwargs: dict[str, Any]
 
 
-def load_options(
-    *,
-    preset: str | Preset | Compression | None = None,
-    compression_option: str | None = None,
-    load_in_8bit: bool | None = None,
-    quantization_config: Any = None,
-    runtime: str | Runtime | None = None,
-    ov_config: Mapping[str, Any] | None = None,
-    group_size: int | None = None,
-    ratio: float | None = None,
-    dq_group_size: int | None = None,
-    stateful: bool | None = None,
-    device: str = "CPU",
-    compile: bool = True,
-    export: bool | None = None,
-    load_tokenizer: bool = True,
-    lora: LoraSpec | None = None,
-    lora_allow_pickle: bool = False,
-    cache: bool = True,
-    ov_cache_dir: str | os.PathLike[str] | None = None,
-    calibration: TextSource | None = None,
-    awq: bool | None = None,
-    scale_estimation: bool | None = None,
-    gptq: bool | None = None,
-    sensitivity: str | None = None,
-    backend: str = "auto",
-    config: Any = None,
-    generation_config: Any = None,
-    dynamic_shapes: bool | None = None,
-    **kwargs: Any,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The keywords of ``from_pretrained`` with their defaults, without torch: ours and optimum-intel's by name,
-    and the transformers keywords left over (checked by ``resolve_request``). ``load_model`` has the same keywords
-    (kept equal by ``tests/test_plan.py``), documented there.
+@dataclass(frozen=True)
+class LoadOptions:
+    """``from_pretrained``'s own keywords (ours and optimum-intel's) with their defaults, checked once, without
+    torch. ``load_model`` documents them; its signature repeats these defaults (kept equal by
+    ``tests/test_plan.py``). ``device`` is upper-cased and ``ov_config`` normalised to strings when checked.
     """
-    options = dict(locals())
-    return options, options.pop("kwargs")
+
+    preset: str | Preset | Compression | None = None
+    compression_option: str | None = None
+    load_in_8bit: bool | None = None
+    quantization_config: Any = None
+    runtime: str | Runtime | None = None
+    ov_config: Mapping[str, Any] | None = None
+    group_size: int | None = None
+    ratio: float | None = None
+    dq_group_size: int | None = None
+    stateful: bool | None = None
+    device: str = "CPU"
+    compile: bool = True
+    export: bool | None = None
+    load_tokenizer: bool = True
+    lora: LoraSpec | None = None
+    lora_allow_pickle: bool = False
+    cache: bool = True
+    ov_cache_dir: str | os.PathLike[str] | None = None
+    calibration: TextSource | None = None
+    awq: bool | None = None
+    scale_estimation: bool | None = None
+    gptq: bool | None = None
+    sensitivity: str | None = None
+    backend: str = "auto"
+    config: Any = None
+    generation_config: Any = None
+    dynamic_shapes: bool | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "device", check_device(self.device))
+        check_backend(self.backend)
+        if self.ov_config is not None:
+            object.__setattr__(self, "ov_config", validate_ov_config(self.ov_config, self.device))
+
+    @classmethod
+    def split(cls, keywords: Mapping[str, Any]) -> tuple[LoadOptions, dict[str, Any]]:
+        """Ours, checked, and the keywords left over: the transformers ones, or unknown ones that
+        ``resolve_request`` refuses with a suggestion."""
+        names = {f.name for f in fields(cls)}
+        ours = {k: v for k, v in keywords.items() if k in names}
+        return cls(**ours), {k: v for k, v in keywords.items() if k not in names}
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        """The per-model overrides of a preset's compression settings."""
+        return {k: getattr(self, k) for k in ("group_size", "ratio", "awq", "scale_estimation", "gptq", "sensitivity")}
+
+    @property
+    def optimum_kwargs(self) -> dict[str, Any]:
+        """optimum-intel's own keywords that were given, passed on to its ``from_pretrained``."""
+        given = {"config": self.config, "generation_config": self.generation_config,
+                 "dynamic_shapes": self.dynamic_shapes}
+        return {k: v for k, v in given.items() if v is not None}
 
 
-def resolve_request(model_id: Any, options: dict[str, Any], kwargs: dict[str, Any]) -> Resolved:
-    """Check the keywords of ``from_pretrained`` (``options``: ours and optimum's by name; ``kwargs``: the
-    transformers habits) and turn them into one ``Resolved`` request."""
+def resolve_request(model_id: Any, options: LoadOptions, kwargs: dict[str, Any]) -> Resolved:
+    """Turn the keywords of ``from_pretrained`` (``options``: ours and optimum's; ``kwargs``: the transformers
+    habits, checked here) into one ``Resolved`` request."""
     hub = resolve_hf_kwargs(kwargs)
-    device = check_device(options["device"])
     preset, calibration = merge_preset(
-        options["preset"], options["compression_option"], options["load_in_8bit"], options["quantization_config"]
+        options.preset, options.compression_option, options.load_in_8bit, options.quantization_config
     )
-    if options["calibration"] is not None:
-        calibration = tuple(load_texts(options["calibration"], "calibration"))
+    if options.calibration is not None:
+        calibration = tuple(load_texts(options.calibration, "calibration"))
     auto_reason = None
     if preset == "auto":
-        preset, auto_reason = _auto(model_id, hub, options["ov_cache_dir"])
-    overrides = {k: options[k] for k in ("group_size", "ratio", "awq", "scale_estimation", "gptq", "sensitivity")}
-    name, compression = resolve_compression(preset, **overrides)
+        preset, auto_reason = _auto(model_id, hub, options.ov_cache_dir)
+    name, compression = resolve_compression(preset, **options.overrides)
     if hub.dtype_preset is not None:
         if compression is None:
             name, compression = resolve_compression(hub.dtype_preset)
         else:
             warn(f"torch_dtype/dtype is ignored: preset={name!r} sets the weights.")
-    runtime = resolve_runtime(options["runtime"], preset, options["dq_group_size"])
-    ov_cache_dir = options["ov_cache_dir"]
+    runtime = resolve_runtime(options.runtime, preset, options.dq_group_size)
+    ov_cache_dir = options.ov_cache_dir
     request = ExportRequest(
-        name, compression, options["stateful"], hub, tuple(parse_adapters(options["lora"])),
-        options["lora_allow_pickle"], options["cache"], None if ov_cache_dir is None else os.fspath(ov_cache_dir),
-        calibration,
+        name, compression, options.stateful, hub, tuple(parse_adapters(options.lora)), options.lora_allow_pickle,
+        options.cache, None if ov_cache_dir is None else os.fspath(ov_cache_dir), calibration,
     )
     if compression is not None and compression.data_aware and not request.calibration:
         raise PresetError(
             f"preset {name!r} ({compression.describe()}) is data-aware: pass calibration= (a file, a string or "
             "a list of strings of the text the model will see)."
         )
-    optimum_kwargs = {
-        k: options[k] for k in ("config", "generation_config", "dynamic_shapes") if options[k] is not None
-    }
     return Resolved(
-        resolve_source(model_id, hub), request, runtime, validate_ov_config(options["ov_config"] or {}, device),
-        device, auto_reason, optimum_kwargs,
+        resolve_source(model_id, hub), request, runtime, dict(options.ov_config or {}), options.device, auto_reason,
+        options.optimum_kwargs,
     )

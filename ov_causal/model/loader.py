@@ -15,8 +15,7 @@ from ..build.loading import Prepared, damaged_ir, find_tokenizer, prepare_folder
 from ..config.hub import quiet_offline_folder_check
 from ..config.presets import Runtime
 from ..errors import UnsupportedModelError
-from .engines import check_backend
-from .load_request import Resolved, resolve_request
+from .load_request import LoadOptions, Resolved, resolve_request
 
 
 @dataclass(frozen=True)
@@ -33,11 +32,11 @@ class Loaded:
     compile: bool
 
 
-def load_ir(pretrained_model_name_or_path: str | os.PathLike[str], options: dict[str, Any],
+def load_ir(pretrained_model_name_or_path: str | os.PathLike[str], options: LoadOptions,
             kwargs: dict[str, Any]) -> Loaded:
     """``from_pretrained``'s stages up to the IR read by optimum-intel (not compiled yet).
 
-    ``options``: ``load_model``'s keywords by name; ``kwargs``: the transformers keywords. Stage 1 resolves the
+    ``options``: ``load_model``'s keywords, checked; ``kwargs``: the transformers keywords. Stage 1 resolves the
     request (``load_request.resolve_request``), stage 2 finds or builds the folder (export cache, export, LoRA
     fusion), stage 3 chooses the runtime and reads the IR. ``load_model`` then attaches what ov_causal knows to
     the model and compiles it.
@@ -46,14 +45,13 @@ def load_ir(pretrained_model_name_or_path: str | os.PathLike[str], options: dict
     prepared = prepare_folder(resolved.source, resolved.request)
     runtime_preset, full_config = runtime_config(
         resolved.runtime, resolved.overrides, prepared, resolved.source.kind, resolved.device,
-        options["ov_config"] is not None,
+        options.ov_config is not None,
     )
     model = load_optimum(prepared.folder, full_config, resolved)
-    if options["stateful"] is not None and options["stateful"] != model.stateful:
-        raise stateful_error(prepared.folder, options["stateful"])
-    tokenizer = find_tokenizer(prepared.folder, resolved.request.hub) if options["load_tokenizer"] else None
-    return Loaded(model, resolved, prepared, runtime_preset, full_config, tokenizer, check_backend(options["backend"]),
-                  options["compile"])
+    if options.stateful is not None and options.stateful != model.stateful:
+        raise stateful_error(prepared.folder, options.stateful)
+    tokenizer = find_tokenizer(prepared.folder, resolved.request.hub) if options.load_tokenizer else None
+    return Loaded(model, resolved, prepared, runtime_preset, full_config, tokenizer, options.backend, options.compile)
 
 
 def fingerprint(model: Any) -> tuple[int, int]:

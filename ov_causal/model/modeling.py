@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,8 +25,8 @@ from ..build.manifest import Manifest
 from ..config.options import check_device
 from ..config.presets import Compression, Preset, Runtime
 from ..errors import OptionError
-from .engines import GENAI_ONLY, GenAIEngine, Plan, has_ov_tokenizers, plan, tokenizers_ready
-from .load_request import Resolved
+from .engines import GENAI_ONLY, GenAIEngine, has_ov_tokenizers, plan, tokenizers_ready
+from .load_request import LoadOptions, Resolved
 from .loader import fingerprint, load_ir, ov_class, register_for_pipelines
 from .saving import save_folder
 
@@ -48,6 +48,8 @@ class OVModelForCausalLM(OptimumCausalLM):
         ov_runtime: the runtime preset in force; ``ov_config`` holds the resulting properties.
         backend: the generation engine: 'auto', 'genai' or 'optimum'.
         last_engine: which engine served the last ``generate()`` call, and ``last_engine_reason`` why.
+        ov_model_replaced: True once ``model.model`` was assigned (or ``half()`` called): GenAI, which runs the
+            saved folder, then no longer serves ``generate()``.
         ov_auto_reason: why ``preset="auto"`` chose what it chose.
         ov_cache_hit: True when loaded from the export cache, False when exported into it, None when not cached.
     """
@@ -66,6 +68,7 @@ class OVModelForCausalLM(OptimumCausalLM):
     _ov_compile_on_demand: bool = False  # compiled at load: `request` compiles again when read after being freed
     _ov_compiling: bool = False
     _ov_loaded_fingerprint: tuple[int, int] | None = None  # of model.model as loaded from model_save_dir
+    ov_model_replaced: bool = False  # model.model was assigned since loading: GenAI (the saved folder) cannot serve
     _ov_overrides: dict[str, str] = {}  # the user's own ov_config keys (saved with the model)
 
     @property
@@ -91,6 +94,14 @@ class OVModelForCausalLM(OptimumCausalLM):
     def model(self, value: Any) -> None:
         self.__dict__["_ov_model"] = value
         self.__dict__["_ov_request"] = None
+        self.ov_model_replaced = True  # read by generate(): no walk over the graph on every call
+
+    def half(self) -> OVModelForCausalLM:
+        """optimum's ``half()``: the weights of ``model.model`` converted to fp16 in place (GenAI then no longer
+        serves: it runs the saved folder)."""
+        self._ov_base.half(self)
+        self.ov_model_replaced = True
+        return self
 
     def compile(self) -> None:
         """Compile the transformers-loop engine (optimum's ``compile``; called by optimum before every forward)."""
@@ -139,16 +150,11 @@ class OVModelForCausalLM(OptimumCausalLM):
         """
         if inputs is not None:
             kwargs["input_ids"] = inputs
-        decision = plan(self, kwargs, self.backend)
-        if decision.engine == "genai" and not self.stateful:
-            decision = Plan("optimum", "a stateless export (GenAI needs the stateful form)")
-        if decision.engine == "genai" and fingerprint(self.model) != self._ov_loaded_fingerprint:
-            decision = Plan("optimum", "model.model was changed since loading (GenAI runs the saved folder)")
-        engine = self._genai_engine() if decision.engine == "genai" else None
-        if engine is not None:
-            self.last_engine, self.last_engine_reason = "genai", ""
+        decision = plan(self, kwargs, self.backend)  # the one place the engine is decided
+        self.last_engine, self.last_engine_reason = decision.engine, decision.reason
+        if decision.engine == "genai":
+            engine = self._genai_engine()  # built by plan()
             return engine.generate(kwargs["input_ids"], kwargs.get("attention_mask"), decision.config, kwargs)
-        self.last_engine, self.last_engine_reason = "optimum", decision.reason or "GenAI engine unavailable"
         for key in GENAI_ONLY:
             if kwargs.pop(key, None) is not None:
                 raise OptionError(f"{key}= exists only in the GenAI engine, which cannot serve this call "
@@ -168,7 +174,7 @@ class OVModelForCausalLM(OptimumCausalLM):
     def save_pretrained(self, save_directory: str | os.PathLike[str], **kwargs: Any) -> None:
         """Write IR, config, generation config, HF and OpenVINO tokenizers and the manifest (see ``save_folder``)."""
         manifest = replace(self.ov_manifest, runtime=self.ov_runtime, ov_config=self._ov_overrides)
-        unchanged = fingerprint(self.model) == self._ov_loaded_fingerprint
+        unchanged = not self.ov_model_replaced and fingerprint(self.model) == self._ov_loaded_fingerprint
         save_folder(self, Path(save_directory), manifest, unchanged,
                     serialize=lambda folder: self._ov_base.save_pretrained(self, folder, **kwargs))
 
@@ -210,6 +216,7 @@ def _attach(model: Any, resolved: Resolved, prepared: Prepared, runtime: Runtime
     ir, request = model.__dict__.pop("model"), model.__dict__.pop("request", None)
     model.__class__ = ov_class(type(model), OVModelForCausalLM)  # `model`, `request` become properties: set again
     model.model, model.request = ir, request
+    model.ov_model_replaced = False  # set again by the line above: it is the model as loaded
     register_for_pipelines(model)
     model._ov_workdir = prepared.workdir
     model.ov_cache_hit = None if prepared.cache is None else prepared.cache.hit
@@ -304,9 +311,9 @@ def load_model(
     Example:
         >>> model = AutoModelForCausalLM.from_pretrained("org/model", preset="int4_asym_g64")
     """
-    options = dict(locals())
-    name, kwargs = options.pop("pretrained_model_name_or_path"), options.pop("kwargs")
-    loaded = load_ir(name, options, kwargs)
+    given = locals()  # the keywords above, by name: LoadOptions has a field for each (tests/test_plan.py)
+    options = LoadOptions(**{f.name: given[f.name] for f in fields(LoadOptions)})
+    loaded = load_ir(pretrained_model_name_or_path, options, kwargs)
     model = _attach(loaded.model, loaded.resolved, loaded.prepared, loaded.runtime, loaded.backend)
     model.tokenizer = loaded.tokenizer
     model._ov_compile_on_demand = loaded.compile

@@ -31,8 +31,8 @@ from ..build.manifest import Manifest
 from ..build.sources import Source
 from ..config.hub import resolve_hf_kwargs
 from ..config.presets import Runtime
-from .engines import check_backend, has_ov_tokenizers
-from .load_request import Resolved, load_options, resolve_request
+from .engines import has_ov_tokenizers
+from .load_request import LoadOptions, Resolved, resolve_request
 
 # The keywords a ready folder honours without loading the model; any other one is from_pretrained's to apply.
 READY_KEYWORDS = frozenset({"preset", "runtime", "device", "ov_config", "ov_cache_dir", "backend"})
@@ -47,7 +47,7 @@ class LoadPlan:
     """
 
     model: str
-    device: str  # as the user gave it when the request is left to from_pretrained
+    device: str  # upper-cased, as LoadOptions checks it
     resolved: Resolved | None
     folder: Path | None = None
     runtime: Runtime | None = None  # the runtime preset in force on the ready folder
@@ -78,23 +78,23 @@ def plan_load(model: str | os.PathLike[str], **keywords: Any) -> LoadPlan:
         >>> plan.folder, plan.properties  # what LLMPipeline loads, with the properties from_pretrained gives it
     """
     name = os.fspath(model)
-    options, kwargs = load_options(**keywords)  # an unknown keyword lands in kwargs: resolve_request refuses it
+    options, kwargs = LoadOptions.split(keywords)  # an unknown keyword lands in kwargs: resolve_request refuses it
     others = sorted(set(keywords) - READY_KEYWORDS)
     if others:
         with warnings.catch_warnings():  # from_pretrained warns of an ignored keyword when it applies the rest
             warnings.simplefilter("ignore")
             resolve_hf_kwargs(kwargs)  # an unknown keyword is refused here too, with a suggestion
-        return LoadPlan(name, options["device"], None, reason=f"from_pretrained applies {', '.join(others)}")
-    if options["preset"] == "auto":
-        return LoadPlan(name, options["device"], None, reason="preset='auto' is decided by from_pretrained")
+        return LoadPlan(name, options.device, None, reason=f"from_pretrained applies {', '.join(others)}")
+    if options.preset == "auto":
+        return LoadPlan(name, options.device, None, reason="preset='auto' is decided by from_pretrained")
     resolved = resolve_request(model, options, kwargs)
-    if check_backend(options["backend"]) == "optimum":
+    if options.backend == "optimum":
         return LoadPlan(name, resolved.device, resolved, reason="backend='optimum' runs the transformers loop")
     prepared, reason = _folder(resolved.source, resolved.request)
     if prepared is None:
         return LoadPlan(name, resolved.device, resolved, reason=reason)
     runtime, properties = runtime_config(resolved.runtime, resolved.overrides, prepared, resolved.source.kind,
-                                         resolved.device, options["ov_config"] is not None)
+                                         resolved.device, options.ov_config is not None)
     return LoadPlan(name, resolved.device, resolved, prepared.folder, runtime, properties)
 
 
