@@ -24,15 +24,8 @@ LONG_SIGNATURES = {
     "ov_causal/tools/bench.py:bench": "PLR0913",  # docs/benchmarking.md
     "ov_causal/tools/evaluate.py:evaluate": "PLR0913",  # docs/accuracy.md
     "ov_causal/config/sampling.py:SamplingParams.from_openai": "PLR0913",  # an OpenAI request's fields, by name
-}
-# Breaches in code being refactored (issue 20): reported by the xfail test below until the refactor lands, then
-# this set empties. Not excepted: each is either split up or, if it turns out to be public API, moved above.
-PENDING = {
-    "ov_causal/serving/openai_api.py:build_app": "C901",
-    "ov_causal/serving/ray_serve.py:_serve_direct": "PLR0913",
-    "ov_causal/serving/direct.py:start": "PLR0913",  # internal: called by _serve_direct
-    "ov_causal/serving/core.py:ServingCore.__init__": "PLR0913",  # not in the docs; scripts/serve_bench.py, tests
-    "ov_causal/model/load_request.py:load_options": "PLR0913",  # internal mirror of load_model's keywords
+    "ov_causal/serving/core.py:ServingCore.__init__": "PLR0913",  # the serving core's settings, by name (replicas,
+    # Ray Data, scripts/serve_bench.py construct it)
 }
 
 
@@ -83,10 +76,10 @@ def _listed(entries: dict[str, str]) -> dict[str, set[str]]:
 
 
 def test_functions_stay_within_the_limits():
-    """No function breaks a limit unless it is a long public signature listed above (or pending its refactor)."""
-    breaches, allowed, pending = _limit_breaches(), _listed(LONG_SIGNATURES), _listed(PENDING)
-    wrong = [f"{key}: {', '.join(sorted(codes - allowed.get(key, set()) - pending.get(key, set())))}"
-             for key, codes in sorted(breaches.items()) if codes - allowed.get(key, set()) - pending.get(key, set())]
+    """No function breaks a limit unless it is a long public signature listed above."""
+    breaches, allowed = _limit_breaches(), _listed(LONG_SIGNATURES)
+    wrong = [f"{key}: {', '.join(sorted(codes - allowed.get(key, set())))}"
+             for key, codes in sorted(breaches.items()) if codes - allowed.get(key, set())]
     assert not wrong, "functions over the limits (split them, or list a public signature in LONG_SIGNATURES):\n" + \
         "\n".join(wrong)
 
@@ -97,13 +90,6 @@ def test_long_signatures_list_is_exact():
     stale = [f"{key}: {codes}" for key, codes in sorted(_listed(LONG_SIGNATURES).items())
              if not codes <= breaches.get(key, set())]
     assert not stale, "LONG_SIGNATURES entries that no longer break their rule:\n" + "\n".join(stale)
-
-
-@pytest.mark.xfail(reason="issue 20: functions being refactored in serving/ and model/ (see PENDING)", strict=False)
-def test_pending_breaches_are_resolved():
-    breaches = _limit_breaches()
-    left = [f"{key}: {', '.join(sorted(breaches[key]))}" for key in sorted(PENDING) if key in breaches]
-    assert not left, "still over the limits:\n" + "\n".join(left)
 
 
 def test_the_limits_catch_a_long_function(tmp_path):
