@@ -38,12 +38,12 @@ from .errors import (
 )
 
 if TYPE_CHECKING:  # what IDEs, type checkers and the docs see; at run time __getattr__ imports on first use
-    from .build.cache_entries import cache_table, verify_cache
-    from .build.lora import fuse_lora
-    from .model.generation import generate, stream
+    from .convert.cache_entries import cache_table, verify_cache
+    from .convert.lora import fuse_lora
     from .model.modeling import AutoModelForCausalLM, OVModelForCausalLM
     from .model.modeling import OVCausalLM as OVCausalLM  # the class's earlier name, kept out of __all__ and dir()
     from .model.pipelines import pipeline
+    from .model.run import generate, stream
     from .model.structured import structured_output_config
     from .ui.progress import set_progress
 
@@ -54,13 +54,13 @@ _LAZY = {
     "OVCausalLM": "ov_causal.model.modeling",  # the class's name in earlier releases (not in __all__)
     "OVModelForCausalLM": "ov_causal.model.modeling",
     "pipeline": "ov_causal.model.pipelines",
-    "fuse_lora": "ov_causal.build.lora",
-    "generate": "ov_causal.model.generation",
-    "stream": "ov_causal.model.generation",
+    "fuse_lora": "ov_causal.convert.lora",
+    "generate": "ov_causal.model.run",
+    "stream": "ov_causal.model.run",
     "structured_output_config": "ov_causal.model.structured",
     "set_progress": "ov_causal.ui.progress",
-    "cache_table": "ov_causal.build.cache_entries",
-    "verify_cache": "ov_causal.build.cache_entries",
+    "cache_table": "ov_causal.convert.cache_entries",
+    "verify_cache": "ov_causal.convert.cache_entries",
 }
 
 __all__ = [

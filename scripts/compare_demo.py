@@ -19,7 +19,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM as TorchModel
 
     from ov_causal import AutoModelForCausalLM
-    from ov_causal.model.generation import DEMO_MODEL
+    from ov_causal.model.run import DEMO_MODEL
     from ov_causal.tools.evaluate import decode_speed
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ov_causal import AutoModelForCausalLM
-from ov_causal.model.generation import DEMO_MODEL
+from ov_causal.model.run import DEMO_MODEL
 
 
 def cases() -> dict[str, str]:

@@ -303,7 +303,7 @@ def core_peak_rss_mib(folder: Path, properties: dict[str, str], imports: str) ->
     what a replica's engine costs without Ray Serve, and what each layer of imports adds."""
     code = ("import importlib, json, sys, pathlib\n"
             "[importlib.import_module(m) for m in sys.argv[3].split(',') if m]\n"
-            "from ov_causal.serving.core import ServingCore\n"
+            "from ov_causal.serving.scheduler import ServingCore\n"
             "core = ServingCore(sys.argv[1], properties=json.loads(sys.argv[2]))\n"
             f"config = core.generation_config(); config.max_new_tokens = {SINGLE_TOKENS}; config.do_sample = False\n"
             f"core.submit({SINGLE_PROMPT!r}, config).result(); core.close()\n"
@@ -392,7 +392,7 @@ def ray_server(folder: Path, port: int, args: argparse.Namespace, report: dict[s
 
 def _prepare(args: argparse.Namespace) -> tuple[Path, dict[str, str]]:
     from ov_causal import AutoModelForCausalLM
-    from ov_causal.model.engines import tokenizers_ready
+    from ov_causal.model.backends import tokenizers_ready
     from ov_causal.tools.bench import build_random_checkpoint
 
     source = Path(args.model) if args.model else args.work / f"random-{args.hidden}x{args.layers}-v{args.vocab}"

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from ov_causal import AutoModelForCausalLM
-from ov_causal.build import cache
+from ov_causal.convert import cache
 from ov_causal.tools.bench import build_random_checkpoint
 
 SCHEMES = ("before: sampled hash (3 MiB/file)", "after: stat, full hash on change",

@@ -11,7 +11,7 @@ import pytest
 
 import ov_causal
 from ov_causal import AutoModelForCausalLM, OptionError
-from ov_causal.build.ir import weight_formats
+from ov_causal.convert.ir import weight_formats
 
 
 def test_habit_keywords_applied_or_ignored_with_warning(make_checkpoint):

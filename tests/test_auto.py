@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 from ov_causal.config.auto import TUNED_FILE, auto_preset, recall_all, tuned_key, tuned_record, with_record
-from ov_causal.model.generation import DEMO_MODEL
+from ov_causal.model.run import DEMO_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 

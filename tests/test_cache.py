@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from ov_causal import AutoModelForCausalLM
-from ov_causal.build.cache import cache_root, touch_used
-from ov_causal.build.cache_entries import list_entries, verify_cache
-from ov_causal.build.integrity import verify
+from ov_causal.convert.cache import cache_root, touch_used
+from ov_causal.convert.cache_entries import list_entries, verify_cache
+from ov_causal.convert.integrity import verify
 from ov_causal.errors import OptionError
 
 

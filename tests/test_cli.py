@@ -13,9 +13,9 @@ import torch
 
 import ov_causal
 from ov_causal import AutoModelForCausalLM
-from ov_causal.build.sources import find_local
 from ov_causal.cli import build_parser
-from ov_causal.model.generation import DEMO_MODEL, DEMO_PROMPT, generate
+from ov_causal.convert.sources import find_local
+from ov_causal.model.run import DEMO_MODEL, DEMO_PROMPT, generate
 
 ROOT = Path(__file__).resolve().parent.parent  # cwd of the subprocesses: this checkout's ov_causal runs
 HEAVY = ("torch", "transformers", "optimum", "openvino", "nncf")

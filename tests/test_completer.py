@@ -8,7 +8,7 @@ import pytest
 
 from ov_causal.errors import APIError
 from ov_causal.serving.completer import Completer, Sampling
-from ov_causal.serving.core import ServingCore
+from ov_causal.serving.scheduler import ServingCore
 
 PROMPT = "def parse_args(argv):\n    "
 
@@ -17,7 +17,7 @@ PROMPT = "def parse_args(argv):\n    "
 def completer(make_export):
     from transformers import AutoTokenizer
 
-    from ov_causal.model.engines import tokenizers_ready
+    from ov_causal.model.backends import tokenizers_ready
 
     folder = make_export("llama")
     tokenizers_ready(folder, AutoTokenizer.from_pretrained(folder))

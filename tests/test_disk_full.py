@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from ov_causal import AutoModelForCausalLM
-from ov_causal.build.diskspace import disk_full_error, export_bytes
 from ov_causal.config.presets import PRESETS
+from ov_causal.convert.diskspace import disk_full_error, export_bytes
 from ov_causal.errors import ExportError
 
 
@@ -45,11 +45,11 @@ def _patch_main_export(monkeypatch):
 
 
 def _patch_publish(monkeypatch):
-    monkeypatch.setattr("ov_causal.build.export.publish", _enospc)
+    monkeypatch.setattr("ov_causal.convert.export.publish", _enospc)
 
 
 def _patch_cache_records(monkeypatch):
-    monkeypatch.setattr("ov_causal.build.cache.file_records", _enospc)
+    monkeypatch.setattr("ov_causal.convert.cache.file_records", _enospc)
 
 
 @pytest.mark.parametrize("patch", [_patch_main_export, _patch_compress_save, _patch_publish, _patch_cache_records],
@@ -79,7 +79,7 @@ def test_iostream_error_on_a_full_disk_is_named(make_checkpoint, tmp_path, monke
         free["bytes"] = 4096  # the write filled the disk
         raise RuntimeError("Exception from src/core/src/pass/serialize.cpp: basic_ios::clear: iostream error")
 
-    monkeypatch.setattr("ov_causal.build.diskspace.free_bytes", lambda folder: free["bytes"])
+    monkeypatch.setattr("ov_causal.convert.diskspace.free_bytes", lambda folder: free["bytes"])
     monkeypatch.setattr(openvino, "save_model", failing_write)
     with pytest.raises(ExportError) as info:
         AutoModelForCausalLM.from_pretrained(make_checkpoint("llama"), preset="int8", ov_cache_dir=tmp_path,
@@ -105,7 +105,7 @@ def test_iostream_error_with_space_left_is_not_called_a_full_disk(make_checkpoin
 
 
 def test_too_little_space_is_refused_before_exporting(make_checkpoint, tmp_path, monkeypatch):
-    monkeypatch.setattr("ov_causal.build.diskspace.free_bytes", lambda folder: 2**20)
+    monkeypatch.setattr("ov_causal.convert.diskspace.free_bytes", lambda folder: 2**20)
     monkeypatch.setattr("optimum.exporters.openvino.main_export", pytest.fail)  # must not start
     with pytest.raises(ExportError) as info:
         AutoModelForCausalLM.from_pretrained(make_checkpoint("llama"), preset="int4_asym_g64", ov_cache_dir=tmp_path)
@@ -118,7 +118,7 @@ def test_too_little_space_is_refused_before_exporting(make_checkpoint, tmp_path,
 def test_export_folder_copy_on_a_full_disk(make_export, tmp_path, monkeypatch):
     """Compressing an uncompressed export folder copies it to a temporary folder first."""
     folder = make_export("llama", preset="fp32")
-    monkeypatch.setattr("ov_causal.build.loading.shutil.copy2", _enospc)
+    monkeypatch.setattr("ov_causal.convert.loading.shutil.copy2", _enospc)
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr("tempfile.tempdir", None)
     with pytest.raises(ExportError) as info:
@@ -153,7 +153,7 @@ def test_real_small_filesystem(make_checkpoint, small_filesystem, monkeypatch):
 
     # without the check before writing (as when another process eats the space meanwhile), the real writes
     # fill the filesystem (OpenVINO then raises "basic_ios::clear: iostream error"): still the same clear error
-    monkeypatch.setattr("ov_causal.build.export.check_free_space", lambda folder, needed, name: None)
+    monkeypatch.setattr("ov_causal.convert.export.check_free_space", lambda folder, needed, name: None)
     with pytest.raises(ExportError) as info:
         AutoModelForCausalLM.from_pretrained(ckpt, preset="int8", ov_cache_dir=root, compile=False)
     _assert_disk_message(str(info.value), root / "entries")
@@ -175,7 +175,7 @@ def test_estimate_is_proportional_with_a_small_floor():
 
 
 def test_advice_names_the_disk_that_is_full(tmp_path, monkeypatch):
-    monkeypatch.setattr("ov_causal.build.diskspace.free_bytes", lambda folder: 0)
+    monkeypatch.setattr("ov_causal.convert.diskspace.free_bytes", lambda folder: 0)
     cache = tmp_path / "cache" / "entries"  # under the temporary folder, as with pytest
     cache.mkdir(parents=True)
     cached = str(disk_full_error(cache, 2**20, "m"))
@@ -205,7 +205,7 @@ def test_save_pretrained_on_a_full_disk(make_export, tmp_path, monkeypatch, when
         if when == "while writing":
             patched.setattr("ov_causal.model.saving.shutil.copy2", _enospc)
         else:
-            patched.setattr("ov_causal.build.diskspace.free_bytes", lambda folder: 2**20)
+            patched.setattr("ov_causal.convert.diskspace.free_bytes", lambda folder: 2**20)
             patched.setattr("ov_causal.model.saving.staging_folder", pytest.fail)  # must not start
         with pytest.raises(ExportError) as info:
             model.save_pretrained(target)

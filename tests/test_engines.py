@@ -8,7 +8,7 @@ from transformers import TextIteratorStreamer, TextStreamer
 
 import ov_causal
 from ov_causal import AutoModelForCausalLM, OptionError
-from ov_causal.model.generation import DEMO_MODEL
+from ov_causal.model.run import DEMO_MODEL
 
 GREEDY = dict(max_new_tokens=16, min_new_tokens=16, do_sample=False)
 
@@ -221,7 +221,7 @@ def test_folder_without_openvino_tokenizers(make_export, tmp_path, monkeypatch):
 
     for name in ("openvino_tokenizer.xml", "openvino_detokenizer.xml"):
         (folder / name).unlink()
-    monkeypatch.setattr("ov_causal.build.export.convert_tokenizer", lambda tokenizer, out: False)
+    monkeypatch.setattr("ov_causal.convert.export.convert_tokenizer", lambda tokenizer, out: False)
     fallback = AutoModelForCausalLM.from_pretrained(folder, runtime="accuracy")
     with pytest.warns(UserWarning, match="no OpenVINO tokenizer and none could be converted"):
         out = fallback.generate(**inputs, max_new_tokens=6, do_sample=False)

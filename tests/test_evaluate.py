@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from ov_causal import AutoModelForCausalLM, Compression, OptionError, PresetError
-from ov_causal.build.speed_probe import int_speeds
-from ov_causal.model.generation import DEMO_MODEL
+from ov_causal.convert.speed_probe import int_speeds
+from ov_causal.model.run import DEMO_MODEL
 from ov_causal.tools.evaluate import evaluate, row_names
 from ov_causal.tools.tune import tune
 
@@ -80,8 +80,8 @@ def test_tune_under_tight_loose_and_impossible_budgets(tmp_path):
 def test_auto_rule_without_a_tuned_choice(tmp_path, monkeypatch):
     model = AutoModelForCausalLM.from_pretrained(DEMO_MODEL, preset="auto", ov_cache_dir=tmp_path, compile=False)
     assert model.ov_manifest.preset == "int8" and "up to 1B" in model.ov_auto_reason
-    monkeypatch.setattr("ov_causal.build.sources.count_parameters", lambda folder: 3_000_000_000)
-    monkeypatch.setattr("ov_causal.build.speed_probe.int_speeds", lambda: {"int8": 1.0, "int4": 0.5})
+    monkeypatch.setattr("ov_causal.convert.sources.count_parameters", lambda folder: 3_000_000_000)
+    monkeypatch.setattr("ov_causal.convert.speed_probe.int_speeds", lambda: {"int8": 1.0, "int4": 0.5})
     big = AutoModelForCausalLM.from_pretrained(DEMO_MODEL, preset="auto", ov_cache_dir=tmp_path, compile=False)
     assert big.ov_manifest.preset == "int4_asym_g128" and "2.00x faster" in big.ov_auto_reason
 

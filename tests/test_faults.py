@@ -26,11 +26,11 @@ from ov_causal import (
     ModelSourceError,
     OVCausalError,
 )
-from ov_causal.build import cache as cache_module
-from ov_causal.build import integrity
-from ov_causal.build.cache import ENTRY_FILE, get_or_build, quick_hash, verify
-from ov_causal.build.cache_entries import list_entries, verify_cache
-from ov_causal.build.manifest import MANIFEST_FILE
+from ov_causal.convert import cache as cache_module
+from ov_causal.convert import integrity
+from ov_causal.convert.cache import ENTRY_FILE, get_or_build, quick_hash, verify
+from ov_causal.convert.cache_entries import list_entries, verify_cache
+from ov_causal.convert.manifest import MANIFEST_FILE
 from tests.test_lora import _make_adapter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -203,7 +203,7 @@ SAVE = textwrap.dedent(
     """
     import os, sys
     from ov_causal import AutoModelForCausalLM, ExportError
-    from ov_causal.build import files
+    from ov_causal.convert import files
     source, target, n, how, exchange = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
     model = AutoModelForCausalLM.from_pretrained(source, compile=False)
     calls = [0]
@@ -561,7 +561,7 @@ def _cli(*args: str) -> tuple[int, str]:
 
 def test_every_new_error_is_in_the_hierarchy():
     from ov_causal import CacheError
-    from ov_causal.build.lora import LoraError as FromLora
+    from ov_causal.convert.lora import LoraError as FromLora
 
     assert FromLora is LoraError
     for kind, builtin in ((LoraError, ValueError), (ManifestError, ValueError), (DamagedModelError, RuntimeError),

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from ov_causal.errors import APIError
-from ov_causal.serving.core import ServingCore
 from ov_causal.serving.grammar import GrammarCheck
+from ov_causal.serving.scheduler import ServingCore
 
 from .conftest import free_port
 

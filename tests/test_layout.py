@@ -1,4 +1,4 @@
-"""The package's layout: imports point one way (cli, serving, tools -> model -> build -> config -> errors), no
+"""The package's layout: imports point one way (cli, serving, tools -> model -> convert -> config -> errors), no
 import cycle (function-level and string imports included), no module reads another module's private names or writes
 into another module's objects."""
 
@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ov_causal"
 MAX_LINES = 600
 # Layers, lowest first. The package root holds the public names: it imports only config and errors (the rest
 # loads lazily; its ``if TYPE_CHECKING:`` imports are never run).
-RANKS = {"errors": 0, "_optional": 0, "config": 1, "": 1, "build": 2, "model": 3, "serving": 4, "tools": 4,
+RANKS = {"errors": 0, "_optional": 0, "config": 1, "": 1, "convert": 2, "model": 3, "serving": 4, "tools": 4,
          "cli": 5, "__main__": 5}
 LEAVES = {"ui"}  # display and progress: imported by any layer, import nothing of the package but errors
 # The root's lazy names (its module-path strings, loaded by ``__getattr__``) reach the model and below; serving,
@@ -235,7 +235,7 @@ def _foreign_writes(module: str, source: str, package: bool) -> list[str]:
 
 
 def test_modules_are_found():
-    assert {"ov_causal.model.modeling", "ov_causal.serving.core", "ov_causal.build.cache"} <= set(MODULES)
+    assert {"ov_causal.model.modeling", "ov_causal.serving.scheduler", "ov_causal.convert.cache"} <= set(MODULES)
 
 
 def test_no_import_cycle():
@@ -284,40 +284,41 @@ LAYER_CASES = [
     (PRESETS, False, "from importlib import import_module\ndef f():\n"
      "    return import_module('ov_causal.model.modeling')\n",
      "imports ov_causal.model.modeling (model) by string"),
-    (PRESETS, False, "import importlib\nm = importlib.import_module('ov_causal.build.cache')\n",
-     "imports ov_causal.build.cache (build) by string"),
-    (MODELING, False, "def f():\n    __import__('ov_causal.serving.core')\n", "imports ov_causal.serving.core"),
-    (MODELING, False, "from importlib import import_module\nimport_module('..serving.core', __package__)\n",
-     "imports ov_causal.serving.core"),
+    (PRESETS, False, "import importlib\nm = importlib.import_module('ov_causal.convert.cache')\n",
+     "imports ov_causal.convert.cache (convert) by string"),
+    (MODELING, False, "def f():\n    __import__('ov_causal.serving.scheduler')\n",
+     "imports ov_causal.serving.scheduler"),
+    (MODELING, False, "from importlib import import_module\nimport_module('..serving.scheduler', __package__)\n",
+     "imports ov_causal.serving.scheduler"),
     (PRESETS, False, "_LAZY = {'load': 'ov_causal.model.modeling'}\n", "imports ov_causal.model.modeling"),
     (ROOT, True, "_LAZY = {'serve': 'ov_causal.serving.ray_serve'}\n", "imports ov_causal.serving.ray_serve"),
     (ROOT, True, "from .model.modeling import load_model\n", "imports ov_causal.model.modeling (model)"),
-    (ROOT, True, "_LAZY = {'generate': 'ov_causal.model.generation', 'set_progress': 'ov_causal.ui.progress'}\n", ""),
+    (ROOT, True, "_LAZY = {'generate': 'ov_causal.model.run', 'set_progress': 'ov_causal.ui.progress'}\n", ""),
     (MODELING, False, "from importlib import import_module\nimport_module('ov_causal.config.presets')\n"
      "import_module('json')\nNAMES = {'manifest': 'ov_causal.json'}\n", ""),
 ]
 PRIVATE_CASES = [
-    (MODELING, False, "from ..build import cache\ncache._entries\n", "reads ov_causal.build.cache._entries"),
-    (MODELING, False, "from ..build.cache import Cache\nCache._lock\n", "reads ov_causal.build.cache:Cache._lock"),
-    (MODELING, False, "import ov_causal.build.cache\nov_causal.build.cache._entries\n",
-     "reads ov_causal.build.cache._entries"),
-    (MODELING, False, "from importlib import import_module\nm = import_module('ov_causal.build.cache')\nm._x\n",
-     "reads ov_causal.build.cache._x"),
-    (MODELING, False, "from importlib import import_module\nimport_module('ov_causal.build.cache')._x\n",
-     "reads ov_causal.build.cache._x"),
-    (MODELING, False, "from ..build import cache\ngetattr(cache, '_entries')\n",
-     "reads ov_causal.build.cache._entries"),
-    (MODELING, False, "from ..build.cache import _hidden\n", "imports _hidden from ov_causal.build.cache"),
-    (MODELING, False, "from ..build import cache\nclass A:\n    def f(self, cls):\n        self._x, cls._y\n"
+    (MODELING, False, "from ..convert import cache\ncache._entries\n", "reads ov_causal.convert.cache._entries"),
+    (MODELING, False, "from ..convert.cache import Cache\nCache._lock\n", "reads ov_causal.convert.cache:Cache._lock"),
+    (MODELING, False, "import ov_causal.convert.cache\nov_causal.convert.cache._entries\n",
+     "reads ov_causal.convert.cache._entries"),
+    (MODELING, False, "from importlib import import_module\nm = import_module('ov_causal.convert.cache')\nm._x\n",
+     "reads ov_causal.convert.cache._x"),
+    (MODELING, False, "from importlib import import_module\nimport_module('ov_causal.convert.cache')._x\n",
+     "reads ov_causal.convert.cache._x"),
+    (MODELING, False, "from ..convert import cache\ngetattr(cache, '_entries')\n",
+     "reads ov_causal.convert.cache._entries"),
+    (MODELING, False, "from ..convert.cache import _hidden\n", "imports _hidden from ov_causal.convert.cache"),
+    (MODELING, False, "from ..convert import cache\nclass A:\n    def f(self, cls):\n        self._x, cls._y\n"
      "        return cache.public, cache.__name__\n", ""),
     (ROOT, True, "import ov_causal._optional\nov_causal._optional.need\nfrom ._optional import need\n", ""),
 ]
 WRITE_CASES = [
-    (MODELING, False, "from ..build import cache\ncache.LIMIT = 3\n", "writes ov_causal.build.cache.LIMIT"),
-    (MODELING, False, "from ..build import cache\ndef f():\n    cache.count += 1\n",
-     "writes ov_causal.build.cache.count"),
-    (MODELING, False, "from ..build import cache\ndel cache.LIMIT\n", "writes ov_causal.build.cache.LIMIT"),
-    (MODELING, False, "from ..build import cache\nsetattr(cache, 'LIMIT', 3)\n", "setattr(ov_causal.build.cache"),
+    (MODELING, False, "from ..convert import cache\ncache.LIMIT = 3\n", "writes ov_causal.convert.cache.LIMIT"),
+    (MODELING, False, "from ..convert import cache\ndef f():\n    cache.count += 1\n",
+     "writes ov_causal.convert.cache.count"),
+    (MODELING, False, "from ..convert import cache\ndel cache.LIMIT\n", "writes ov_causal.convert.cache.LIMIT"),
+    (MODELING, False, "from ..convert import cache\nsetattr(cache, 'LIMIT', 3)\n", "setattr(ov_causal.convert.cache"),
     (MODELING, False, "from ..config.presets import PRESETS\nPRESETS['x'] = 1\n",
      "writes ov_causal.config.presets:PRESETS[...]"),
     (MODELING, False, "from ..config import presets\npresets.PRESETS['x'] = 1\n",
@@ -326,7 +327,7 @@ WRITE_CASES = [
      "mutates ov_causal.config.presets:PRESETS with .update()"),
     (MODELING, False, "from ..config.presets import Preset\nPreset.name, a = 'x', 1\n",
      "writes ov_causal.config.presets:Preset.name"),
-    (MODELING, False, "from ..build import cache\nclass A:\n    def f(self):\n        self.x = cache.LIMIT\n"
+    (MODELING, False, "from ..convert import cache\nclass A:\n    def f(self):\n        self.x = cache.LIMIT\n"
      "        obj = cache.Cache()\n        obj.x = 1\n        d = {}\n        d['a'] = 1\n", ""),
 ]
 

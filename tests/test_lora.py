@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from ov_causal import AutoModelForCausalLM, ModelSourceError, UnsupportedModelError
-from ov_causal.build.cache_entries import list_entries
-from ov_causal.build.lora import LoraError, fuse_lora
+from ov_causal.convert.cache_entries import list_entries
+from ov_causal.convert.lora import LoraError, fuse_lora
 
 PROMPT = ["def parse(args):\n    return"]
 GREEDY = dict(max_new_tokens=10, min_new_tokens=10, do_sample=False)

@@ -15,7 +15,7 @@ from transformers import AutoTokenizer, pipeline
 
 import ov_causal
 from ov_causal import AutoModelForCausalLM, OVModelForCausalLM, PresetError
-from ov_causal.build.ir import weight_formats
+from ov_causal.convert.ir import weight_formats
 
 from .conftest import ARCHITECTURES
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from ov_causal import PRESETS, AutoModelForCausalLM, Compression, Preset, get_runtime
-from ov_causal.build.ir import weight_formats
 from ov_causal.config.presets import ONE_BILLION, default_compression
-from ov_causal.model.generation import DEMO_MODEL
+from ov_causal.convert.ir import weight_formats
+from ov_causal.model.run import DEMO_MODEL
 
 
 def _int4_weights(model):
@@ -66,7 +66,7 @@ def test_default_is_int8_above_one_billion_parameters(make_checkpoint, monkeypat
     assert default_compression(ONE_BILLION)[0] == "fp32"
     small = AutoModelForCausalLM.from_pretrained(make_checkpoint(), compile=False)
     assert small.ov_manifest.preset == "fp32" and set(weight_formats(small.model)) == {"fp32"}
-    monkeypatch.setattr("ov_causal.build.loading.count_parameters", lambda folder: 7 * ONE_BILLION)
+    monkeypatch.setattr("ov_causal.convert.loading.count_parameters", lambda folder: 7 * ONE_BILLION)
     big = AutoModelForCausalLM.from_pretrained(make_checkpoint(), compile=False)
     assert big.ov_manifest.preset == "int8" and set(weight_formats(big.model)) == {"int8"}
 

@@ -161,7 +161,7 @@ def test_import_does_not_import_ray():
 def export(make_export) -> Path:
     from transformers import AutoTokenizer
 
-    from ov_causal.model.engines import tokenizers_ready
+    from ov_causal.model.backends import tokenizers_ready
 
     out = make_export("llama")
     assert tokenizers_ready(out, AutoTokenizer.from_pretrained(out))

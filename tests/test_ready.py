@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from ov_causal import AutoModelForCausalLM
-from ov_causal.model.generation import DEMO_MODEL, DEMO_PROMPT, _generate_loaded, generate
 from ov_causal.model.ready import find_ready, ready_folder, torch_seed_draw
+from ov_causal.model.run import DEMO_MODEL, DEMO_PROMPT, _generate_loaded, generate
 
 ROOT = Path(__file__).resolve().parent.parent  # cwd of the subprocesses: this checkout's ov_causal runs
 HEAVY = ("torch", "transformers", "optimum", "nncf")

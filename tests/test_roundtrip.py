@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ov_causal import AutoModelForCausalLM
-from ov_causal.build.manifest import MANIFEST_FILE
+from ov_causal.convert.manifest import MANIFEST_FILE
 
 GREEDY = dict(max_new_tokens=12, min_new_tokens=12, do_sample=False)
 
@@ -74,7 +74,7 @@ def test_replaced_native_model_is_serialized(make_export, tmp_path):
     model = AutoModelForCausalLM.from_pretrained(make_export(), compile=False)
     model.model = nncf.compress_weights(model.model, mode=nncf.CompressWeightsMode.INT8_ASYM)
     model.save_pretrained(tmp_path / "compressed")
-    from ov_causal.build.ir import weight_formats
+    from ov_causal.convert.ir import weight_formats
 
     again = AutoModelForCausalLM.from_pretrained(tmp_path / "compressed", compile=False)
     assert set(weight_formats(again.model)) == {"int8"}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ov_causal import OptionError
-from ov_causal.model.engines import tokenized_inputs
+from ov_causal.model.backends import tokenized_inputs
 from ov_causal.tools.runners import ENGINES, BackendView, greedy, load_runner
 
 ROOT = Path(__file__).resolve().parents[1]

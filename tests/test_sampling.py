@@ -12,7 +12,7 @@ from transformers import GenerationConfig
 
 from ov_causal.config.sampling import SEED_RANGE, SamplingParams, rng_seed, torch_seed_draw
 from ov_causal.errors import OptionError
-from ov_causal.model.engines import genai_config
+from ov_causal.model.backends import genai_config
 from ov_causal.model.structured import constraint
 
 FIELDS = ("max_new_tokens", "min_new_tokens", "do_sample", "temperature", "top_k", "top_p", "min_p",

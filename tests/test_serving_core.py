@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ov_causal.errors import APIError, OptionError
-from ov_causal.serving.core import ServingCore
+from ov_causal.serving.scheduler import ServingCore
 
 PROMPTS = ["def parse_args(argv):\n    ", "import os\n", "class Stack:\n    def push(self", "for key, value in"]
 TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
@@ -23,7 +23,7 @@ TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% en
 def folder(make_export) -> Path:
     from transformers import AutoTokenizer
 
-    from ov_causal.model.engines import tokenizers_ready
+    from ov_causal.model.backends import tokenizers_ready
 
     out = make_export("llama")
     assert tokenizers_ready(out, AutoTokenizer.from_pretrained(out))
@@ -179,7 +179,7 @@ def test_consumers_on_many_threads(core):
 def test_no_torch_transformers_or_optimum(folder):
     code = (
         "import sys\n"
-        "import ov_causal.serving.core as sc\n"
+        "import ov_causal.serving.scheduler as sc\n"
         f"core = sc.ServingCore({str(folder)!r}, chat_template={TEMPLATE!r})\n"
         "config = core.generation_config(); config.max_new_tokens = 3\n"
         "prompt = core.chat_template.render([{'role': 'user', 'content': 'hi'}])\n"

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from ov_causal import AutoModelForCausalLM
-from ov_causal.build.manifest import MANIFEST_FILE, Manifest
 from ov_causal.config.presets import Compression
+from ov_causal.convert.manifest import MANIFEST_FILE, Manifest
 from ov_causal.errors import ExportError
 from ov_causal.model.summary import model_summary
 
@@ -31,7 +31,7 @@ def odd_export(tmp_path_factory, odd_checkpoint):
 
 
 def test_int4_checkpoint_export_falls_back_and_records_it(odd_checkpoint, tmp_path):
-    from ov_causal.build.ir import layer_weights
+    from ov_causal.convert.ir import layer_weights
 
     model = AutoModelForCausalLM.from_pretrained(odd_checkpoint, preset="int4_sym_g64", compile=False)
     assert model.ov_manifest.fallback == EXPECTED
@@ -82,7 +82,7 @@ def test_ratio_int8_layers_are_not_fallback(odd_export):
     model = AutoModelForCausalLM.from_pretrained(
         odd_export, preset=Compression("int4", group_size=64, ratio=0.5), compile=False
     )
-    from ov_causal.build.ir import layer_weights
+    from ov_causal.convert.ir import layer_weights
 
     fallback = model.ov_manifest.fallback
     weights = layer_weights(model.model)
@@ -102,7 +102,7 @@ def test_old_manifest_without_fallback_loads(tmp_path):
 
 
 def test_int4_layout_reports_the_requested_group(odd_export):
-    from ov_causal.build.ir import int4_layout, layer_weights
+    from ov_causal.convert.ir import int4_layout, layer_weights
 
     model = AutoModelForCausalLM.from_pretrained(odd_export, preset="int4_asym_g64", compile=False)
     assert int4_layout(model.model) == (False, 32)  # every int4 layer fell back to g32: the largest there is

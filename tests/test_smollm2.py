@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 
 from ov_causal import AutoModelForCausalLM
-from ov_causal.build.export import read_ir
-from ov_causal.build.ir import int4_layout, layer_weights
-from ov_causal.build.manifest import Manifest
+from ov_causal.convert.export import read_ir
+from ov_causal.convert.ir import int4_layout, layer_weights
+from ov_causal.convert.manifest import Manifest
 
 INT4_PRESETS = ("int4_sym_g128", "int4_asym_g128", "int4_sym_g64", "int4_asym_g64")
 LAYERS = 30 * 7  # 30 decoder layers: q, k, v, o, gate, up (576 input channels) and down (1536)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ov_causal import AutoModelForCausalLM, OptionError, OVCausalError, StructuredOutputError
-from ov_causal.model.generation import DEMO_MODEL
+from ov_causal.model.run import DEMO_MODEL
 from ov_causal.model.structured import constraint, schema_regex, structured_output_config
 
 PROMPTS = ("DEFAULTS = ", "    data = ", "config = json.loads(")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from transformers import AutoTokenizer
 
-from ov_causal.build.sources import DEMO_MODEL
+from ov_causal.convert.sources import DEMO_MODEL
 from ov_causal.model.text import eos_ids, left_padded, new_tokens
 
 

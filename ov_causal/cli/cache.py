@@ -1,13 +1,13 @@
-"""``ov-causal cache``: list, inspect, verify or clear the export cache (``ov_causal.build.cache``)."""
+"""``ov-causal cache``: list, inspect, verify or clear the export cache (``ov_causal.convert.cache``)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from ..build.cache import cache_root
-from ..build.cache_entries import clear, list_entries, parse_age, verify_cache
-from ..build.integrity import ENTRY_FILE
+from ..convert.cache import cache_root
+from ..convert.cache_entries import clear, list_entries, parse_age, verify_cache
+from ..convert.integrity import ENTRY_FILE
 from ..errors import OptionError
 from .common import EXIT_DAMAGED, EXIT_ERROR, EXIT_OK, Subparsers, command
 

@@ -8,8 +8,8 @@ from argparse import ArgumentParser
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ..build.sources import find_local
 from ..config.presets import PRESETS, RUNTIMES, get_preset, get_runtime
+from ..convert.sources import find_local
 from ..errors import PresetError
 
 EXIT_OK = 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..build.lora import fuse_lora
+from ..convert.lora import fuse_lora
 from ..errors import LoraError, OptionError
 from .common import EXIT_OK, Subparsers, check_model, command
 

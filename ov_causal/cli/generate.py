@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..model.generation import generate
+from ..model.run import generate
 from .common import (
     DEVICE_HELP,
     EXIT_OK,

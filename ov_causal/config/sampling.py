@@ -1,7 +1,7 @@
 """One sampling mapping for both paths: transformers' generation settings or an OpenAI request -> ``SamplingParams``
 -> ``openvino_genai.GenerationConfig``; and one seed function, ``rng_seed``.
 
-``model.engines.genai_config`` (``model.generate()``, ``ov-causal generate``, Ray batches) and
+``model.backends.genai_config`` (``model.generate()``, ``ov-causal generate``, Ray batches) and
 ``serving.completer.Completer`` (the OpenAI server) both build GenAI's config here, so a setting means the same
 on either side. Torch-free and GenAI-free until ``to_genai`` (which imports ``openvino_genai``).
 """

@@ -8,24 +8,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ..build.calibration import TextSource, load_texts
-from ..build.loading import ExportRequest
-from ..build.lora import LoraSpec, parse_adapters
-from ..build.sources import Source, resolve_source
 from ..config.hub import resolve_hf_kwargs
 from ..config.optimum_keywords import merge_preset
 from ..config.options import check_device, validate_ov_config
 from ..config.presets import Compression, Preset, Runtime, resolve_compression, resolve_runtime
+from ..convert.calibration import TextSource, load_texts
+from ..convert.loading import ExportRequest
+from ..convert.lora import LoraSpec, parse_adapters
+from ..convert.sources import Source, resolve_source
 from ..errors import PresetError, warn
-from .engines import check_backend
+from .backends import check_backend
 
 
 def _auto(model_id: Any, hub: Any, ov_cache_dir: Any) -> tuple[str | None, str]:
     """``preset="auto"``: the tuned choice or the documented rule (see ``ov_causal.config.auto.auto_preset``)."""
-    from ..build.cache import cache_root, folder_fingerprint
-    from ..build.sources import count_parameters
-    from ..build.speed_probe import int_speeds
     from ..config.auto import auto_preset, tuned_key
+    from ..convert.cache import cache_root, folder_fingerprint
+    from ..convert.sources import count_parameters
+    from ..convert.speed_probe import int_speeds
 
     source = resolve_source(model_id, hub)
     if source.kind == "openvino":

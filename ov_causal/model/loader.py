@@ -11,9 +11,9 @@ from typing import Any
 
 from optimum.intel import OVModelForCausalLM as OptimumCausalLM
 
-from ..build.loading import Prepared, damaged_ir, find_tokenizer, prepare_folder, runtime_config, stateful_error
 from ..config.hub import quiet_offline_folder_check
 from ..config.presets import Runtime
+from ..convert.loading import Prepared, damaged_ir, find_tokenizer, prepare_folder, runtime_config, stateful_error
 from ..errors import UnsupportedModelError
 from .load_request import LoadOptions, Resolved, resolve_request
 

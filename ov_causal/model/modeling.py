@@ -14,18 +14,18 @@ from typing import Any, ClassVar
 
 from optimum.intel import OVModelForCausalLM as OptimumCausalLM
 
-from ..build.cache import compiling
-from ..build.calibration import TextSource
-from ..build.loading import (
+from ..config.options import check_device
+from ..config.presets import Compression, Preset, Runtime
+from ..convert.cache import compiling
+from ..convert.calibration import TextSource
+from ..convert.loading import (
     Prepared,
     manifest_for_ir,
 )
-from ..build.lora import LoraSpec
-from ..build.manifest import Manifest
-from ..config.options import check_device
-from ..config.presets import Compression, Preset, Runtime
+from ..convert.lora import LoraSpec
+from ..convert.manifest import Manifest
 from ..errors import OptionError
-from .engines import GENAI_ONLY, GenAIEngine, has_ov_tokenizers, plan, tokenizers_ready
+from .backends import GENAI_ONLY, GenAIEngine, has_ov_tokenizers, plan, tokenizers_ready
 from .load_request import LoadOptions, Resolved
 from .loader import fingerprint, load_ir, ov_class, register_for_pipelines
 from .saving import save_folder

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..build.cache import Hit, cache_root, touch_used, verify
-from ..build.integrity import ENTRIES_DIR
-from ..build.ir import is_stateful
-from ..build.loading import (
+from ..config.hub import resolve_hf_kwargs
+from ..config.presets import Runtime
+from ..convert.cache import Hit, cache_root, touch_used, verify
+from ..convert.integrity import ENTRIES_DIR
+from ..convert.ir import is_stateful
+from ..convert.loading import (
     ExportRequest,
     Prepared,
     cache_key,
@@ -27,11 +29,9 @@ from ..build.loading import (
     read_ir,
     runtime_config,
 )
-from ..build.manifest import Manifest
-from ..build.sources import Source
-from ..config.hub import resolve_hf_kwargs
-from ..config.presets import Runtime
-from .engines import has_ov_tokenizers
+from ..convert.manifest import Manifest
+from ..convert.sources import Source
+from .backends import has_ov_tokenizers
 from .load_request import LoadOptions, Resolved, resolve_request
 
 # The keywords a ready folder honours without loading the model; any other one is from_pretrained's to apply.

@@ -16,10 +16,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from ..build.sources import CONFIG_FILE, GENERATION_CONFIG_FILE
 from ..config.presets import Preset, Runtime
 from ..config.sampling import torch_seed_draw  # noqa: F401  (its home now; kept importable here)
-from .engines import MAPPED, NEUTRAL, NO_OP
+from ..convert.sources import CONFIG_FILE, GENERATION_CONFIG_FILE
+from .backends import MAPPED, NEUTRAL, NO_OP
 from .plan import plan_load
 
 # The attributes ``engines.genai_config`` reads; transformers (5.x) leaves them all None unless the

@@ -8,10 +8,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..build.diskspace import check_free_space, disk_full_errors, folder_bytes, with_margin
-from ..build.export import IR_FILES, TOKENIZER_FILES, convert_tokenizer, publish, staging_folder
-from ..build.loading import manifest_for_ir
-from ..build.manifest import Manifest
+from ..convert.diskspace import check_free_space, disk_full_errors, folder_bytes, with_margin
+from ..convert.export import IR_FILES, TOKENIZER_FILES, convert_tokenizer, publish, staging_folder
+from ..convert.loading import manifest_for_ir
+from ..convert.manifest import Manifest
 from ..errors import ExportError
 
 

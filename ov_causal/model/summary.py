@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..build.ir import ir_mib, parameter_count
+from ..convert.ir import ir_mib, parameter_count
 
 
 def cache_origin(hit: bool | None) -> str:

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any
 
-from .core import ServingCore
 from .engine import single_thread_crash
+from .scheduler import ServingCore
 
 _MAX_QUEUE = 1 << 20  # a batch is submitted whole: its prompts wait in the core, never refused
 
@@ -33,7 +33,7 @@ class CoreBatch:
 
     def _config(self, prompt_length: int) -> Any:
         from ..config.sampling import rng_seed
-        from ..model.engines import genai_config
+        from ..model.backends import genai_config
 
         return genai_config(self.settings, prompt_length, {}, rng_seed=rng_seed() if self.settings.do_sample else None)
 
@@ -47,7 +47,7 @@ def core_batch(model: str | os.PathLike[str], model_kwargs: Mapping[str, Any],
 
     ``threads``: the CPUs Ray gave the actor (``INFERENCE_NUM_THREADS`` unless ``ov_config`` sets it).
     """
-    from ..model.engines import MAPPED
+    from ..model.backends import MAPPED
     from ..model.plan import plan_load
     from ..model.ready import generation_defaults
 

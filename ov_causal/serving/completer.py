@@ -13,9 +13,9 @@ from typing import Any
 
 from ..config.sampling import SamplingParams
 from ..errors import APIError
-from .core import ServingCore
 from .grammar import GrammarCheck
 from .request import Request, SequenceResult
+from .scheduler import ServingCore
 
 __all__ = ["APIError", "Completer", "Output", "Prompt", "Sampling"]
 

@@ -20,9 +20,9 @@ from typing import Any
 
 from .._optional import require
 from ..errors import ServerError
-from .core import ServingCore
 from .launch import base_url, listen, load_folder, new_app, new_core, settle
 from .options import ServeOptions
+from .scheduler import ServingCore
 from .stop import wait_idle
 
 REPLICA = "replica-0"

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..build.sources import CONFIG_FILE, DETOKENIZER_FILE, IR_FILE, TOKENIZER_FILE
+from ..convert.sources import CONFIG_FILE, DETOKENIZER_FILE, IR_FILE, TOKENIZER_FILE
 from ..errors import APIError, ModelSourceError, OptionError
 
 

@@ -19,7 +19,7 @@ import types
 from pathlib import Path
 from typing import Any
 
-from ..build.sources import CONFIG_FILE
+from ..convert.sources import CONFIG_FILE
 from .engine import engine_message
 
 # tokenizer.json decoder types -> xgrammar's vocabulary types (its VocabType enum's values)

@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from ..errors import APIError
-from .core import ServingCore
 from .request import Request
+from .scheduler import ServingCore
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

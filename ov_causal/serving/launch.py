@@ -49,7 +49,7 @@ def prepare(model: str | os.PathLike[str], preset: str | None,
 
     Returns what keeps a temporary folder alive, the folder, and the OpenVINO properties of the runtime.
     """
-    from ..model.engines import tokenizers_ready
+    from ..model.backends import tokenizers_ready
     from ..model.modeling import AutoModelForCausalLM
 
     loaded = AutoModelForCausalLM.from_pretrained(model, preset=preset, compile=False, **kwargs)
@@ -89,7 +89,7 @@ def settle(options: ServeOptions, model: str | os.PathLike[str], device: str) ->
 
 def new_core(folder: str | os.PathLike[str], properties: dict[str, str], options: ServeOptions) -> Any:
     """A replica's ``ServingCore`` on ``folder`` (the one place ``max_batch`` becomes the core's ``max_running``)."""
-    from .core import ServingCore
+    from .scheduler import ServingCore
 
     return ServingCore(folder, device=options.device, properties=properties, chat_template=options.chat_template,
                        max_running=options.max_batch, max_queue=options.max_queue, kv_cache_gb=options.kv_cache_gb)

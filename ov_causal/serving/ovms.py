@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..build.export import IR_FILES, TOKENIZER_FILES, publish, staging_folder
+from ..convert.export import IR_FILES, TOKENIZER_FILES, publish, staging_folder
 from ..errors import ExportError, OptionError, warn
 
 GRAPH_FILE = "graph.pbtxt"

@@ -2,7 +2,7 @@
 
 Each Ray actor loads the model once (``Generator.__init__``) and then generates for every batch it
 is given. A checkpoint is exported once per export cache: the first actor exports under the cache's
-file lock, the others wait for it and load the finished entry (see ``ov_causal.build.cache``).
+file lock, the others wait for it and load the finished entry (see ``ov_causal.convert.cache``).
 """
 
 from __future__ import annotations
@@ -148,8 +148,8 @@ def _check_local_model(model: str | os.PathLike[str]) -> None:
     """Fail at once, not in every actor, for a local path that is missing or holds no model (Hub ids pass)."""
     from pathlib import Path
 
-    from ..build.sources import looks_like_path, resolve_source
     from ..config.hub import HubOptions
+    from ..convert.sources import looks_like_path, resolve_source
 
     name = os.fspath(model)
     if Path(name).expanduser().exists() or looks_like_path(name):

@@ -1,4 +1,4 @@
-"""A request submitted to the serving core: its token chunks as they come, then its end (see ``serving.core``)."""
+"""A request submitted to the serving core: its token chunks as they come, then its end (see ``serving.scheduler``)."""
 
 from __future__ import annotations
 

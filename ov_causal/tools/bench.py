@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..build.ir import ir_mib
-from ..build.sources import DEMO_MODEL
+from ..convert.ir import ir_mib
+from ..convert.sources import DEMO_MODEL
 from ..errors import OVCausalError
 from ..ui.progress import stage
 from .memory import MemoryJob, engine_peak_rss_mib, peak_rss_mib

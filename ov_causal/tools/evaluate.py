@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..build.calibration import TextSource, load_texts, token_stream
-from ..build.ir import ir_mib
-from ..build.sources import DEMO_MODEL
+from ..convert.calibration import TextSource, load_texts, token_stream
+from ..convert.ir import ir_mib
+from ..convert.sources import DEMO_MODEL
 from ..errors import OptionError
 from ..ui.progress import stage
 from .reports import EvalReport, EvalRow

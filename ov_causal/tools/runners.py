@@ -44,7 +44,7 @@ class RawLLMPipeline:
         """Greedy generation; ``input_ids`` may be a torch tensor or a NumPy array (no torch needed)."""
         import openvino_genai
 
-        from ..model.engines import tokenized_inputs
+        from ..model.backends import tokenized_inputs
 
         config = openvino_genai.GenerationConfig(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens)
         return self.pipe.generate(tokenized_inputs(input_ids, attention_mask), config)

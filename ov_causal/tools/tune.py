@@ -11,10 +11,10 @@ import os
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from ..build.cache import cache_root, folder_fingerprint
-from ..build.calibration import TextSource
-from ..build.files import write_json
 from ..config.auto import tuned_file, tuned_key, tuned_record, with_record
+from ..convert.cache import cache_root, folder_fingerprint
+from ..convert.calibration import TextSource
+from ..convert.files import write_json
 from ..errors import OptionError
 from .evaluate import REFERENCE, evaluate
 from .reports import EvalReport

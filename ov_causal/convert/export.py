@@ -196,14 +196,14 @@ def _quiet_library_bars() -> Iterator[None]:
 def staging_folder(target: Path) -> Iterator[Path]:
     """A fresh temporary folder beside ``target`` (same filesystem), removed if the block fails.
 
-    Leftovers of a killed earlier save into ``target`` are cleaned up (see ``ov_causal.build.files``).
+    Leftovers of a killed earlier save into ``target`` are cleaned up (see ``ov_causal.convert.files``).
     """
     with staging(target) as tmp:
         yield tmp
 
 
 def publish(tmp: Path, target: Path) -> None:
-    """Move a finished folder into place, all or nothing (see ``ov_causal.build.files.publish_folder``).
+    """Move a finished folder into place, all or nothing (see ``ov_causal.convert.files.publish_folder``).
 
     Into an existing folder, files of other names that the user keeps there are kept (as
     ``transformers``' ``save_pretrained`` does).

@@ -10,7 +10,7 @@ Layout under the root (``~/.cache/ov_causal`` by default)::
 
 An entry is trusted only when its ``entry.json`` lists every file with the sha256 of its whole
 content, taken when it was published. A file whose size, mtime or ctime differ from those recorded
-with the hash is re-hashed in full before use (``ov_causal.build.integrity``); ``verify_entries``
+with the hash is re-hashed in full before use (``ov_causal.convert.integrity``); ``verify_entries``
 (``ov-causal cache verify``) re-hashes everything.
 """
 

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ..build.sources import DEMO_MODEL
+from ..convert.sources import DEMO_MODEL
 from ..errors import OptionError
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def _generate_ready(
     import openvino_genai
 
     from ..config.sampling import rng_seed
-    from .engines import genai_config
+    from .backends import genai_config
 
     start = time.perf_counter()
     # Without CACHE_DIR: LLMPipeline misses OpenVINO's compiled-model cache on every load here (the blob

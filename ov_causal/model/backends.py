@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..build.cache import compiling
-from ..build.sources import DETOKENIZER_FILE, TOKENIZER_FILE
 from ..config.sampling import SamplingParams
+from ..convert.cache import compiling
+from ..convert.sources import DETOKENIZER_FILE, TOKENIZER_FILE
 from ..errors import OptionError, warn
 
 Backend = Literal["auto", "genai", "optimum"]
@@ -257,7 +257,7 @@ def tokenizers_ready(folder: Path, tokenizer: Any) -> bool:
     if has_ov_tokenizers(folder):
         return True
     if tokenizer is not None:
-        from ..build.export import convert_tokenizer
+        from ..convert.export import convert_tokenizer
 
         try:
             if convert_tokenizer(tokenizer, folder):
