@@ -155,8 +155,9 @@ def test_stop_finishes_requests_in_flight(export, sig):
 
 
 def test_grace_over_ends_requests_with_an_error(export):
-    """No grace for 16 requests of ~1 s: the plain ones get a 503 error, streams an error event then [DONE]."""
-    server = _start(export, "--no-ray", "--grace", "0")
+    """No grace for 16 requests, two running at a time (so that the stop finds most of them unfinished however
+    fast the machine): the plain ones cut get a 503 error, streams an error event then [DONE], or a 503."""
+    server = _start(export, "--no-ray", "--max-batch", "2", "--grace", "0")
     try:
         load = Load(server.url)
         load.start(8)
@@ -175,7 +176,7 @@ def test_grace_over_ends_requests_with_an_error(export):
                 assert "error" in json.loads(data[-2]) or json.loads(data[-2])["choices"][0]["finish_reason"], data
             else:  # still waiting for its first token: refused with the status line
                 assert status == 503 and json.loads(data[-1])["error"]["type"] == "server_error", data
-        assert any(s == 200 and "error" in json.loads(d[-2]) for s, d in load.streams), load.streams
+        assert any(s != 200 or "error" in json.loads(d[-2]) for s, d in load.streams), load.streams  # some cut
         print(f"\ngrace 0 s: {server.in_flight()} in flight, {len(cut)} plain cut, stopped in {took:.2f} s")
         assert took < 10
     finally:
