@@ -1,57 +1,17 @@
-"""``from_pretrained``'s stages: the request resolved, the folder prepared, the IR read by optimum-intel (its
-keywords are ``modeling.load_model``'s); then the helpers ``load_model`` attaches with (our class for optimum's,
-the IR's fingerprint, pipeline registration)."""
+"""What ``modeling.load_model`` reads the IR and attaches with: optimum-intel's model for a folder, our class for
+optimum's, the IR's fingerprint, pipeline registration."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from optimum.intel import OVModelForCausalLM as OptimumCausalLM
 
 from ..config.hub import quiet_offline_folder_check
-from ..config.presets import Runtime
-from ..convert.loading import Prepared, damaged_ir, find_tokenizer, prepare_folder, runtime_config, stateful_error
+from ..convert.loading import damaged_ir
 from ..errors import UnsupportedModelError
-from .load_request import LoadOptions, Resolved, resolve_request
-
-
-@dataclass(frozen=True)
-class Loaded:
-    """What ``load_ir`` hands to ``load_model``: optimum-intel's model (IR read) and how it came to be."""
-
-    model: Any
-    resolved: Resolved
-    prepared: Prepared
-    runtime: Runtime
-    full_config: dict[str, str]
-    tokenizer: Any
-    backend: str
-    compile: bool
-
-
-def load_ir(pretrained_model_name_or_path: str | os.PathLike[str], options: LoadOptions,
-            kwargs: dict[str, Any]) -> Loaded:
-    """``from_pretrained``'s stages up to the IR read by optimum-intel (not compiled yet).
-
-    ``options``: ``load_model``'s keywords, checked; ``kwargs``: the transformers keywords. Stage 1 resolves the
-    request (``load_request.resolve_request``), stage 2 finds or builds the folder (export cache, export, LoRA
-    fusion), stage 3 chooses the runtime and reads the IR. ``load_model`` then attaches what ov_causal knows to
-    the model and compiles it.
-    """
-    resolved = resolve_request(pretrained_model_name_or_path, options, kwargs)
-    prepared = prepare_folder(resolved.source, resolved.request)
-    runtime_preset, full_config = runtime_config(
-        resolved.runtime, resolved.overrides, prepared, resolved.source.kind, resolved.device,
-        options.ov_config is not None,
-    )
-    model = load_optimum(prepared.folder, full_config, resolved)
-    if options.stateful is not None and options.stateful != model.stateful:
-        raise stateful_error(prepared.folder, options.stateful)
-    tokenizer = find_tokenizer(prepared.folder, resolved.request.hub) if options.load_tokenizer else None
-    return Loaded(model, resolved, prepared, runtime_preset, full_config, tokenizer, options.backend, options.compile)
+from .load_request import Resolved
 
 
 def fingerprint(model: Any) -> tuple[int, int]:

@@ -20,14 +20,18 @@ from ..convert.cache import compiling
 from ..convert.calibration import TextSource
 from ..convert.loading import (
     Prepared,
+    find_tokenizer,
     manifest_for_ir,
+    prepare_folder,
+    runtime_config,
+    stateful_error,
 )
 from ..convert.lora import LoraSpec
 from ..convert.manifest import Manifest
 from ..errors import OptionError
 from .backends import GENAI_ONLY, GenAIEngine, has_ov_tokenizers, plan, tokenizers_ready
-from .load_request import LoadOptions, Resolved
-from .loader import fingerprint, load_ir, ov_class, register_for_pipelines
+from .load_request import LoadOptions, Resolved, resolve_request
+from .loader import fingerprint, load_optimum, ov_class, register_for_pipelines
 from .saving import save_folder
 
 
@@ -221,7 +225,7 @@ def _attach(model: Any, resolved: Resolved, prepared: Prepared, runtime: Runtime
     model._ov_workdir = prepared.workdir
     model.ov_cache_hit = None if prepared.cache is None else prepared.cache.hit
     model.ov_auto_reason = resolved.auto_reason
-    model.backend = backend  # checked by load_ir
+    model.backend = backend  # checked by LoadOptions
     model._ov_loaded_fingerprint = fingerprint(model.model)
     model.ov_manifest = prepared.manifest or manifest_for_ir(model, resolved.source.name)
     model.ov_runtime = runtime
@@ -263,7 +267,7 @@ def load_model(
 ) -> OVModelForCausalLM:
     """Load an OpenVINO export, or export a Hugging Face checkpoint on the fly (``from_pretrained``).
 
-    The request is resolved, the folder found in the export cache or built, the IR read (``loader.load_ir``);
+    The request is resolved, the folder found in the export cache or built, the IR read by optimum-intel;
     the model is then made an ``OVModelForCausalLM`` and its first engine compiled (unless ``compile=False``).
 
     Args:
@@ -313,16 +317,22 @@ def load_model(
     """
     given = locals()  # the keywords above, by name: LoadOptions has a field for each (tests/test_plan.py)
     options = LoadOptions(**{f.name: given[f.name] for f in fields(LoadOptions)})
-    loaded = load_ir(pretrained_model_name_or_path, options, kwargs)
-    model = _attach(loaded.model, loaded.resolved, loaded.prepared, loaded.runtime, loaded.backend)
-    model.tokenizer = loaded.tokenizer
-    model._ov_compile_on_demand = loaded.compile
-    if loaded.compile:
+    resolved = resolve_request(pretrained_model_name_or_path, options, kwargs)  # source, export, runtime asked
+    prepared = prepare_folder(resolved.source, resolved.request)  # the export cache's folder, built if needed
+    runtime, full_config = runtime_config(resolved.runtime, resolved.overrides, prepared, resolved.source.kind,
+                                          resolved.device, options.ov_config is not None)
+    ir_model = load_optimum(prepared.folder, full_config, resolved)  # optimum reads the IR, not compiled yet
+    if options.stateful is not None and options.stateful != ir_model.stateful:
+        raise stateful_error(prepared.folder, options.stateful)
+    model = _attach(ir_model, resolved, prepared, runtime, options.backend)
+    model.tokenizer = find_tokenizer(prepared.folder, resolved.request.hub) if options.load_tokenizer else None
+    model._ov_compile_on_demand = options.compile
+    if options.compile:
         try:
             _compile_first_engine(model)
         except RuntimeError as exc:
             raise OptionError(
-                f"OpenVINO refused to compile for {loaded.resolved.device} with ov_config={loaded.full_config}: {exc}"
+                f"OpenVINO refused to compile for {resolved.device} with ov_config={full_config}: {exc}"
             ) from exc
     return model
 
