@@ -40,6 +40,7 @@ from .errors import (
 if TYPE_CHECKING:  # what IDEs, type checkers and the docs see; at run time __getattr__ imports on first use
     from .convert.cache_entries import cache_table, verify_cache
     from .convert.lora import fuse_lora
+    from .convert.sources import DEMO_MODEL
     from .model.modeling import AutoModelForCausalLM, OVModelForCausalLM
     from .model.modeling import OVCausalLM as OVCausalLM  # the class's earlier name, kept out of __all__ and dir()
     from .model.pipelines import pipeline
@@ -60,11 +61,13 @@ _LAZY = {
     "structured_output_config": "ov_causal.model.structured",
     "set_progress": "ov_causal.ui.progress",
     "cache_table": "ov_causal.convert.cache_entries",
+    "DEMO_MODEL": "ov_causal.convert.sources",
     "verify_cache": "ov_causal.convert.cache_entries",
 }
 
 __all__ = [
     "AutoModelForCausalLM",
+    "DEMO_MODEL",
     "CacheError",
     "Compression",
     "DamagedModelError",

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import ov_causal
-from ov_causal.model.run import DEMO_MODEL
+from ov_causal import DEMO_MODEL
 
 TEMPLATE = "{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}\n{% endfor %}<|assistant|>\n"
 

@@ -18,8 +18,7 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM as TorchModel
 
-    from ov_causal import AutoModelForCausalLM
-    from ov_causal.model.run import DEMO_MODEL
+    from ov_causal import DEMO_MODEL, AutoModelForCausalLM
     from ov_causal.tools.evaluate import decode_speed
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

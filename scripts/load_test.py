@@ -114,7 +114,7 @@ def table(rows: list[Row]) -> str:
 
 
 def main() -> None:
-    from ov_causal.model.run import DEMO_MODEL
+    from ov_causal import DEMO_MODEL
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", nargs="?", default=str(DEMO_MODEL), help="default: the shipped demo model")

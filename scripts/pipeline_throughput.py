@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import ov_causal
-from ov_causal.model.run import DEMO_MODEL
+from ov_causal import DEMO_MODEL
 
 NAMES = ("transformers.pipeline on raw optimum-intel", "ov_causal.pipeline", "LLMPipeline.generate(list)")
 

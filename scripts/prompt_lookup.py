@@ -16,8 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ov_causal import AutoModelForCausalLM
-from ov_causal.model.run import DEMO_MODEL
+from ov_causal import DEMO_MODEL, AutoModelForCausalLM
 
 
 def cases() -> dict[str, str]:

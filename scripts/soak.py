@@ -290,7 +290,7 @@ def table(reports: list[dict[str, Any]]) -> str:
 
 
 def main() -> int:
-    from ov_causal.model.run import DEMO_MODEL
+    from ov_causal import DEMO_MODEL
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", nargs="?", default=str(DEMO_MODEL), help="default: the shipped demo model")
