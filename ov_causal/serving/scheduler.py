@@ -304,8 +304,8 @@ class ServingCore:
         for rid, request in list(self._active.items()):
             status = request.handle.get_status()
             while request.handle.can_read():
+                self._progress = time.monotonic()  # once per read, not per token
                 for sequence_id, output in request.handle.read().items():
-                    self._progress = time.monotonic()
                     reason = REASONS.get(output.finish_reason.name)
                     request.push(Chunk(request.index_of(sequence_id), tuple(output.generated_ids), reason))
             if status == running:
