@@ -22,8 +22,20 @@ def test_doc_examples_run(page, tmp_path, monkeypatch):
     assert blocks or page.name in NO_EXAMPLES, f"{page} has no python examples"
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": "__docs__"}
-    for number, block in enumerate(blocks, 1):
-        exec(compile(block, f"{page.name}[block {number}]", "exec"), namespace)  # noqa: S102
+    try:
+        for number, block in enumerate(blocks, 1):
+            exec(compile(block, f"{page.name}[block {number}]", "exec"), namespace)  # noqa: S102
+    finally:
+        _stop_ray()
+
+
+def _stop_ray() -> None:
+    """A page that fails half-way must not leave its Ray cluster to the next test (its ray.init would fail)."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
 
 
 # The notebooks are executed in tests/test_notebooks.py.

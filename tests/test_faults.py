@@ -197,6 +197,27 @@ def test_compilation_holds_the_entry_compile_lock(make_checkpoint, cached, monke
     assert held[2] == key and set(held[3:]) == {f"{key}.compile"} and model is not None
 
 
+def test_the_serving_engine_compiles_under_the_entry_compile_lock(make_checkpoint, cached, monkeypatch):
+    """Two Ray replicas starting on one fresh entry raced OpenVINO's in-place blob write ("cannot set permissions")."""
+    from ov_causal.model.plan import plan_load
+    from ov_causal.serving.scheduler import ServingCore
+
+    held = []
+    original = cache_module.key_lock
+
+    def recording(root, key):
+        held.append(key)
+        return original(root, key)
+
+    plan = plan_load(make_checkpoint(), preset="int8", ov_cache_dir=cached[0])
+    monkeypatch.setattr(cache_module, "key_lock", recording)
+    core = ServingCore(plan.folder, device=plan.device, properties=dict(plan.properties))
+    try:
+        assert held == [f"{_entry(cached[0]).name}.compile"]
+    finally:
+        core.close()
+
+
 # --- row 3: SIGKILL (or an error) at any rename of save_pretrained over an older save --------------------
 
 SAVE = textwrap.dedent(

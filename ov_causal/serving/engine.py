@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from ..convert.cache import compiling
 from ..convert.sources import CONFIG_FILE, DETOKENIZER_FILE, IR_FILE, TOKENIZER_FILE
 from ..errors import APIError, ModelSourceError, OptionError
 
@@ -36,9 +37,11 @@ def engine_args(folder: Path, device: str, properties: dict[str, Any], kv_cache_
 
 
 def new_pipeline(args: tuple) -> Any:
+    """The engine, compiled under the cache entry's compile lock (two replicas may start on one entry at once)."""
     import openvino_genai
 
-    return openvino_genai.ContinuousBatchingPipeline(*args)
+    with compiling(args[3]):  # OpenVINO writes the blob in place: another process must not read it half-written
+        return openvino_genai.ContinuousBatchingPipeline(*args)
 
 
 STALL_TIMEOUT = 120.0  # seconds without a token before the engine counts as stuck (a step: 25 ms to ~20 s)
