@@ -7,7 +7,7 @@ import difflib
 import os
 import sys
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -91,10 +91,62 @@ class APIError(OVCausalError, RuntimeError):
         return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
 
 
-def suggest(given: str, valid: Iterable[str]) -> str:
-    """Return ' Did you mean X?' for the closest valid name, or ''."""
-    close = difflib.get_close_matches(given, list(valid), n=1, cutoff=0.5)
-    return f" Did you mean {close[0]!r}?" if close else ""
+def suggest(given: str, valid: Iterable[str], aliases: Mapping[str, Sequence[str]] | None = None) -> str:
+    """Return ' Did you mean X?' (or ' Did you mean one of X, Y, Z?') for a name not in ``valid``, or ''.
+
+    The first rule that finds a valid name wins, each ignoring case:
+    ``aliases`` (another library's word for ours: transformers' ``quantize`` -> ``preset``); the names that start
+    with ``given`` (``int4`` -> every int4 preset); a close spelling (``modle`` -> ``model``); the names ``given``
+    starts with or contains, or that contain it (``presets`` -> ``preset``); the longest shared start of 4 or
+    more characters (``quantize`` -> ``quantization_config``); a looser spelling match.
+
+    Example:
+        >>> suggest("int4", ["int8", "int4_sym_g128", "int4_asym_g128"])
+        " Did you mean one of 'int4_sym_g128', 'int4_asym_g128'?"
+    """
+    names = list(dict.fromkeys(valid))
+    close = _closest(given, names, aliases or {})
+    if not close:
+        return ""
+    shown = [repr(name) for name in close[:_MOST_SHOWN]] + (["..."] if len(close) > _MOST_SHOWN else [])
+    if len(shown) == 1:
+        return f" Did you mean {shown[0]}?"
+    if len(shown) == 2:
+        return f" Did you mean {shown[0]} or {shown[1]}?"
+    return f" Did you mean one of {', '.join(shown)}?"
+
+
+_MOST_SHOWN = 8
+
+
+def _closest(given: str, names: list[str], aliases: Mapping[str, Sequence[str]]) -> list[str]:
+    """The names ``suggest`` offers for ``given``, best first (see its rules)."""
+    typed = given.lower().strip()
+    lower = {name.lower(): name for name in names}
+    if not typed or typed in lower:
+        return [lower[typed]] if typed else []
+    aliased = [name for name in aliases.get(typed, ()) if name in names]
+    started = [name for name in names if name.lower().startswith(typed)] if len(typed) >= 2 else []
+    spelt = difflib.get_close_matches(typed, list(lower), n=1, cutoff=0.75)
+    inside = [name for name in names if len(typed) >= 3 and min(len(name), len(typed)) >= 3
+              and (name.lower() in typed or typed in name.lower())]
+    for found in (aliased, started, [lower[n] for n in spelt], inside, _longest_shared_start(typed, names)):
+        if found:
+            return found
+    return [lower[n] for n in difflib.get_close_matches(typed, list(lower), n=1, cutoff=0.6)]
+
+
+def _longest_shared_start(typed: str, names: list[str]) -> list[str]:
+    """The names sharing the longest start with ``typed`` (4 characters or more; fewer for a short ``typed``),
+    the closest spelt first."""
+    def shared(name: str) -> int:
+        return len(os.path.commonprefix([typed, name.lower()]))
+
+    best = max(map(shared, names), default=0)
+    if best < max(2, min(4, len(typed) - 1)):
+        return []
+    found = [name for name in names if shared(name) == best]
+    return sorted(found, key=lambda name: -difflib.SequenceMatcher(None, typed, name.lower()).ratio())
 
 
 def warn(message: str, category: type[Warning] = UserWarning) -> None:

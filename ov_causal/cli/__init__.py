@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import OVCausalError, suggest
 from . import bench, cache, evaluate, export, fuse_lora, generate, serve, tune
-from .common import EXIT_ERROR, EXIT_STATUS
+from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_STATUS, CommandParser
 
 COMMANDS = (generate, cache, fuse_lora, evaluate, tune, serve, export, bench)  # in the order --help lists them
 
@@ -29,7 +29,7 @@ def build_parser() -> ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
                         help="print the version of ov_causal and exit")
-    sub = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND", parser_class=CommandParser)
     for module in COMMANDS:
         module.add_parser(sub)
     parser.set_defaults(commands=tuple(sub.choices))  # what main() suggests from for a misspelt command
@@ -52,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OVCausalError as exc:
         print(f"ov-causal: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except KeyboardInterrupt:  # Ctrl-C: staging folders were removed on the way up; one line, no traceback
+        print("Interrupted.", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

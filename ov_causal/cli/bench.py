@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from ..tools.bench import bench, build_random_checkpoint
-from .common import EXIT_OK, Subparsers, check_model, check_names, command, default_of, split_names
+from .common import EXIT_OK, Subparsers, check_model, check_names, check_paths, command, default_of, split_names
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -40,6 +40,7 @@ def add_parser(sub: Subparsers) -> None:
 def check(args: argparse.Namespace) -> None:
     """The preset names (auto allowed: bench loads each model) and MODEL, before anything heavy is imported."""
     check_names(args, presets_allow_auto=True)
+    check_paths(args)
     check_model(args.model)
 
 

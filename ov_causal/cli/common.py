@@ -6,17 +6,19 @@ import argparse
 import inspect
 from argparse import ArgumentParser
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 from ..config.presets import PRESETS, RUNTIMES, get_preset, get_runtime
 from ..convert.sources import find_local
-from ..errors import PresetError
+from ..errors import OptionError, PresetError, suggest
 
 EXIT_OK = 0
 EXIT_DAMAGED = 1
 EXIT_FAILED = 1  # 'ov-causal serve' stopped on its own: its engine stalled (a supervisor should start it again)
 EXIT_ERROR = 2  # argparse's own status for a usage error; ov_causal's reported errors share it
 EXIT_NO_CHOICE = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C ended
 EXIT_STATUS = "\n".join((
     "exit status:",
     f"  {EXIT_OK}  done",
@@ -25,6 +27,7 @@ EXIT_STATUS = "\n".join((
     f"  {EXIT_ERROR}  a usage error, or an error ov_causal reports as 'ov-causal: error: ...' (a misspelt preset, "
     "a wrong model path)",
     f"  {EXIT_NO_CHOICE}  'ov-causal tune' found no preset within the budget",
+    f"  {EXIT_INTERRUPTED}  interrupted (Ctrl-C): nothing half-written is left in the cache or the output folder",
 ))
 
 AUTO = "auto"
@@ -45,6 +48,24 @@ class Subparsers(Protocol):
     """What ``ArgumentParser.add_subparsers()`` returns, as far as the commands use it."""
 
     def add_parser(self, name: str, **kwargs: Any) -> ArgumentParser: ...
+
+
+class CommandParser(ArgumentParser):
+    """A command's parser: an option it does not know is reported with this command's usage and the closest
+    option it has, rather than by the top-level parser with the top-level usage."""
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}.{self._closest_option(extras)}")
+        return namespace, extras
+
+    def _closest_option(self, extras: list[str]) -> str:
+        given = next((e.partition("=")[0] for e in extras if e.startswith("--")), None)
+        if given is None:
+            return ""
+        options = [o for action in self._actions for o in action.option_strings if o.startswith("--")]
+        return suggest(given, options)
 
 
 Run = Callable[[argparse.Namespace], int]
@@ -119,7 +140,30 @@ def check_model(model: str | None) -> None:
         find_local(model)
 
 
+INPUT_FILES = ("text", "calibration", "chat_template")  # flags naming a file the command reads
+OUTPUT_FILES = ("json", "plot")  # flags naming a file the command writes once its work is done
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """Files the command reads exist; files it writes at the end have a folder to go to (so that a long run does
+    not end in a refusal)."""
+    for keyword in INPUT_FILES:
+        path = getattr(args, keyword, None)
+        if path is not None and not Path(path).is_file():
+            what = "is a folder" if Path(path).is_dir() else "does not exist"
+            raise OptionError(f"--{keyword.replace('_', '-')} {path!r} {what}: pass a text file.")
+    for keyword in OUTPUT_FILES:
+        path = getattr(args, keyword, None)
+        if path is None:
+            continue
+        folder = Path(path).expanduser().absolute().parent
+        if Path(path).is_dir() or not folder.is_dir():
+            problem = "is a folder" if Path(path).is_dir() else f"cannot be written: {str(folder)!r} is no folder"
+            raise OptionError(f"--{keyword} {path!r} {problem}. Pass a file path in an existing folder.")
+
+
 def check_model_and_names(args: argparse.Namespace) -> None:
-    """The checks of a command whose only typed names are MODEL, --preset/--runtime and --presets."""
+    """The checks of a command whose only typed names are MODEL, --preset/--runtime and --presets (and files)."""
     check_names(args)
+    check_paths(args)
     check_model(args.model)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from ..errors import OptionError
-from ..serving.ovms import export_ir, export_ovms
+from ..serving.ovms import check_output, export_ir, export_ovms, graph_text, model_name
 from .common import EXIT_OK, MODEL_HELP, PRESET_HELP, Subparsers, check_model_and_names, command, default_of
 
-check = check_model_and_names
 OVMS_ONLY = {"--name": "name", "--device": "device", "--cache-size": "cache_size", "--max-num-seqs": "max_num_seqs",
              "--no-prefix-caching": "enable_prefix_caching", "--plugin-config": "plugin_config"}
 
@@ -38,6 +38,21 @@ def add_parser(sub: Subparsers) -> None:
                      help='ovms: OpenVINO properties as JSON, e.g. \'{"KV_CACHE_PRECISION": "u8"}\' (default: none)')
 
 
+def check(args: argparse.Namespace) -> None:
+    """Everything typed, OUT among it, before anything heavy is imported (a refusal takes no model load)."""
+    check_model_and_names(args)
+    check_output(Path(args.out), args.force)
+    if args.target == "ir":
+        ovms_only = [flag for flag, keyword in OVMS_ONLY.items()
+                     if getattr(args, keyword) != default_of(export_ovms, keyword)]
+        if ovms_only:
+            raise OptionError(f"{', '.join(ovms_only)} only apply with --for ovms.")
+        return
+    model_name(args.model, args.name)
+    graph_text(device=args.device, cache_size=args.cache_size, max_num_seqs=args.max_num_seqs,
+               enable_prefix_caching=args.enable_prefix_caching, plugin_config=plugin_config(args.plugin_config))
+
+
 def run(args: argparse.Namespace) -> int:
     """Write the folder and print where (with --for ovms, also the commands that serve it)."""
     if args.target == "ir":
@@ -52,10 +67,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _export_ir(args: argparse.Namespace) -> int:
-    ovms_only = [flag for flag, keyword in OVMS_ONLY.items()
-                 if getattr(args, keyword) != default_of(export_ovms, keyword)]
-    if ovms_only:
-        raise OptionError(f"{', '.join(ovms_only)} only apply with --for ovms.")
     print(f"ov_causal export written to {export_ir(args.model, args.out, preset=args.preset, force=args.force)}")
     return EXIT_OK
 

@@ -6,7 +6,7 @@ import argparse
 
 from ..errors import OptionError
 from ..tools.tune import CANDIDATES, DATA_AWARE_CANDIDATES, tune
-from .common import EXIT_NO_CHOICE, EXIT_OK, Subparsers, check_model, check_names, command, default_of
+from .common import EXIT_NO_CHOICE, EXIT_OK, Subparsers, check_model, check_names, check_paths, command, default_of
 from .evaluate import add_measure_arguments, measure_keywords, presets_given, write_outputs
 
 
@@ -34,6 +34,7 @@ def percent(text: str) -> float:
 def check(args: argparse.Namespace) -> None:
     """The preset names, the budget and MODEL, before anything heavy is imported."""
     check_names(args)
+    check_paths(args)
     percent(args.max_ppl_increase)
     check_model(args.model)
 

@@ -37,6 +37,23 @@ REFUSED = {
     "model_save_dir": "ov_causal places exports in its cache; use save_pretrained(folder) to write one",
 }
 
+# Other libraries' words for a keyword of ours: what an unknown keyword's did-you-mean offers first.
+KEYWORD_ALIASES = {
+    "quantize": ("preset", "quantization_config"),
+    "quantization": ("preset", "quantization_config"),
+    "quantization_method": ("preset", "quantization_config"),
+    "weight_format": ("preset", "quantization_config"),  # optimum-cli export openvino --weight-format
+    "bits": ("preset", "quantization_config"),
+    "load_in_4bit": ("preset", "quantization_config"),
+    "compress": ("preset", "compression_option"),
+    "compression": ("preset", "compression_option"),
+    "precision": ("preset", "dtype"),
+    "adapter": ("lora",),
+    "adapters": ("lora",),
+    "adapter_name": ("lora",),
+    "peft_model": ("lora",),
+}
+
 _DTYPE_PRESETS = {"float32": "fp32", "float16": "fp16", "bfloat16": "fp16"}
 
 
@@ -85,7 +102,7 @@ def resolve_hf_kwargs(kwargs: dict[str, Any]) -> HubOptions:
         key = next(iter(kwargs))
         valid = sorted((*APPLIED, "torch_dtype", "dtype", "use_cache", *IGNORED, *OV_KEYWORDS))
         raise OptionError(
-            f"from_pretrained() got an unknown keyword {key!r}.{suggest(key, valid)} "
+            f"from_pretrained() got an unknown keyword {key!r}.{suggest(key, valid, KEYWORD_ALIASES)} "
             f"ov_causal keywords: {', '.join(OV_KEYWORDS)}; transformers keywords accepted: "
             f"{', '.join(sorted((*APPLIED, 'torch_dtype', 'dtype', 'use_cache')))}."
         )

@@ -148,22 +148,45 @@ def merge_preset(
 
     Returns the preset to resolve and calibration texts that came with ``quantization_config``.
     """
-    asked: dict[str, PresetArg] = {}
+    asked: dict[str, PresetArg] = {}  # keyword -> the compression it asks for
+    typed: dict[str, Any] = {}  # keyword -> what the user passed, for the message
     calibration: tuple[str, ...] = ()
     if preset is not None:
-        asked["preset"] = preset
+        asked["preset"] = typed["preset"] = preset
     if compression_option is not None:
-        asked["compression_option"] = compression_option
+        asked["compression_option"] = typed["compression_option"] = compression_option
     if quantization_config is not None:  # optimum: quantization_config wins over load_in_8bit
         name, compression, calibration = from_quantization_config(quantization_config)
         asked["quantization_config"] = compression if name == "custom" else name
+        typed["quantization_config"] = quantization_config
     elif load_in_8bit is not None:
         asked["load_in_8bit"] = load_in_8bit_preset(load_in_8bit)
+        typed["load_in_8bit"] = load_in_8bit
     distinct = {_identity(v) for v in asked.values()}
     if len(distinct) > 1:
-        given = ", ".join(f"{k}={_shown(v)}" for k, v in asked.items())
+        given = ", ".join(_in_own_words(k, typed[k], asked[k]) for k in asked)
         raise PresetError(f"{given} ask for different compressions: pass only one of them.")
     return (next(iter(asked.values())) if asked else None), calibration
+
+
+def _in_own_words(keyword: str, typed: Any, meaning: PresetArg) -> str:
+    """``load_in_8bit=True (int8)``: the keyword as the user passed it, then what it means when that differs."""
+    if isinstance(typed, (str, Preset, Compression)):
+        return f"{keyword}={_shown(typed)}"
+    shown = _config_repr(typed) if keyword == "quantization_config" else repr(typed)
+    return f"{keyword}={shown} ({meaning.describe() if isinstance(meaning, Compression) else meaning})"
+
+
+def _config_repr(config: Any) -> str:
+    """A dict as given; an ``OVWeightQuantizationConfig`` by its fields that differ from None."""
+    if isinstance(config, dict):
+        return repr(config)
+    fields = {k: v for k, v in _config_dict(config).items() if v is not None}
+    shown = ", ".join(f"{k}={_enum_value(v)!r}" for k, v in fields.items() if k in _SHOWN_FIELDS)
+    return f"{type(config).__name__}({shown})"
+
+
+_SHOWN_FIELDS = ("bits", "dtype", "sym", "group_size", "ratio", "quant_method", "gptq", "scale_estimation")
 
 
 def _identity(value: PresetArg) -> Any:

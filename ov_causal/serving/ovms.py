@@ -112,6 +112,14 @@ def check_output(out: Path, force: bool) -> None:
         )
 
 
+def model_name(model: str | os.PathLike[str], name: str | None) -> str:
+    """The name OVMS serves ``model`` under: ``name``, else the model folder's or Hub id's last part."""
+    name = name or Path(os.fspath(model).rstrip("/\\")).name
+    if not _NAME.match(name):
+        raise OptionError(f"model name {name!r} is not valid: use letters, digits, '.', '_' and '-' (pass --name).")
+    return name
+
+
 def graph_text(*, device: str, cache_size: int, max_num_seqs: int, enable_prefix_caching: bool,
                plugin_config: Mapping[str, Any]) -> str:
     """The ``graph.pbtxt`` of an LLM servable whose model files sit beside it (``models_path: "./"``)."""
@@ -187,15 +195,13 @@ def export_ovms(
     Example:
         >>> export_ovms("org/model", "models", preset="int4_asym_g64").commands()
     """
-    from ..model.modeling import AutoModelForCausalLM
-
     target = Path(out)
-    check_output(target, force)
-    name = name or Path(os.fspath(model).rstrip("/\\")).name
-    if not _NAME.match(name):
-        raise OptionError(f"model name {name!r} is not valid: use letters, digits, '.', '_' and '-' (pass --name).")
+    check_output(target, force)  # the cheap checks first: a refusal comes before the model loads
+    name = model_name(model, name)
     graph = graph_text(device=device, cache_size=cache_size, max_num_seqs=max_num_seqs,
                        enable_prefix_caching=enable_prefix_caching, plugin_config=plugin_config or {})
+    from ..model.modeling import AutoModelForCausalLM
+
     loaded = AutoModelForCausalLM.from_pretrained(model, preset=preset, stateful=True, compile=False,
                                                   **dict(model_kwargs or {}))
     with staging_folder(target) as tmp:
@@ -228,10 +234,10 @@ def export_ir(
     model_kwargs: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write an ov_causal export folder (IR, tokenizers, manifest) that every node of a cluster can load."""
+    target = Path(out)
+    check_output(target, force)  # before the model library is even imported
     from ..model.modeling import AutoModelForCausalLM
 
-    target = Path(out)
-    check_output(target, force)
     AutoModelForCausalLM.from_pretrained(model, preset=preset, compile=False,
                                          **dict(model_kwargs or {})).save_pretrained(target)
     return target
