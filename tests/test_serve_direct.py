@@ -120,9 +120,16 @@ def test_busy_port_and_missing_extra(export, monkeypatch):
         other.listen()
         with pytest.raises(OptionError, match="--port"):
             serving.serve(str(export), ray=False, port=other.getsockname()[1], blocking=False)
-    monkeypatch.setitem(sys.modules, "uvicorn", None)  # import uvicorn -> ImportError
-    with pytest.raises(MissingExtraError, match=r'pip install "ov_causal\[ray\]"'):
-        serving.serve(str(export), ray=False, port=free_port(), blocking=False)
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError: Ray Serve names its extra and --no-ray
+    with pytest.raises(MissingExtraError, match=r'pip install "ov_causal\[ray\]" \(it holds the serve extra too\)\. '
+                                                r'Or serve in this process without Ray: ray=False \(ov-causal serve '
+                                                r'--no-ray\), which needs only pip install "ov_causal\[serve\]"'):
+        serving.serve(str(export), port=free_port(), blocking=False)
+    for module in ("uvicorn", "prometheus_client"):  # the single-process server needs the serve extra, not Ray's
+        with monkeypatch.context() as patch:
+            patch.setitem(sys.modules, module, None)
+            with pytest.raises(MissingExtraError, match=rf'needs {module!r}.*pip install "ov_causal\[serve\]"$'):
+                serving.serve(str(export), ray=False, port=free_port(), blocking=False)
 
 
 def test_cached_checkpoint_is_ready(make_checkpoint, export, export_cache):

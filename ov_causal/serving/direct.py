@@ -26,6 +26,8 @@ from .scheduler import ServingCore
 from .stop import wait_idle
 
 REPLICA = "replica-0"
+# What this server imports beyond the core dependencies: the 'serve' extra (pyproject.toml), which has no Ray.
+SERVE_MODULES = ("uvicorn", "fastapi", "starlette", "pydantic", "prometheus_client")
 CLOSE_SECONDS = 5  # after the grace period: for the last bytes (error events, [DONE]) to reach the clients
 
 
@@ -65,8 +67,9 @@ def start(model: str | os.PathLike[str], options: ServeOptions, from_pretrained_
     Returns once ``/health`` answers. The port is taken before the model loads, so a busy port fails first.
     ``options.name`` defaults to ``default_name(model)``.
     """
-    uvicorn = require("uvicorn", "ray")
-    require("fastapi", "ray")
+    for module in SERVE_MODULES[1:]:
+        require(module, "serve")
+    uvicorn = require(SERVE_MODULES[0], "serve")
     sock = listen(options.host, options.port)
     core = None
     try:

@@ -109,8 +109,10 @@ def serve(
 
 def _serve_ray(model: str | os.PathLike[str], options: ServeOptions, kwargs: dict[str, Any]) -> str:
     """``serve()`` on Ray Serve: export (or find) the folder here, then deploy ``options.replicas`` replicas."""
-    ray_module = require("ray", "ray")
-    ray_serve = require("ray.serve", "ray")
+    instead = (' (it holds the serve extra too). Or serve in this process without Ray: ray=False (ov-causal serve '
+               '--no-ray), which needs only pip install "ov_causal[serve]".')
+    ray_module = require("ray", "ray", instead)
+    ray_serve = require("ray.serve", "ray", instead)
     require("fastapi", "ray")
     running = _RUNNING.get(APP_NAME)
     address = (options.host, options.port)
