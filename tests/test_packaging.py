@@ -54,3 +54,33 @@ def test_the_check_sees_what_it_looks_for():
 
 def test_running_interpreter_is_one_requires_python_admits():
     assert sys.version_info[:2] >= minimum_python()
+
+
+def _extras() -> dict[str, list[str]]:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+
+
+def _names(requirements: list[str]) -> set[str]:
+    """Distribution names (normalized, extras and versions left out): ``"ray[data]==2.6"`` -> ``"ray"``."""
+    return {re.split(r"[\[<>=!~; ]", r, maxsplit=1)[0].lower().replace("-", "_") for r in requirements}
+
+
+def test_the_serve_extra_holds_what_the_single_process_server_imports_and_no_ray():
+    from ov_causal.serving.direct import SERVE_MODULES
+
+    serve = _names(_extras()["serve"])
+    assert set(SERVE_MODULES) <= serve, f"serving/direct.py needs {sorted(set(SERVE_MODULES) - serve)}"
+    assert "ray" not in serve
+    imported = set(re.findall(r"^\s*(?:from|import) (\w+)", "\n".join(
+        (ROOT / "ov_causal" / "serving" / f"{name}.py").read_text() for name in ("direct", "http", "openai_api")),
+        re.M))
+    third_party = imported - set(sys.stdlib_module_names) - {"__future__"}
+    assert third_party <= set(SERVE_MODULES), f"imported by the --no-ray server but not in SERVE_MODULES: " \
+                                              f"{sorted(third_party - set(SERVE_MODULES))}"
+
+
+def test_the_ray_extra_is_the_serve_extra_plus_ray_and_the_tests_get_both():
+    extras = _extras()
+    assert "ov_causal[serve]" in extras["ray"] and "ray" in _names(extras["ray"])
+    test = next(r for r in extras["test"] if r.startswith("ov_causal["))
+    assert "ray" in re.findall(r"\w+", test.split("[", 1)[1])  # ray, and with it serve
