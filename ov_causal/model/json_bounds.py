@@ -299,8 +299,10 @@ class BoundedSchema:
     def _node(self, node: Any, top: bool = False) -> Any:
         if node is True:
             return self._mark(any_value())
-        if not isinstance(node, Mapping) or "enum" in node or "const" in node or "$ref" in node:
+        if not isinstance(node, Mapping) or "enum" in node or "const" in node:
             return node
+        if "$ref" in node:  # outlines-core reads only the reference (and the definitions beside it)
+            return {k: self._children(v, k) if k in ("$defs", "definitions") else v for k, v in node.items()}
         kind = node.get("type")
         if isinstance(kind, list) and len(kind) > 1:
             keep = {k: node[k] for k in ("$defs", "definitions") if k in node}

@@ -148,3 +148,57 @@ def structured_output_config(response_format: Mapping[str, Any] | None) -> Any:
     import openvino_genai
 
     return openvino_genai.StructuredOutputConfig(**keywords)
+
+
+@lru_cache(maxsize=256)
+def shortest_output(keywords: tuple[tuple[str, str], ...]) -> str:
+    """The shortest text a constraint allows (``tuple(sorted(constraint(...).items()))``): what ``max_tokens``
+    must at least hold. ``{}`` for the json_object grammar."""
+    kind, source = dict(keywords).get("regex"), dict(keywords).get("grammar")
+    if kind is None:
+        return "{}" if source is not None else ""
+    from re import _parser  # the same parser that checked the regex in ``_compile``
+
+    return _shortest(_parser.parse(kind))
+
+
+def _shortest(items: Any) -> str:
+    from re import _constants as c
+
+    out = []
+    for op, arg in items:
+        if op is c.LITERAL:
+            out.append(chr(arg))
+        elif op is c.NOT_LITERAL:
+            out.append("a" if arg != ord("a") else "b")
+        elif op in (c.IN, c.ANY, c.CATEGORY):
+            out.append(_member(arg if op is c.IN else [(op, arg)]))
+        elif op in (c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", None)):
+            out.append(_shortest(arg[2]) * arg[0])
+        elif op is c.SUBPATTERN or op is getattr(c, "ATOMIC_GROUP", None):
+            out.append(_shortest(arg[-1]))
+        elif op is c.BRANCH:
+            out.append(min((_shortest(branch) for branch in arg[1]), key=len))
+    return "".join(out)  # anchors and assertions write nothing
+
+
+def _member(items: list[Any]) -> str:
+    """One character of a character set (the first printable one)."""
+    from re import _constants as c
+
+    pattern = "[" + "".join(_set_part(op, arg, c) for op, arg in items) + "]"
+    return next((ch for ch in map(chr, range(32, 0x3000)) if re.fullmatch(pattern, ch)), "a")
+
+
+def _set_part(op: Any, arg: Any, c: Any) -> str:
+    if op is c.NEGATE:
+        return "^"
+    if op is c.LITERAL:
+        return re.escape(chr(arg))
+    if op is c.RANGE:
+        return f"{re.escape(chr(arg[0]))}-{re.escape(chr(arg[1]))}"
+    if op is c.ANY:
+        return "^\n"
+    categories = {c.CATEGORY_DIGIT: r"\d", c.CATEGORY_NOT_DIGIT: r"\D", c.CATEGORY_SPACE: r"\s",
+                  c.CATEGORY_NOT_SPACE: r"\S", c.CATEGORY_WORD: r"\w", c.CATEGORY_NOT_WORD: r"\W"}
+    return categories.get(arg, "")
