@@ -91,7 +91,8 @@ def json_object_grammar() -> str:
     for depth in range(MAX_DEPTH, 0, -1):
         inner = f"value{depth - 1}" if depth > 1 else "scalar"
         rules += [
-            f'object{depth} ::= "{{" ws ( member{depth} ( ws "," ws member{depth} ){{0,{MAX_PROPERTIES - 1}}} )? ws "}}"',
+            f'object{depth} ::= "{{" ws ( member{depth} ( ws "," ws member{depth} ){{0,{MAX_PROPERTIES - 1}}} )? '
+            'ws "}"',
             f'member{depth} ::= string ws ":" ws {inner}',
         ]
         if depth < MAX_DEPTH:  # the root is an object
@@ -102,8 +103,8 @@ def json_object_grammar() -> str:
         f'string ::= "\\"" block{{0,{MAX_STRING_LENGTH // block - 1}}} char{{0,{block}}} "\\""',
         f"block ::= char{{{block}}}",
         r'char ::= [^"\\\x00-\x1f\x7f] | "\\" ["\\/bfnrt]',
-        f'number ::= "-"? ( "0" | [1-9] [0-9]{{0,{MAX_INTEGER_DIGITS - 1}}} ) ( "." [0-9]{{1,{MAX_FRACTION_DIGITS}}} )? '
-        f'( [eE] [+-]? [0-9]{{1,{MAX_EXPONENT_DIGITS}}} )?',
+        f'number ::= "-"? ( "0" | [1-9] [0-9]{{0,{MAX_INTEGER_DIGITS - 1}}} ) '
+        f'( "." [0-9]{{1,{MAX_FRACTION_DIGITS}}} )? ( [eE] [+-]? [0-9]{{1,{MAX_EXPONENT_DIGITS}}} )?',
         f'ws ::= "{WHITESPACE[1]}"?',
     ]
     return "\n".join(rules) + "\n"
