@@ -1,11 +1,13 @@
-"""OpenAI's ``response_format`` as an ``openvino_genai.StructuredOutputConfig``, with bounded whitespace.
+"""OpenAI's ``response_format`` as an ``openvino_genai.StructuredOutputConfig``, every value bounded.
 
 GenAI's own ``StructuredOutputConfig(json_schema=...)`` lets whitespace between tokens run free, and
 a model that never learned JSON fills it (the shipped demo model answered ``{"ok"`` and 90
-newlines). Here a JSON schema is compiled to a regex by ``outlines-core`` with at most one space
-wherever JSON allows whitespace (as llama.cpp's grammars bound it), and ``{"type": "json_object"}``
-is an EBNF grammar of any JSON object with the same bound. Nothing here imports torch; openvino_genai
-is imported only to build the config object.
+newlines); numbers, strings and arrays run free too (SmolLM2 wrote ``"population": 1111111…`` until
+``max_tokens``). Here a JSON schema gets the default bounds of ``model.json_bounds`` written in and is
+compiled to a regex by ``outlines-core`` with at most one space wherever JSON allows whitespace (as
+llama.cpp's grammars bound it); ``{"type": "json_object"}`` is an EBNF grammar of any bounded JSON object.
+Both ``generate()`` and the server build their constraint here. Nothing here imports torch;
+openvino_genai is imported only to build the config object.
 """
 
 from __future__ import annotations
@@ -17,22 +19,11 @@ from functools import lru_cache
 from typing import Any
 
 from ..errors import StructuredOutputError
+from .json_bounds import MAX_DEPTH, WHITESPACE, BoundedSchema, json_object_grammar
 
-WHITESPACE = r"[ ]?"  # at most one space wherever JSON allows whitespace
-MAX_RECURSION_DEPTH = 3  # how deep a recursive schema ($ref to itself, untyped values) is unrolled
 FORMATS = ("text", "json_object", "json_schema")
 _SCHEMA_KEYS = {"name", "schema", "strict", "description"}
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-# Any JSON object (values nest without a depth limit); whitespace as WHITESPACE. xgrammar's EBNF.
-JSON_OBJECT_GRAMMAR = r"""root ::= object
-value ::= object | array | string | number | "true" | "false" | "null"
-object ::= "{" ws ( string ws ":" ws value ( ws "," ws string ws ":" ws value )* )? ws "}"
-array ::= "[" ws ( value ( ws "," ws value )* )? ws "]"
-string ::= "\"" ( [^"\\\x00-\x1f\x7f] | "\\" ["\\/bfnrt] | "\\u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] )* "\""
-number ::= "-"? ( "0" | [1-9] [0-9]* ) ( "." [0-9]+ )? ( [eE] [+-]? [0-9]+ )?
-ws ::= " "?
-"""
 
 
 def _fail(what: str) -> StructuredOutputError:
@@ -87,21 +78,29 @@ def schema_regex(schema: Mapping[str, Any], name: str = "schema") -> str:
 @lru_cache(maxsize=256)
 def _compile(schema_json: str) -> tuple[str, str]:
     """(regex, '') or ('', why it failed) for a schema's JSON text; cached: a server sees the same schemas."""
-    from outlines_core.json_schema import build_regex_from_schema
-
     try:
-        regex = build_regex_from_schema(schema_json, WHITESPACE, MAX_RECURSION_DEPTH)
+        regex = _bounded_regex(json.loads(schema_json))
+    except StructuredOutputError as exc:
+        return "", str(exc)
     except (TypeError, ValueError) as exc:
         return "", (
             f"cannot be compiled for constrained generation: {exc}. Simplify the schema (supported: types, "
             "properties, required, items, enum, const, anyOf/oneOf/allOf, $ref, minLength/maxLength, "
-            "minItems/maxItems, pattern, format)."
+            "minItems/maxItems, minimum/maximum, pattern, format)."
         )
     try:
         re.compile(regex)
     except re.error as exc:  # a 'pattern' keyword that is not a valid regex is copied in verbatim
         return "", f"compiles to an invalid regex ({exc}); check its 'pattern' keywords."
-    return _xgrammar_safe(regex), ""
+    return regex, ""
+
+
+def _bounded_regex(schema: Any) -> str:
+    """The regex of a schema with the default bounds of ``json_bounds`` written in."""
+    from outlines_core.json_schema import build_regex_from_schema
+
+    bounded = BoundedSchema(schema, _bounded_regex)
+    return bounded.fill(_xgrammar_safe(build_regex_from_schema(json.dumps(bounded.schema), WHITESPACE, MAX_DEPTH)))
 
 
 def constraint(response_format: Mapping[str, Any] | None) -> dict[str, str] | None:
@@ -121,7 +120,7 @@ def constraint(response_format: Mapping[str, Any] | None) -> dict[str, str] | No
     if kind == "text":
         return None
     if kind == "json_object":
-        return {"grammar": JSON_OBJECT_GRAMMAR}
+        return {"grammar": json_object_grammar()}
     spec = response_format.get("json_schema")
     schema = _check_json_schema(spec)
     return {"regex": schema_regex(schema, spec["name"])}
@@ -149,3 +148,57 @@ def structured_output_config(response_format: Mapping[str, Any] | None) -> Any:
     import openvino_genai
 
     return openvino_genai.StructuredOutputConfig(**keywords)
+
+
+@lru_cache(maxsize=256)
+def shortest_output(keywords: tuple[tuple[str, str], ...]) -> str:
+    """The shortest text a constraint allows (``tuple(sorted(constraint(...).items()))``): what ``max_tokens``
+    must at least hold. ``{}`` for the json_object grammar."""
+    kind, source = dict(keywords).get("regex"), dict(keywords).get("grammar")
+    if kind is None:
+        return "{}" if source is not None else ""
+    from re import _parser  # the same parser that checked the regex in ``_compile``
+
+    return _shortest(_parser.parse(kind))
+
+
+def _shortest(items: Any) -> str:
+    from re import _constants as c
+
+    out = []
+    for op, arg in items:
+        if op is c.LITERAL:
+            out.append(chr(arg))
+        elif op is c.NOT_LITERAL:
+            out.append("a" if arg != ord("a") else "b")
+        elif op in (c.IN, c.ANY, c.CATEGORY):
+            out.append(_member(arg if op is c.IN else [(op, arg)]))
+        elif op in (c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", None)):
+            out.append(_shortest(arg[2]) * arg[0])
+        elif op is c.SUBPATTERN or op is getattr(c, "ATOMIC_GROUP", None):
+            out.append(_shortest(arg[-1]))
+        elif op is c.BRANCH:
+            out.append(min((_shortest(branch) for branch in arg[1]), key=len))
+    return "".join(out)  # anchors and assertions write nothing
+
+
+def _member(items: list[Any]) -> str:
+    """One character of a character set (the first printable one)."""
+    from re import _constants as c
+
+    pattern = "[" + "".join(_set_part(op, arg, c) for op, arg in items) + "]"
+    return next((ch for ch in map(chr, range(32, 0x3000)) if re.fullmatch(pattern, ch)), "a")
+
+
+def _set_part(op: Any, arg: Any, c: Any) -> str:
+    if op is c.NEGATE:
+        return "^"
+    if op is c.LITERAL:
+        return re.escape(chr(arg))
+    if op is c.RANGE:
+        return f"{re.escape(chr(arg[0]))}-{re.escape(chr(arg[1]))}"
+    if op is c.ANY:
+        return "^\n"
+    categories = {c.CATEGORY_DIGIT: r"\d", c.CATEGORY_NOT_DIGIT: r"\D", c.CATEGORY_SPACE: r"\s",
+                  c.CATEGORY_NOT_SPACE: r"\S", c.CATEGORY_WORD: r"\w", c.CATEGORY_NOT_WORD: r"\W"}
+    return categories.get(arg, "")

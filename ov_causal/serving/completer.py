@@ -13,6 +13,7 @@ from typing import Any
 
 from ..config.sampling import SamplingParams
 from ..errors import APIError
+from ..model.structured import shortest_output
 from .grammar import GrammarCheck
 from .request import Request, SequenceResult
 from .scheduler import ServingCore
@@ -68,6 +69,7 @@ class Completer:
     def __init__(self, core: ServingCore, name: str) -> None:
         self.core, self.name, self.context = core, name, core.context
         self.grammars = GrammarCheck(core.folder)
+        self._shortest_tokens: dict[str, int] = {}  # shortest output of a response_format -> its tokens
         self.grammars.start()  # in the background: ~1 s and ~55 MiB, ready before the first response_format
 
     def prepare(self, sampling: Sampling) -> Sampling:
@@ -115,7 +117,22 @@ class Completer:
         if sampling.n > 1 and not params.sampled(base):
             raise APIError(400, f"n={sampling.n} asks for several choices, but greedy decoding would return the "
                            "same text each time: set temperature > 0 (or n=1).", param="n")
-        return replace(params, constraint=self.prepare(sampling).constraint).to_genai(base)
+        constraint = self.prepare(sampling).constraint
+        self._check_room(constraint, params.max_new_tokens)
+        return replace(params, constraint=constraint).to_genai(base)
+
+    def _check_room(self, constraint: dict[str, str] | None, max_tokens: int | None) -> None:
+        """APIError(400) when ``max_tokens`` cannot hold even the shortest output the response_format allows."""
+        if constraint is None or max_tokens is None:
+            return
+        text = shortest_output(tuple(sorted(constraint.items())))
+        if text not in self._shortest_tokens:
+            self._shortest_tokens[text] = len(self.core.encode(text, add_special_tokens=False))
+        need = self._shortest_tokens[text]
+        if max_tokens < need:
+            raise APIError(400, f"max_tokens={max_tokens} cannot hold the shortest JSON this response_format allows: "
+                           f"{text} is {need} tokens. Raise max_tokens (real values take more), or ask for fewer "
+                           "properties.", param="max_tokens", code="max_tokens_too_small_for_response_format")
 
     def submit(self, prompt: Prompt, sampling: Sampling, default_max: int | None,
                loop: asyncio.AbstractEventLoop | None = None) -> Request:
