@@ -176,7 +176,8 @@ class GenAIEngine:
         """The plain pipeline's key: what it was built with for the run-time adapters (None: without any)."""
         wanted = self.adapters.signature() if self.adapters is not None else None
         for mode, built in self._pipelines:
-            if mode == "plain" and (built == wanted or (self.adapters is not None and self.adapters.serves(built, wanted))):
+            serves = built == wanted or (self.adapters is not None and self.adapters.serves(built, wanted))
+            if mode == "plain" and serves:
                 return mode, built
         return "plain", wanted
 
