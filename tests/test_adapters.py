@@ -271,3 +271,12 @@ def test_loading_while_generate_runs_is_refused(model, fused, adapters):
     assert torch.equal(out, fused["a"]) and "late" not in model.peft_config
     model.load_adapter(adapters["b"], "late")  # between calls it loads
     assert "late" in model.peft_config
+
+
+def test_fuse_mode_needs_uncompressed_weights(make_export, adapters):
+    model = AutoModelForCausalLM.from_pretrained(make_export(preset="int8"))
+    model.load_adapter(adapters["a"], "a")
+    before = model.generate(**_inputs(model), **GREEDY)
+    with pytest.raises(LoraError, match="adapter_mode='fuse' needs fp32/fp16 weights.*int8.*'dynamic' or 'static'"):
+        model.adapter_mode = "fuse"
+    assert model.adapter_mode == "dynamic" and torch.equal(model.generate(**_inputs(model), **GREEDY), before)

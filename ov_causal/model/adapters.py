@@ -196,6 +196,13 @@ def genai_unavailable(model: Any) -> str:
     return ""
 
 
+def engine_message(exc: Exception) -> str:
+    """The telling line of an OpenVINO exception (its first lines name C++ source files)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    telling = [line for line in lines if not line.startswith(("Exception from", "Check "))]
+    return (telling or lines or [type(exc).__name__])[-1][:300]
+
+
 def check_keywords(kwargs: Mapping[str, Any]) -> None:
     unknown = sorted(set(kwargs) - IGNORED_KEYWORDS)
     if unknown:
@@ -286,7 +293,7 @@ class PeftAdapterMethods:
             self._ov_apply_adapters()
         except RuntimeError as exc:
             registry.loaded, registry.active = previous
-            raise LoraError(f"{adapter.source}: OpenVINO GenAI refused the adapter ({str(exc).splitlines()[0]}). "
+            raise LoraError(f"{adapter.source}: OpenVINO GenAI refused the adapter ({engine_message(exc)}). "
                             "The model keeps its previous adapters.") from exc
 
     def add_adapter(self, adapter_config: Any, adapter_name: str | None = None) -> None:
@@ -368,19 +375,26 @@ class PeftAdapterMethods:
     def adapter_mode(self, mode: str) -> None:
         if mode not in MODES:
             raise LoraError(f"adapter_mode={mode!r} is not valid: use one of {', '.join(MODES)}.{suggest(mode, MODES)}")
-        self.adapter_registry.mode = mode
+        weights = self.ov_manifest.compression.weights
+        if mode == "fuse" and weights in ("int8", "int4"):
+            raise LoraError(f"adapter_mode='fuse' needs fp32/fp16 weights (OpenVINO GenAI cannot fuse into {weights} "
+                            "ones), and this export is " + weights + ". Use 'dynamic' or 'static', or fuse before "
+                            "export and compression: from_pretrained(base_checkpoint, lora=folder).")
+        previous, self.adapter_registry.mode = self.adapter_registry.mode, mode
         if self.adapter_registry.loaded:
-            self._ov_apply_adapters()
+            self._ov_switch(self.adapter_registry.active, self.adapter_registry.enabled, previous)
 
-    def _ov_switch(self, previous_active: dict[str, float], previous_enabled: bool) -> None:
+    def _ov_switch(self, previous_active: dict[str, float], previous_enabled: bool,
+                   previous_mode: str | None = None) -> None:
         """Build what the new active set needs (nothing in dynamic mode); on failure restore the previous set."""
         registry = self.adapter_registry
         try:
             self._ov_apply_adapters()
         except RuntimeError as exc:
             registry.active, registry.enabled = previous_active, previous_enabled
+            registry.mode = previous_mode or registry.mode
             raise LoraError(f"OpenVINO GenAI could not apply adapters {registry.effective()} "
-                            f"({str(exc).splitlines()[0]}); the previous ones stay active.") from exc
+                            f"({engine_message(exc)}); the previous ones stay active.") from exc
 
     def _ov_apply_adapters(self) -> None:
         engine = self._genai_engine()

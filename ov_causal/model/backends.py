@@ -193,10 +193,12 @@ class GenAIEngine:
                 options["draft_model"] = openvino_genai.draft_model(str(draft), self.device)
             elif self.adapters is not None:
                 options.update(self.adapters.pipeline_options(key[1]))
-                for old in [k for k in self._pipelines if k[0] == "plain"]:  # one compiled plain pipeline at a time
-                    del self._pipelines[old]
             with compiling(self.properties):  # its compiled blob is written under the cache entry's lock
-                self._pipelines[key] = openvino_genai.LLMPipeline(str(self.folder), self.device, **options)
+                pipeline = openvino_genai.LLMPipeline(str(self.folder), self.device, **options)
+            if mode == "plain":  # one compiled plain pipeline at a time (the old one stays if the build fails)
+                for old in [k for k in self._pipelines if k[0] == "plain"]:
+                    del self._pipelines[old]
+            self._pipelines[key] = pipeline
         return self._pipelines[key]
 
     def generate(self, input_ids: Any, attention_mask: Any, config: Any, kwargs: dict[str, Any]) -> Any:
