@@ -5,6 +5,7 @@ This module imports optimum-intel (and so torch) when it is imported; ``ov_causa
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from collections.abc import Mapping
@@ -169,8 +170,9 @@ class OVModelForCausalLM(OptimumCausalLM, PeftAdapterMethods):
                                   "settings GenAI has.")
         return self._ov_base.generate(self, **kwargs)
 
+    @functools.wraps(OptimumCausalLM.forward)  # its signature: transformers reads which inputs forward() takes
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        """optimum's ``forward`` (logits from the transformers-loop engine), refused while an adapter is active."""
+        # optimum's ``forward`` (logits from the transformers-loop engine), refused while an adapter is active
         self._ov_refuse_adapters("forward() (logits) runs the transformers loop")
         return self._ov_base.forward(self, *args, **kwargs)
 
