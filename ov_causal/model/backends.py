@@ -15,7 +15,7 @@ from typing import Any, Literal
 from ..config.sampling import SamplingParams
 from ..convert.cache import compiling
 from ..convert.sources import DETOKENIZER_FILE, TOKENIZER_FILE
-from ..errors import OptionError, warn
+from ..errors import LoraError, OptionError, warn
 
 Backend = Literal["auto", "genai", "optimum"]
 BACKENDS = ("auto", "genai", "optimum")
@@ -165,36 +165,60 @@ class TokenStreamer:
 class GenAIEngine:
     """LLMPipelines over a model's export folder: plain, prompt lookup, or with a draft model (built lazily)."""
 
-    def __init__(self, folder: Path, device: str, properties: dict[str, str]) -> None:
+    def __init__(self, folder: Path, device: str, properties: dict[str, str], adapters: Any = None) -> None:
         self.folder = folder
         self.device = device
         self.properties = dict(properties)
-        self._pipelines: dict[tuple[str, str], Any] = {}
+        self.adapters = adapters  # the model's AdapterRegistry (model/adapters.py), or None
+        self._pipelines: dict[tuple[str, Any], Any] = {}
+
+    def _plain_key(self) -> tuple[str, Any]:
+        """The plain pipeline's key: what it was built with for the run-time adapters (None: without any)."""
+        wanted = self.adapters.signature() if self.adapters is not None else None
+        for mode, built in self._pipelines:
+            serves = built == wanted or (self.adapters is not None and self.adapters.serves(built, wanted))
+            if mode == "plain" and serves:
+                return mode, built
+        return "plain", wanted
 
     def pipeline(self, mode: str = "plain", draft: Path | None = None) -> Any:
         import openvino_genai
 
-        key = (mode, str(draft))
+        key = self._plain_key() if mode == "plain" else (mode, str(draft))
         if key not in self._pipelines:
             options: dict[str, Any] = dict(self.properties)
             if mode == "prompt_lookup":
                 options["prompt_lookup"] = True
             elif mode == "draft":
                 options["draft_model"] = openvino_genai.draft_model(str(draft), self.device)
+            elif self.adapters is not None:
+                options.update(self.adapters.pipeline_options(key[1]))
             with compiling(self.properties):  # its compiled blob is written under the cache entry's lock
-                self._pipelines[key] = openvino_genai.LLMPipeline(str(self.folder), self.device, **options)
+                pipeline = openvino_genai.LLMPipeline(str(self.folder), self.device, **options)
+            if mode == "plain":  # one compiled plain pipeline at a time (the old one stays if the build fails)
+                for old in [k for k in self._pipelines if k[0] == "plain"]:
+                    del self._pipelines[old]
+            self._pipelines[key] = pipeline
         return self._pipelines[key]
 
     def generate(self, input_ids: Any, attention_mask: Any, config: Any, kwargs: dict[str, Any]) -> Any:
         """Run GenAI and return the transformers-shaped output tensor."""
         options = genai_config(config, input_ids.shape[1], kwargs)
         assistant = kwargs.get("assistant_model")
+        active = self.adapters.effective() if self.adapters is not None else {}
+        if active and (config.prompt_lookup_num_tokens or assistant is not None):
+            raise LoraError(f"adapter(s) {', '.join(active)} are active, and prompt lookup / assistant_model run in "
+                            "pipelines without run-time adapters: call disable_adapters() first, or fuse the "
+                            "adapter before export (from_pretrained(base, lora=folder)).")
         if config.prompt_lookup_num_tokens:
             pipe = self.pipeline("prompt_lookup")
         elif assistant is not None:
             pipe = self.pipeline("draft", _model_folder(assistant))
         else:
             pipe = self.pipeline()
+            adapters = self.adapters.call_config(self._plain_key()[1]) if self.adapters is not None else None
+            if adapters is not None:
+                options.adapters = adapters  # every call sets them: an unset value keeps the previous call's
         inputs = tokenized_inputs(input_ids, attention_mask)
         streamer = kwargs.get("streamer")
         if streamer is not None:

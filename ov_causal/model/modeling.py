@@ -5,6 +5,7 @@ This module imports optimum-intel (and so torch) when it is imported; ``ov_causa
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from collections.abc import Mapping
@@ -28,14 +29,15 @@ from ..convert.loading import (
 )
 from ..convert.lora import LoraSpec
 from ..convert.manifest import Manifest
-from ..errors import OptionError
+from ..errors import LoraError, OptionError
+from .adapters import PeftAdapterMethods
 from .backends import GENAI_ONLY, GenAIEngine, has_ov_tokenizers, plan, tokenizers_ready
 from .load_request import LoadOptions, Resolved, resolve_request
 from .loader import fingerprint, load_optimum, ov_class, register_for_pipelines
 from .saving import save_folder
 
 
-class OVModelForCausalLM(OptimumCausalLM):
+class OVModelForCausalLM(OptimumCausalLM, PeftAdapterMethods):
     """optimum-intel's ``OVModelForCausalLM``, with ov_causal's presets, export cache and GenAI engine.
 
     ``from_pretrained`` accepts every keyword of optimum's (``export``, ``load_in_8bit``,
@@ -158,7 +160,9 @@ class OVModelForCausalLM(OptimumCausalLM):
         self.last_engine, self.last_engine_reason = decision.engine, decision.reason
         if decision.engine == "genai":
             engine = self._genai_engine()  # built by plan()
-            return engine.generate(kwargs["input_ids"], kwargs.get("attention_mask"), decision.config, kwargs)
+            with self.adapter_registry.running():
+                return engine.generate(kwargs["input_ids"], kwargs.get("attention_mask"), decision.config, kwargs)
+        self._ov_refuse_adapters(f"this generate() call needs the transformers loop ({decision.reason})")
         for key in GENAI_ONLY:
             if kwargs.pop(key, None) is not None:
                 raise OptionError(f"{key}= exists only in the GenAI engine, which cannot serve this call "
@@ -166,12 +170,28 @@ class OVModelForCausalLM(OptimumCausalLM):
                                   "settings GenAI has.")
         return self._ov_base.generate(self, **kwargs)
 
+    @functools.wraps(OptimumCausalLM.forward)  # its signature: transformers reads which inputs forward() takes
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        # optimum's ``forward`` (logits from the transformers-loop engine), refused while an adapter is active
+        self._ov_refuse_adapters("forward() (logits) runs the transformers loop")
+        return self._ov_base.forward(self, *args, **kwargs)
+
+    def _ov_refuse_adapters(self, why: str) -> None:
+        active = self.adapter_registry.effective()
+        if active:
+            raise LoraError(
+                f"adapter(s) {', '.join(active)} are active, but {why}, which runs the base export: OpenVINO applies "
+                "run-time adapters only in GenAI's generation loop. Use disable_adapters() for the base model's "
+                "output, generate() with settings GenAI has, or fuse the adapter before export "
+                "(from_pretrained(base, lora=folder)) to get logits with it."
+            )
+
     def _genai_engine(self) -> GenAIEngine | None:
         if self._genai is None:
             folder = Path(self.model_save_dir)
             if not tokenizers_ready(folder, self.tokenizer):
                 return None
-            self._genai = GenAIEngine(folder, self._device, dict(self.ov_config))
+            self._genai = GenAIEngine(folder, self._device, dict(self.ov_config), self.adapter_registry)
             self.request = None  # one compiled copy of the weights at a time; the fallback recompiles
         return self._genai
 

@@ -22,6 +22,18 @@ def fallback_text(fallback: dict[str, str], summary: str, shown: int = 3) -> str
     return f"{summary}: {', '.join(f'{n} ({fallback[n]})' for n in names[:shown])}{more}"
 
 
+def adapter_fields(registry: Any) -> list[tuple[str, Any]]:
+    """The run-time adapters (``load_adapter``): which are loaded, which are active with their weights, the mode."""
+    if not registry.loaded:
+        return []
+    loaded = ", ".join(f"{name} (r={max(a.ranks.values())}, {a.nbytes / 2**20:.2f} MiB)"
+                       for name, a in registry.loaded.items())
+    active = ", ".join(f"{name} x{weight:g}" for name, weight in registry.active.items()) or "none"
+    if not registry.enabled:
+        active = f"none: disabled (set: {active})"
+    return [("run-time adapters", f"{loaded}; mode {registry.mode}"), ("active adapters", active)]
+
+
 def model_summary(model: Any) -> list[tuple[str, Any]]:
     """(field, value) pairs describing an ov_causal model: what it is, how it was made, how it runs."""
     m = model.ov_manifest
@@ -43,6 +55,7 @@ def model_summary(model: Any) -> list[tuple[str, Any]]:
         fields.append(("group-size fallback", fallback_text(m.fallback, m.fallback_summary())))
     if m.adapters:
         fields.append(("LoRA adapters", ", ".join(f"{a['path']} x{a['weight']:g}" for a in m.adapters)))
+    fields += adapter_fields(model.adapter_registry)
     options = ", ".join(f"{k}={v}" for k, v in model.ov_config.items() if k != "CACHE_DIR")
     last = f", last call: {model.last_engine}" if model.last_engine else ""
     fields += [
