@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..config.sampling import SamplingParams
-from ..convert.cache import compiling
+from ..convert.cache import compiling, genai_properties
+from ..convert.cache_locks import hold_entry
 from ..convert.sources import DETOKENIZER_FILE, TOKENIZER_FILE
 from ..errors import OptionError, warn
 
@@ -168,7 +169,8 @@ class GenAIEngine:
     def __init__(self, folder: Path, device: str, properties: dict[str, str]) -> None:
         self.folder = folder
         self.device = device
-        self.properties = dict(properties)
+        self.properties = genai_properties(properties, device)  # no CACHE_DIR blob on CPU: never read back
+        self._hold = hold_entry(folder)  # the size cap does not evict an entry an engine runs from
         self._pipelines: dict[tuple[str, str], Any] = {}
 
     def pipeline(self, mode: str = "plain", draft: Path | None = None) -> Any:
@@ -181,7 +183,7 @@ class GenAIEngine:
                 options["prompt_lookup"] = True
             elif mode == "draft":
                 options["draft_model"] = openvino_genai.draft_model(str(draft), self.device)
-            with compiling(self.properties):  # its compiled blob is written under the cache entry's lock
+            with compiling(self.properties, self.device):  # its compiled blob is written under the cache entry's lock
                 self._pipelines[key] = openvino_genai.LLMPipeline(str(self.folder), self.device, **options)
         return self._pipelines[key]
 
