@@ -256,8 +256,9 @@ def describe_pruned(root: Path, pruned: Pruned, max_bytes: int) -> str:
     parts = []
     if pruned.removed:
         names = "; ".join(f"{e.key[:12]} {e.what} of {e.source} ({mib(e.size)})" for e in pruned.removed)
-        parts.append(f"removed {len(pruned.removed)} least recently used entr{'y' if len(pruned.removed) == 1 else 'ies'}"
-                     f" ({mib(pruned.freed)} freed): {names}")
+        count = len(pruned.removed)
+        parts.append(f"removed {count} least recently used entr{'y' if count == 1 else 'ies'} ({mib(pruned.freed)} "
+                     f"freed): {names}")
     if pruned.after > max_bytes:
         busy = f"; in use by running processes: {', '.join(e.key[:12] for e in pruned.in_use)}" if pruned.in_use else ""
         parts.append(f"still over the cap{busy}")

@@ -112,7 +112,8 @@ class OVModelForCausalLM(OptimumCausalLM):
         """Compile the transformers-loop engine (optimum's ``compile``; called by optimum before every forward)."""
         self._ov_compiling = True
         try:
-            with compiling(self.ov_config, self._device):  # a blob cached in an export-cache entry is written under its lock
+            # a blob cached in an export-cache entry is written under its lock
+            with compiling(self.ov_config, self._device):
                 self._ov_base.compile(self)
         finally:
             self._ov_compiling = False

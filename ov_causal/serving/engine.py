@@ -40,7 +40,8 @@ def new_pipeline(args: tuple) -> Any:
     """The engine, compiled under the cache entry's compile lock (two replicas may start on one entry at once)."""
     import openvino_genai
 
-    with compiling(args[3], args[2]):  # OpenVINO writes the blob in place: another process must not read it half-written
+    # OpenVINO writes a blob in place: another process must not read it half-written (none on CPU: genai_properties)
+    with compiling(args[3], args[2]):
         return openvino_genai.ContinuousBatchingPipeline(*args)
 
 
