@@ -86,7 +86,9 @@ def main() -> None:
         times: dict[str, list[float]] = {f"{e}{'+blob' if b == '1' else ''}": [] for e, b in MODES}
         sizes = {}
         for engine, blob in MODES:  # warm-up: writes the blobs
-            sizes[engine] = child(args, preset, engine, blob)
+            result = child(args, preset, engine, blob)
+            if blob == "1":
+                sizes[engine] = result
         for run in range(args.runs):
             for engine, blob in MODES if run % 2 == 0 else MODES[::-1]:
                 times[f"{engine}{'+blob' if blob == '1' else ''}"].append(child(args, preset, engine, blob)["seconds"])
