@@ -168,6 +168,13 @@ def test_a_new_entry_over_the_cap_evicts_with_a_warning(make_checkpoint, tmp_pat
     assert code == 0 and "removed 2 least recently used entries" in out and list_entries(tmp_path) == []
     code, out = _cli(tmp_path, "list", "--max-gb", "1")
     assert code == 2 and "--max-gb goes with 'cache prune'" in out
+    import ov_causal
+
+    with pytest.raises(OptionError, match="max_gb=-1 is not a size"):
+        ov_causal.prune_cache(max_gb=-1, ov_cache_dir=tmp_path)
+    monkeypatch.delenv("OV_CAUSAL_CACHE_MAX_GB")
+    with pytest.raises(OptionError, match="needs the size to fit in"):
+        ov_causal.prune_cache(ov_cache_dir=tmp_path)
 
 
 def test_eviction_never_removes_anything_outside_the_cache(make_checkpoint, tmp_path):

@@ -15,7 +15,7 @@ from ..convert.cache_entries import (
     list_entries,
     mib,
     parse_age,
-    prune,
+    prune_cache,
     size_limit,
     verify_cache,
 )
@@ -89,10 +89,10 @@ def _list(root: Path) -> int:
 
 
 def _prune(root: Path, max_gb: float | None) -> int:
-    limit = size_limit() if max_gb is None else int(max_gb * 2**30)
-    if limit is None:
+    if max_gb is None and size_limit() is None:
         raise OptionError(f"'cache prune' needs the size to fit in: --max-gb GIB, or ${LIMIT_ENV} set.")
-    print(describe_pruned(root, prune(root, limit), limit))
+    pruned = prune_cache(max_gb, root)
+    print(describe_pruned(root, pruned, size_limit() if max_gb is None else int(max_gb * 2**30)))
     return EXIT_OK
 
 

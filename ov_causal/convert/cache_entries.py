@@ -251,6 +251,30 @@ def prune(root: Path, max_bytes: int, keep: tuple[str, ...] = ()) -> Pruned:
     return Pruned(tuple(removed), tuple(in_use), before, total)
 
 
+def prune_cache(max_gb: float | None = None, ov_cache_dir: str | os.PathLike[str] | None = None) -> Pruned:
+    """Remove least recently used entries of the export cache until it holds at most ``max_gb`` GiB.
+
+    Args:
+        max_gb: the size to fit in, in GiB (2**30 bytes, as ``cache list`` shows sizes); None uses
+            $OV_CAUSAL_CACHE_MAX_GB, the cap every new export applies.
+        ov_cache_dir: the cache (default ``$OV_CAUSAL_CACHE_DIR`` or ``~/.cache/ov_causal``).
+
+    Returns what was removed (``removed``, ``freed`` bytes), what stayed because a process uses it (``in_use``),
+    and the size before and after. An entry another process builds, compiles into or has loaded is never removed.
+
+    Example:
+        >>> pruned = prune_cache(max_gb=20)
+        >>> print(f"freed {pruned.freed / 2**30:.1f} GiB")
+    """
+    if max_gb is not None and not max_gb >= 0:
+        raise OptionError(f"max_gb={max_gb!r} is not a size: give the GiB the export cache may hold, e.g. 20.")
+    limit = size_limit() if max_gb is None else int(max_gb * 2**30)
+    if limit is None:
+        raise OptionError(f"prune_cache() needs the size to fit in: max_gb=, or {LIMIT_ENV} set (the CLI: "
+                          "'ov-causal cache prune --max-gb GIB').")
+    return prune(cache_root(ov_cache_dir), limit)
+
+
 def describe_pruned(root: Path, pruned: Pruned, max_bytes: int) -> str:
     """One message on what ``prune`` removed and freed, and why the cache may still be over ``max_bytes``."""
     parts = []
