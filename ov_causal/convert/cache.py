@@ -3,10 +3,13 @@
 Layout under the root (``~/.cache/ov_causal`` by default)::
 
     entries/<key>/            a finished export (IR, tokenizers, ov_causal.json, entry.json)
-    entries/<key>/compiled/   OpenVINO's compiled-model cache (CACHE_DIR) for this entry
+    entries/<key>/compiled/   OpenVINO's compiled-model cache (CACHE_DIR) of the transformers loop: one blob per
+                              device (devices.json); GenAI's engines on CPU get none (``genai_properties``)
+    entries/<key>/last_used   when the entry was last loaded (the size cap evicts the least recently used)
     entries/.<key>.partial-*  an export in progress (or left by a killed process): never trusted
     locks/<key>.lock          held while one process builds the entry
     locks/<key>.compile.lock  held while OpenVINO compiles into the entry's compiled/ folder
+    locks/<key>.use.lock      shared by every process that has the entry loaded (``cache_locks``)
 
 An entry is trusted only when its ``entry.json`` lists every file with the sha256 of its whole
 content, taken when it was published. A file whose size, mtime or ctime differ from those recorded
