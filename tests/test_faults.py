@@ -169,13 +169,13 @@ def test_four_processes_loading_at_once_share_one_blob_set(make_checkpoint, cach
     root = tmp_path / "c"
     shutil.copytree(cached[0], root)
     entry = _entry(root)
-    shutil.rmtree(entry / "compiled")
+    shutil.rmtree(entry / "compiled", ignore_errors=True)  # GenAI alone writes none on CPU
     outputs = _load_in(1, make_checkpoint(), root)
     reference = _blobs(entry)  # what one process alone writes into CACHE_DIR
     assert reference, "the load compiled into CACHE_DIR"
     for fresh in (True, False):  # all four compile at once (one writes, three wait and read); all read
         if fresh:
-            shutil.rmtree(entry / "compiled")
+            shutil.rmtree(entry / "compiled", ignore_errors=True)  # GenAI alone writes none on CPU
         outputs |= _load_in(4, make_checkpoint(), root)
         assert _blobs(entry) == reference
     assert outputs == {f"TOKENS genai {cached[1]}"}
