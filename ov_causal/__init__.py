@@ -38,7 +38,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:  # what IDEs, type checkers and the docs see; at run time __getattr__ imports on first use
-    from .convert.cache_entries import cache_table, verify_cache
+    from .convert.cache_entries import cache_table, prune_cache, verify_cache
     from .convert.lora import fuse_lora
     from .convert.sources import DEMO_MODEL
     from .model.modeling import AutoModelForCausalLM, OVModelForCausalLM
@@ -61,6 +61,7 @@ _LAZY = {
     "structured_output_config": "ov_causal.model.structured",
     "set_progress": "ov_causal.ui.progress",
     "cache_table": "ov_causal.convert.cache_entries",
+    "prune_cache": "ov_causal.convert.cache_entries",
     "DEMO_MODEL": "ov_causal.convert.sources",
     "verify_cache": "ov_causal.convert.cache_entries",
 }
@@ -95,6 +96,7 @@ __all__ = [
     "get_runtime",
     "pipeline",
     "presets_table",
+    "prune_cache",
     "runtimes_table",
     "set_progress",
     "stream",

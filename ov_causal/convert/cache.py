@@ -3,10 +3,13 @@
 Layout under the root (``~/.cache/ov_causal`` by default)::
 
     entries/<key>/            a finished export (IR, tokenizers, ov_causal.json, entry.json)
-    entries/<key>/compiled/   OpenVINO's compiled-model cache (CACHE_DIR) for this entry
+    entries/<key>/compiled/   OpenVINO's compiled-model cache (CACHE_DIR) of the transformers loop: one blob per
+                              device (devices.json); GenAI's engines on CPU get none (``genai_properties``)
+    entries/<key>/last_used   when the entry was last loaded (the size cap evicts the least recently used)
     entries/.<key>.partial-*  an export in progress (or left by a killed process): never trusted
     locks/<key>.lock          held while one process builds the entry
     locks/<key>.compile.lock  held while OpenVINO compiles into the entry's compiled/ folder
+    locks/<key>.use.lock      shared by every process that has the entry loaded (``cache_locks``)
 
 An entry is trusted only when its ``entry.json`` lists every file with the sha256 of its whole
 content, taken when it was published. A file whose size, mtime or ctime differ from those recorded
@@ -16,36 +19,25 @@ with the hash is re-hashed in full before use (``ov_causal.convert.integrity``);
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import hashlib
 import json
 import os
-import shutil
-import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import CacheError, warn
+from .cache_entries import enforce_limit, size_limit
+from .cache_locks import READ_ONLY, ensure_folder, hold_entry, key_lock
+from .cache_locks import cache_root as cache_root  # its home before cache_locks: still imported from here
 from .files import remove, write_json, write_nofollow
 from .integrity import COMPILED_DIR, ENTRIES_DIR, ENTRY_FILE, USED_FILE, check_entry, file_records, verify
 
-CACHE_ENV = "OV_CAUSAL_CACHE_DIR"
 _SAMPLE = 1 << 20  # bytes read from the start, middle and end of a large file for its quick hash
-
-
-def cache_root(ov_cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Where the cache lives: the keyword, else $OV_CAUSAL_CACHE_DIR, else $XDG_CACHE_HOME/ov_causal."""
-    if ov_cache_dir is not None:
-        return Path(ov_cache_dir).expanduser()
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ov_causal"
 
 
 def quick_hash(path: Path) -> str:
@@ -77,56 +69,34 @@ def make_key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-_READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)
+def _entry_compiled_dir(properties: Mapping[str, Any]) -> Path | None:
+    """The ``compiled/`` folder of an export-cache entry that ``properties`` name as CACHE_DIR, else None."""
+    cache_dir = properties.get("CACHE_DIR")
+    compiled = Path(str(cache_dir)) if cache_dir else None
+    if compiled is None or compiled.name != COMPILED_DIR or not (compiled.parent / ENTRY_FILE).is_file():
+        return None
+    return compiled
 
 
-def _ensure_folder(path: Path) -> None:
-    """Make ``path`` a folder, replacing a file (or dead symlink) that stands where it should be."""
-    if (path.exists() or path.is_symlink()) and not path.is_dir():
-        warn(f"{path} is a file where ov_causal keeps a folder of its cache; replacing it.")
-        path.unlink()
-    path.mkdir(parents=True, exist_ok=True)
+def genai_properties(properties: Mapping[str, Any], device: str) -> dict[str, Any]:
+    """``properties`` for a GenAI engine (``LLMPipeline``, ``ContinuousBatchingPipeline``) on ``device``: without
+    the export-cache entry's CACHE_DIR on CPU, where the blob would be written on every load and never read.
 
-
-def _open_lock(path: Path) -> Any:
-    """The lock file, opened without following a link (a symlink or FIFO standing there is replaced)."""
-    if path.is_dir() and not path.is_symlink():
-        warn(f"{path} is a folder where ov_causal keeps a lock file; replacing it.")
-        shutil.rmtree(path)
-    elif (path.is_symlink() or path.exists()) and not stat.S_ISREG(path.lstat().st_mode):
-        warn(f"{path} is a link or special file where ov_causal keeps a lock file; replacing it.")
-        path.unlink()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
-    return os.fdopen(fd, "a")
-
-
-@contextmanager
-def key_lock(root: Path, key: str) -> Iterator[None]:
-    """An inter-process lock for one key; the OS releases it if the holder dies.
-
-    Raises ``OSError`` (EACCES/EROFS) when the cache cannot be written; a file or folder standing
-    where a lock belongs is replaced with a warning.
+    Both engines run paged attention by default, and OpenVINO 2026.4's CPU plugin cannot import a compiled
+    PagedAttention model ("Runtime info k_head_size and num_k_heads are required for PagedAttention node"):
+    OpenVINO then drops the blob, compiles again and writes a new one, an IR-sized copy per entry that every
+    load pays to write (measured by ``scripts/compiled_blobs.py``, numbers in docs/cache.md). A CACHE_DIR of the
+    user's own, another device, or ``ATTENTION_BACKEND="SDPA"`` (whose blob loads) keep it.
     """
-    try:
-        _ensure_folder(root / "locks")
-        handle = _open_lock(root / "locks" / f"{key}.lock")
-    except OSError as exc:
-        if exc.errno in _READ_ONLY:
-            raise
-        raise CacheError(
-            f"the lock {root / 'locks' / (key + '.lock')} of the export cache cannot be used ({exc.strerror}). "
-            f"Remove {root / 'locks'}, or pass ov_cache_dir= another folder."
-        ) from exc
-    with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    out = dict(properties)
+    sdpa = str(out.get("ATTENTION_BACKEND", "")).upper() == "SDPA"
+    if device.upper().startswith("CPU") and not sdpa and _entry_compiled_dir(out) is not None:
+        out.pop("CACHE_DIR")
+    return out
 
 
 @contextmanager
-def compiling(properties: Mapping[str, Any]) -> Iterator[None]:
+def compiling(properties: Mapping[str, Any], device: str = "CPU") -> Iterator[None]:
     """Hold the entry's compile lock while OpenVINO compiles with ``CACHE_DIR`` in an export-cache entry.
 
     OpenVINO writes its compiled blob into CACHE_DIR in place; a process that maps a blob another
@@ -134,13 +104,15 @@ def compiling(properties: Mapping[str, Any]) -> Iterator[None]:
     read once complete. A CACHE_DIR outside the export cache (the user's own) is not locked; a
     read-only cache is not locked either (OpenVINO cannot write blobs there).
 
+    A compile that wrote a blob removes the entry's older blobs for ``device`` (another runtime, another
+    ``ov_config``): an entry keeps one compiled copy per device (``BLOB_INDEX`` says whose each is).
+
     Example:
-        >>> with compiling(model.ov_config):
+        >>> with compiling(model.ov_config, "CPU"):
         ...     model.compile()
     """
-    cache_dir = properties.get("CACHE_DIR")
-    compiled = Path(str(cache_dir)) if cache_dir else None
-    if compiled is None or compiled.name != COMPILED_DIR or not (compiled.parent / ENTRY_FILE).is_file():
+    compiled = _entry_compiled_dir(properties)
+    if compiled is None:
         yield
         return
     root, key = compiled.parent.parent.parent, compiled.parent.name
@@ -148,14 +120,55 @@ def compiling(properties: Mapping[str, Any]) -> Iterator[None]:
         lock = key_lock(root, f"{key}.compile")
         lock.__enter__()
     except OSError as exc:
-        if exc.errno not in _READ_ONLY:
+        if exc.errno not in READ_ONLY:
             raise
         yield
         return
     try:
+        before = _blob_stats(compiled)
         yield
+        _keep_one_blob(compiled, before, device.upper())
     finally:
         lock.__exit__(None, None, None)
+
+
+BLOB_INDEX = "devices.json"  # in an entry's compiled/: {blob file name: device it was compiled for}
+
+
+def _blob_stats(compiled: Path) -> dict[str, tuple[int, int]]:
+    """{file name: (inode, mtime)} of the blobs in ``compiled`` (a rewritten blob changes both)."""
+    stats = {}
+    for path in compiled.glob("*"):
+        if path.name != BLOB_INDEX and not path.name.startswith("."):
+            try:
+                st = path.lstat()
+            except FileNotFoundError:
+                continue
+            stats[path.name] = (st.st_ino, st.st_mtime_ns)
+    return stats
+
+
+def _keep_one_blob(compiled: Path, before: dict[str, tuple[int, int]], device: str) -> None:
+    """After a compile: if it wrote blobs, drop the older ones of the same device (or of no recorded device)."""
+    after = _blob_stats(compiled)
+    written = {name for name, st in after.items() if before.get(name) != st}
+    if not written:
+        return  # loaded from a blob (or compiled without caching): nothing changes
+    try:
+        index = json.loads((compiled / BLOB_INDEX).read_text(encoding="utf-8"))
+        index = index if isinstance(index, dict) else {}
+    except (OSError, ValueError):
+        index = {}
+    for name in after.keys() - written:
+        if index.get(name, device) == device:  # removing a blob another process maps is safe: the inode stays
+            remove(compiled / name)
+            index.pop(name, None)
+    index = {name: dev for name, dev in index.items() if name in after}
+    index.update(dict.fromkeys(written, device))
+    try:
+        write_json(compiled / BLOB_INDEX, index)
+    except OSError:
+        pass
 
 
 @dataclass(frozen=True)
@@ -164,12 +177,15 @@ class Hit:
 
     ``read_only``: found intact in a cache this process cannot write (nothing was written to it).
     ``workdir``: set when the cache could not be used: the export lives in this temporary folder.
+    ``use``: the entry's shared use lock (``cache_locks.hold_entry``), held while this object lives: the size cap
+    does not evict an entry a process has loaded.
     """
 
     folder: Path
     hit: bool
     read_only: bool = False
     workdir: tempfile.TemporaryDirectory | None = None
+    use: Any = field(default=None, compare=False, repr=False)
 
     @property
     def compiled_dir(self) -> Path:
@@ -251,20 +267,27 @@ def _bypass(entry: Path, problem: str, build: Callable[[Path], None]) -> Hit:
 def get_or_build(root: Path, key: str, parts: dict[str, Any], build: Callable[[Path], None]) -> Hit:
     """Return the entry for ``key``, building it with ``build(target)`` under the lock if needed.
 
-    ``build`` must create ``target`` atomically (it is a path that does not exist yet).
+    ``build`` must create ``target`` atomically (it is a path that does not exist yet). The entry returned is held
+    in use (``Hit.use``); after a build, least recently used entries over $OV_CAUSAL_CACHE_MAX_GB are evicted.
     """
     entries = root / ENTRIES_DIR
+    size_limit()  # a malformed cap is refused before the export, not after it
     lock = key_lock(root, key)
     try:
         lock.__enter__()
     except OSError as exc:
-        if not isinstance(exc, CacheError) and exc.errno in _READ_ONLY:
+        if not isinstance(exc, CacheError) and exc.errno in READ_ONLY:
             return _uncached(root, key, build, exc.strerror or "permission denied")
         raise
     try:
-        return _get_or_build_locked(entries, key, parts, build)
+        hit = _get_or_build_locked(entries, key, parts, build)
+        if hit.workdir is None:  # held before the build lock is released: no eviction can come in between
+            hit = replace(hit, use=hold_entry(hit.folder))
     finally:
         lock.__exit__(None, None, None)
+    if not hit.hit and hit.workdir is None:
+        enforce_limit(root, keep=key)
+    return hit
 
 
 def _get_or_build_locked(entries: Path, key: str, parts: dict[str, Any], build: Callable[[Path], None]) -> Hit:
@@ -278,7 +301,7 @@ def _get_or_build_locked(entries: Path, key: str, parts: dict[str, Any], build: 
         if not _discard(entry):
             return _bypass(entry, problem, build)
         warn(f"cache entry {entry} is damaged ({problem}); rebuilding it.")
-    _ensure_folder(entries)
+    ensure_folder(entries)
     for stale in entries.glob(f".{key}.partial-*"):  # left by a killed process
         remove(stale)
     build(entry)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..config.presets import Compression
 from ..errors import ExportError, OVCausalError
-from .cache import CACHE_ENV
+from .cache_locks import CACHE_ENV
 from .integrity import ENTRIES_DIR
 from .sources import IR_FILE
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..config.sampling import SamplingParams
-from ..convert.cache import compiling
+from ..convert.cache import compiling, genai_properties
+from ..convert.cache_locks import hold_entry
 from ..convert.sources import DETOKENIZER_FILE, TOKENIZER_FILE
 from ..errors import LoraError, OptionError, warn
 
@@ -168,7 +169,8 @@ class GenAIEngine:
     def __init__(self, folder: Path, device: str, properties: dict[str, str], adapters: Any = None) -> None:
         self.folder = folder
         self.device = device
-        self.properties = dict(properties)
+        self.properties = genai_properties(properties, device)  # no CACHE_DIR blob on CPU: never read back
+        self._hold = hold_entry(folder)  # the size cap does not evict an entry an engine runs from
         self.adapters = adapters  # the model's AdapterRegistry (model/adapters.py), or None
         self._pipelines: dict[tuple[str, Any], Any] = {}
 
@@ -193,7 +195,7 @@ class GenAIEngine:
                 options["draft_model"] = openvino_genai.draft_model(str(draft), self.device)
             elif self.adapters is not None:
                 options.update(self.adapters.pipeline_options(key[1]))
-            with compiling(self.properties):  # its compiled blob is written under the cache entry's lock
+            with compiling(self.properties, self.device):  # its compiled blob is written under the cache entry's lock
                 pipeline = openvino_genai.LLMPipeline(str(self.folder), self.device, **options)
             if mode == "plain":  # one compiled plain pipeline at a time (the old one stays if the build fails)
                 for old in [k for k in self._pipelines if k[0] == "plain"]:

@@ -71,6 +71,7 @@ class OVModelForCausalLM(OptimumCausalLM, PeftAdapterMethods):
     last_engine_reason: str | None = None
     _genai: GenAIEngine | None = None
     _ov_workdir: tempfile.TemporaryDirectory | None = None
+    _ov_entry_use: Any = None  # the export-cache entry's use lock: the size cap leaves a loaded entry alone
     _ov_compile_on_demand: bool = False  # compiled at load: `request` compiles again when read after being freed
     _ov_compiling: bool = False
     _ov_loaded_fingerprint: tuple[int, int] | None = None  # of model.model as loaded from model_save_dir
@@ -113,7 +114,8 @@ class OVModelForCausalLM(OptimumCausalLM, PeftAdapterMethods):
         """Compile the transformers-loop engine (optimum's ``compile``; called by optimum before every forward)."""
         self._ov_compiling = True
         try:
-            with compiling(self.ov_config):  # a blob cached in an export-cache entry is written under its lock
+            # a blob cached in an export-cache entry is written under its lock
+            with compiling(self.ov_config, self._device):
                 self._ov_base.compile(self)
         finally:
             self._ov_compiling = False
@@ -243,6 +245,7 @@ def _attach(model: Any, resolved: Resolved, prepared: Prepared, runtime: Runtime
     model.ov_model_replaced = False  # set again by the line above: it is the model as loaded
     register_for_pipelines(model)
     model._ov_workdir = prepared.workdir
+    model._ov_entry_use = None if prepared.cache is None else prepared.cache.use
     model.ov_cache_hit = None if prepared.cache is None else prepared.cache.hit
     model.ov_auto_reason = resolved.auto_reason
     model.backend = backend  # checked by LoadOptions

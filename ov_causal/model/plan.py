@@ -18,6 +18,7 @@ from typing import Any
 from ..config.hub import resolve_hf_kwargs
 from ..config.presets import Runtime
 from ..convert.cache import Hit, cache_root, touch_used, verify
+from ..convert.cache_locks import hold_entry
 from ..convert.integrity import ENTRIES_DIR
 from ..convert.ir import is_stateful
 from ..convert.loading import (
@@ -53,6 +54,7 @@ class LoadPlan:
     runtime: Runtime | None = None  # the runtime preset in force on the ready folder
     properties: dict[str, str] = field(default_factory=dict)
     reason: str = ""
+    hold: Any = field(default=None, compare=False, repr=False)  # the cache entry's use lock, while the plan lives
 
     @property
     def ready(self) -> bool:
@@ -95,7 +97,8 @@ def plan_load(model: str | os.PathLike[str], **keywords: Any) -> LoadPlan:
         return LoadPlan(name, resolved.device, resolved, reason=reason)
     runtime, properties = runtime_config(resolved.runtime, resolved.overrides, prepared, resolved.source.kind,
                                          resolved.device, options.ov_config is not None)
-    return LoadPlan(name, resolved.device, resolved, prepared.folder, runtime, properties)
+    hold = prepared.cache.use if prepared.cache is not None else None
+    return LoadPlan(name, resolved.device, resolved, prepared.folder, runtime, properties, hold=hold)
 
 
 def _folder(source: Source, request: ExportRequest) -> tuple[Prepared | None, str]:
@@ -124,8 +127,11 @@ def _entry(source: Source, request: ExportRequest) -> Prepared | None:
     entry = cache_root(request.ov_cache_dir) / ENTRIES_DIR / key  # the layout cache.get_or_build writes
     if not entry.is_dir() or verify(entry) is not None:
         return None
+    hold = hold_entry(entry)  # in use from here: the size cap leaves it alone
+    if not entry.is_dir():  # evicted between the check and the hold
+        return None
     touch_used(entry)  # a hit counts as a use, as in get_or_build
-    return Prepared(entry, Manifest.read(entry), cache=Hit(entry, hit=True))
+    return Prepared(entry, Manifest.read(entry), cache=Hit(entry, hit=True, use=hold))
 
 
 def _stateful(prepared: Prepared) -> bool:

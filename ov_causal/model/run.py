@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ..convert.cache import genai_properties
 from ..convert.sources import DEMO_MODEL
 from ..errors import OptionError
 
@@ -76,10 +77,10 @@ def _generate_ready(
     from .backends import genai_config
 
     start = time.perf_counter()
-    # Without CACHE_DIR: LLMPipeline misses OpenVINO's compiled-model cache on every load here (the blob
-    # is compiled and written again each time), which costs ~2 s per start on a 246M int8 model.
-    properties = {k: v for k, v in ready.properties.items() if k != "CACHE_DIR"}
-    pipe = openvino_genai.LLMPipeline(str(ready.folder), ready.device, **properties)
+    # genai_properties: without the entry's CACHE_DIR on CPU, whose paged-attention blob OpenVINO writes on every
+    # load and never reads back (~2 s per start on a 246M int8 model; see convert.cache.genai_properties).
+    pipe = openvino_genai.LLMPipeline(str(ready.folder), ready.device, **genai_properties(ready.properties,
+                                                                                         ready.device))
     tokenizer = pipe.get_tokenizer()
     inputs = tokenizer.encode(prompt)
     prompt_length = inputs.input_ids.get_shape()[1]

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..convert.cache import compiling
+from ..convert.cache import compiling, genai_properties
 from ..convert.sources import CONFIG_FILE, DETOKENIZER_FILE, IR_FILE, TOKENIZER_FILE
 from ..errors import APIError, ModelSourceError, OptionError
 
@@ -33,14 +33,15 @@ def engine_args(folder: Path, device: str, properties: dict[str, Any], kv_cache_
     if kv_blocks is not None:
         scheduler.num_kv_blocks = kv_blocks
     pool = f"{kv_cache_gb} GB" if kv_cache_gb else f"{kv_blocks}-block" if kv_blocks else "the"
-    return (str(folder), scheduler, device, dict(properties)), pool
+    return (str(folder), scheduler, device, genai_properties(properties, device)), pool
 
 
 def new_pipeline(args: tuple) -> Any:
     """The engine, compiled under the cache entry's compile lock (two replicas may start on one entry at once)."""
     import openvino_genai
 
-    with compiling(args[3]):  # OpenVINO writes the blob in place: another process must not read it half-written
+    # OpenVINO writes a blob in place: another process must not read it half-written (none on CPU: genai_properties)
+    with compiling(args[3], args[2]):
         return openvino_genai.ContinuousBatchingPipeline(*args)
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..convert.cache_locks import hold_entry
 from ..errors import APIError
 from .chat_template import ChatTemplate, load_chat_template
 from .engine import (
@@ -66,6 +67,7 @@ class ServingCore:
                  on_finish: Callable[[Request], None] | None = None, memory_slack_mib: int | None = 256,
                  stall_timeout: float = STALL_TIMEOUT, on_stall: Callable[[], None] | None = None) -> None:
         self.folder = Path(folder)
+        self._entry_use = hold_entry(self.folder)  # the size cap leaves the entry a server runs from alone
         self._engine_args, self.pool = engine_args(self.folder, device, properties or {}, kv_cache_gb, kv_blocks,
                                                    max_running, max_queue, prefix_caching)
         self._engine_lock = threading.Lock()  # held while the pipeline is rebuilt

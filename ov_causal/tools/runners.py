@@ -37,7 +37,9 @@ class RawLLMPipeline:
     def __init__(self, folder: str | os.PathLike[str], device: str, properties: Mapping[str, str]) -> None:
         import openvino_genai
 
-        self.pipe = openvino_genai.LLMPipeline(str(folder), device, **dict(properties))
+        from ..convert.cache import genai_properties
+
+        self.pipe = openvino_genai.LLMPipeline(str(folder), device, **genai_properties(properties, device))
 
     def generate(self, input_ids: Any, attention_mask: Any = None, *, max_new_tokens: int, min_new_tokens: int,
                  do_sample: bool = False) -> Any:
