@@ -93,6 +93,7 @@ def test_bad_adapter_fails_before_serving(make_export, adapters, tmp_path):  # n
         ServeOptions(name="a", lora=(("a", str(adapters["a"])),))
     assert served_lora({"a": adapters["a"]}) == ((("a", str(adapters["a"])),), None)
     assert served_lora({str(adapters["a"]): 0.5}) == ((), {str(adapters["a"]): 0.5})  # fused at export
+    assert served_lora(()) == served_lora(None) == ((), None)
 
 
 def _waiting(*groups):
@@ -105,3 +106,30 @@ def test_scheduling_rule():
     assert not must_switch("a", _waiting("b"), held_s=1, slice_s=2)  # within its slice
     assert must_switch("a", _waiting("a", "b"), held_s=2, slice_s=2)
     assert must_switch(None, _waiting("a"), held_s=3, slice_s=2)
+
+
+def test_metrics_count_requests_by_adapter(server, client):
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def counts():
+        text = opener.open(server.removesuffix("/v1") + "/metrics", timeout=30).read().decode()
+        return {label: float(line.rsplit(" ", 1)[1]) for label in ("", "a", "b") for line in text.splitlines()
+                if line.startswith(f'ov_causal_adapter_requests_total{{adapter="{label}"}}')}
+
+    before = counts()
+    client.completions.create(model="b", prompt=PROMPT[0], max_tokens=2)
+    client.completions.create(model="b", prompt=PROMPT[0], max_tokens=2)
+    client.completions.create(model=NAME, prompt=PROMPT[0], max_tokens=2)
+    after = counts()
+    assert {k: after[k] - before[k] for k in after} == {"": 1, "a": 0, "b": 2}
+
+
+def test_cli_lora_flags():
+    from ov_causal.cli.serve import lora_flags
+
+    assert lora_flags(["sql=adapters/sql", "chat=/x/y"]) == {"sql": "adapters/sql", "chat": "/x/y"}
+    for bad in (["sql"], ["=x"], ["a=x", "a=y"]):
+        with pytest.raises(OptionError, match="NAME=FOLDER"):
+            lora_flags(bad)

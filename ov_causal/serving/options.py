@@ -67,7 +67,9 @@ def served_lora(lora: object) -> tuple[tuple[tuple[str, str], ...], object]:
     import os
     from collections.abc import Mapping
 
-    if isinstance(lora, Mapping) and lora and all(isinstance(p, (str, os.PathLike)) for p in lora.values()):
+    if not lora:
+        return (), None
+    if isinstance(lora, Mapping) and all(isinstance(p, (str, os.PathLike)) for p in lora.values()):
         return tuple((name, os.fspath(path)) for name, path in lora.items()), None
     return (), lora
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from .._optional import require
 from ..errors import OptionError
-from .launch import base_url, check_port, default_name, load_folder, settle
 from .adapters import load_adapters
+from .launch import base_url, check_port, default_name, load_folder, settle
 from .options import ServeOptions, check_grace, served_lora
 from .stop import end_processes, on_signals, ray_processes
 
@@ -64,7 +64,7 @@ def serve(
     grace: float = _DEFAULTS.grace,
     blocking: bool = True,
     ray: bool = _DEFAULTS.ray,
-    lora: Any = None,
+    lora: Any = _DEFAULTS.lora,
     **from_pretrained_kwargs: Any,
 ) -> str:
     """Serve ``model`` behind the OpenAI HTTP API on Ray Serve and return its base URL (``http://host:port/v1``).

@@ -289,15 +289,7 @@ class ServingCore:
     def _admit(self) -> None:
         """Hand waiting requests to GenAI and cancel abandoned ones."""
         with self._cond:
-            admitted = []
-            if not (self.adapters and must_switch(self.group, self._incoming, time.monotonic() - self._group_since,
-                                                  self.adapter_slice)):
-                for request in list(self._incoming):
-                    if len(self._active) + len(admitted) >= self.max_running:
-                        break
-                    if request.adapter == self.group:
-                        self._incoming.remove(request)
-                        admitted.append(request)
+            admitted = self._take()
             dropped = [r for r in self._incoming if r.cancelled]
             for request in dropped:
                 self._incoming.remove(request)
@@ -319,6 +311,21 @@ class ServingCore:
         for request in self._active.values():
             if request.cancelled:
                 request.handle.cancel()
+
+    def _take(self) -> list[Request]:
+        """The waiting requests of the running adapter group that fit in the batch (none once the group must
+        hand the engine over: ``serving.adapters.must_switch``). Called holding ``_cond``."""
+        if self.adapters and must_switch(self.group, self._incoming, time.monotonic() - self._group_since,
+                                         self.adapter_slice):
+            return []
+        taken: list[Request] = []
+        for request in list(self._incoming):
+            if len(self._active) + len(taken) >= self.max_running:
+                break
+            if request.adapter == self.group:
+                self._incoming.remove(request)
+                taken.append(request)
+        return taken
 
     def _collect(self, final: bool = False) -> None:
         """Pass every request's new tokens on; end the requests GenAI is done with.
