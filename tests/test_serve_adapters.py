@@ -133,3 +133,28 @@ def test_cli_lora_flags():
     for bad in (["sql"], ["=x"], ["a=x", "a=y"]):
         with pytest.raises(OptionError, match="NAME=FOLDER"):
             lora_flags(bad)
+
+
+def test_adapters_never_share_prompt_kv_blocks(make_export, adapters):  # noqa: F811
+    """A long prompt run for the base first must not lend its KV blocks (prefix caching) to an adapter's run."""
+    from ov_causal.serving.adapters import load_adapters
+    from ov_causal.serving.scheduler import ServingCore
+
+    folder = make_export()
+    served = load_adapters(folder, [("b", str(adapters["b"]))])
+    core = ServingCore(folder, properties={"INFERENCE_PRECISION_HINT": "f32"}, adapters=served)
+    try:
+        prompt = PROMPT[0] * 40  # many KV blocks
+
+        def run(adapter):
+            config = core.generation_config()
+            config.max_new_tokens = config.min_new_tokens = 8
+            config.do_sample = False
+            return core.submit(prompt, config, adapter=adapter).result()[0].tokens
+
+        first_b = run("b")
+        base = run(None)
+        assert base != first_b
+        assert run("b") == first_b and run(None) == base
+    finally:
+        core.close()
