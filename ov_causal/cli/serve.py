@@ -51,6 +51,9 @@ def add_parser(sub: Subparsers) -> None:
     srv.add_argument("--grace", type=float, metavar="SECONDS", default=default_of(serve, "grace"),
                      help="at Ctrl-C or SIGTERM, take no new requests and give those in flight this long to finish; "
                           "the rest then end with an error, and a second signal exits at once (default: %(default)s)")
+    srv.add_argument("--lora", action="append", metavar="NAME=FOLDER", default=None,
+                     help="serve a PEFT LoRA adapter beside the base, picked by requests whose model is NAME; "
+                          "repeat for more (checked at start; adapters take turns on the engine)")
     srv.add_argument("--kv-cache-gb", type=int, metavar="GB", default=None,
                      help="KV-cache pool per replica in GB (default: grown with demand)")
 
@@ -65,10 +68,24 @@ def read_template(path: str | None) -> str | None:
         raise OptionError(f"--chat-template {path!r} cannot be read: {exc.strerror}.") from None
 
 
+def lora_flags(flags: list[str]) -> dict[str, str]:
+    """``--lora NAME=FOLDER`` flags as ``serve(lora=)``'s ``{name: folder}``."""
+    adapters: dict[str, str] = {}
+    for flag in flags:
+        name, sep, folder = flag.partition("=")
+        if not sep or not name.strip() or not folder.strip() or name in adapters:
+            raise OptionError(f"--lora {flag!r}: pass NAME=FOLDER, one distinct NAME per adapter (the model id "
+                              "clients send), e.g. --lora sql=adapters/sql.")
+        adapters[name.strip()] = folder.strip()
+    return adapters
+
+
 def run(args: argparse.Namespace) -> int:
     """Start the deployment, print how to query it, and wait until Ctrl-C or SIGTERM (then stop gracefully)."""
     options = keywords(args, serve)
     options["chat_template"] = read_template(args.chat_template)
+    if args.lora:
+        options["lora"] = lora_flags(args.lora)
     if args.runtime is not None:  # a from_pretrained keyword, which serve() passes on
         options["runtime"] = args.runtime
     url = serve(**options, blocking=False)

@@ -79,10 +79,19 @@ class Completer:
             return sampling
         return replace(sampling, constraint=self.grammars.constraint(sampling.response_format))
 
-    def check_model(self, requested: str | None) -> None:
-        if requested is not None and requested != self.name:
-            raise APIError(404, f"The model {requested!r} does not exist on this server; it serves {self.name!r}.",
-                           param="model", code="model_not_found")
+    @property
+    def models(self) -> list[str]:
+        """The ids clients may send as ``model``: the base's, then each served adapter's."""
+        return [self.name, *self.core.adapters]
+
+    def check_model(self, requested: str | None) -> str | None:
+        """The adapter a request's ``model`` picks (None: the base); APIError(404) naming the served ids."""
+        if requested is None or requested == self.name:
+            return None
+        if requested in self.core.adapters:
+            return requested
+        raise APIError(404, f"The model {requested!r} does not exist on this server; it serves "
+                       f"{', '.join(map(repr, self.models))}.", param="model", code="model_not_found")
 
     def encode_text(self, prompt: str) -> Prompt:
         return Prompt(self.core.encode(prompt))
@@ -135,9 +144,10 @@ class Completer:
                            "properties.", param="max_tokens", code="max_tokens_too_small_for_response_format")
 
     def submit(self, prompt: Prompt, sampling: Sampling, default_max: int | None,
-               loop: asyncio.AbstractEventLoop | None = None) -> Request:
-        """Start a request in the running batch (APIError for bad settings or a full queue)."""
-        return self.core.submit(prompt.ids, self.generation_config(prompt, sampling, default_max), loop)
+               loop: asyncio.AbstractEventLoop | None = None, adapter: str | None = None) -> Request:
+        """Start a request in the running batch (APIError for bad settings or a full queue); ``adapter``: the
+        served LoRA adapter it runs with (``check_model``), None for the base."""
+        return self.core.submit(prompt.ids, self.generation_config(prompt, sampling, default_max), loop, adapter)
 
     def outputs(self, results: list[SequenceResult], stop: Sequence[str]) -> list[Output]:
         return [self._output(r, stop) for r in results]

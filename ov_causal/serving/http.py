@@ -114,6 +114,10 @@ class Metrics:
         self.prompt_tokens = Counter("ov_causal_prompt_tokens", "Prompt tokens of finished requests",
                                      registry=registry)
         self.generation_tokens = Counter("ov_causal_generation_tokens", "Tokens generated", registry=registry)
+        self.by_adapter = Counter("ov_causal_adapter_requests", "Finished requests by the LoRA adapter they ran with "
+                                  "(adapter=\"\" for the base)", ["adapter"], registry=registry)
+        for name in ("", *core.adapters):
+            self.by_adapter.labels(name)  # every served adapter shown from the start, at 0
         running = Gauge("ov_causal_running_requests", "Requests in the running batch", registry=registry)
         running.set_function(lambda: core.running)
         queued = Gauge("ov_causal_queued_requests", "Requests waiting for a place in the batch", registry=registry)
@@ -136,6 +140,7 @@ class Metrics:
         """Account one ended request (the core calls it from its feeding thread)."""
         self.prompt_tokens.inc(request.prompt_tokens)
         self.generation_tokens.inc(request.completion_tokens)
+        self.by_adapter.labels(request.adapter or "").inc()
         if request.first_token is not None:
             self.ttft.observe(request.first_token - request.submitted)
         if request.finished is not None and request.error is None and not request.cancelled:

@@ -84,15 +84,18 @@ def load_folder(model: str | os.PathLike[str], preset: str | None, device: str,
 
 def settle(options: ServeOptions, model: str | os.PathLike[str], device: str) -> ServeOptions:
     """``options`` with the device ``load_folder`` chose, and the name defaulted to ``default_name(model)``."""
-    return replace(options, device=device, name=options.name or default_name(model))
+    return replace(options, device=device, name=options.name or default_name(model))  # checked again: lora names
 
 
 def new_core(folder: str | os.PathLike[str], properties: dict[str, str], options: ServeOptions) -> Any:
     """A replica's ``ServingCore`` on ``folder`` (the one place ``max_batch`` becomes the core's ``max_running``)."""
+    from .adapters import load_adapters
     from .scheduler import ServingCore
 
+    adapters = load_adapters(Path(folder), options.lora)
     return ServingCore(folder, device=options.device, properties=properties, chat_template=options.chat_template,
-                       max_running=options.max_batch, max_queue=options.max_queue, kv_cache_gb=options.kv_cache_gb)
+                       max_running=options.max_batch, max_queue=options.max_queue, kv_cache_gb=options.kv_cache_gb,
+                       adapters=adapters)
 
 
 def new_app(core: Any, replica: str, options: ServeOptions) -> Any:

@@ -184,20 +184,24 @@ def _add_status_routes(app: FastAPI, completer: Completer, metrics: Metrics, hea
 
 
 def _add_model_routes(app: FastAPI, completer: Completer, headers: dict[str, str]) -> None:
-    """``/v1/models`` and ``/v1/models/{model}``: the one model this app serves."""
+    """``/v1/models`` and ``/v1/models/{model}``: the base this app serves and its LoRA adapters (as vLLM lists
+    them: an adapter's ``parent`` is the base)."""
     created = int(time.time())
 
-    def model_card() -> dict[str, Any]:
-        return {"id": completer.name, "object": "model", "created": created, "owned_by": "ov_causal"}
+    def model_card(name: str) -> dict[str, Any]:
+        card = {"id": name, "object": "model", "created": created, "owned_by": "ov_causal", "root": name,
+                "parent": None}
+        if name != completer.name:
+            card.update(root=str(completer.core.adapters[name].folder), parent=completer.name)
+        return card
 
     @app.get("/v1/models")
     def models() -> JSONResponse:
-        return JSONResponse({"object": "list", "data": [model_card()]}, headers=headers)
+        return JSONResponse({"object": "list", "data": [model_card(m) for m in completer.models]}, headers=headers)
 
     @app.get("/v1/models/{model:path}")
     def model(model: str) -> JSONResponse:
-        completer.check_model(model)
-        return JSONResponse(model_card(), headers=headers)
+        return JSONResponse(model_card(completer.check_model(model) or completer.name), headers=headers)
 
 
 def _add_generation_routes(app: FastAPI, completer: Completer, headers: dict[str, str]) -> None:
@@ -214,15 +218,15 @@ def _add_generation_routes(app: FastAPI, completer: Completer, headers: dict[str
 
 async def complete(completer: Completer, body: CompletionRequest, http: Request, headers: dict[str, str]) -> Any:
     """``/v1/completions``: every prompt submitted at once (or none), answered whole or streamed (one prompt)."""
-    completer.check_model(body.model)
+    adapter = completer.check_model(body.model)
     sampling = body.sampling()
     texts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
     meta = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
-            "model": completer.name}
+            "model": adapter or completer.name}
     _check_prompts(completer, texts, body.stream)
     sampling = await run_in_threadpool(completer.prepare, sampling)
     prompts = [await run_in_threadpool(completer.encode_text, text) for text in texts]
-    requests = _submit_all(completer, prompts, sampling, 16)
+    requests = _submit_all(completer, prompts, sampling, 16, adapter)
     if body.stream:
         return await _stream(completer, prompts[0], requests[0], sampling, meta, body, False, headers)
     results = await _unless_gone(http, asyncio.gather(*(completer.acomplete(r, sampling) for r in requests)),
@@ -254,12 +258,12 @@ def _completion_choices(prompts: list[Prompt],
 
 async def complete_chat(completer: Completer, body: ChatRequest, http: Request, headers: dict[str, str]) -> Any:
     """``/v1/chat/completions``: the messages rendered by the chat template, answered whole or streamed."""
-    completer.check_model(body.model)
+    adapter = completer.check_model(body.model)
     sampling = await run_in_threadpool(completer.prepare, body.sampling(body.max_completion_tokens))
     prompt = await run_in_threadpool(completer.encode_chat, [m.plain() for m in body.messages])
     meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-            "model": completer.name}
-    request = _submit_all(completer, [prompt], sampling, None)[0]
+            "model": adapter or completer.name}
+    request = _submit_all(completer, [prompt], sampling, None, adapter)[0]
     if body.stream:
         return await _stream(completer, prompt, request, sampling, {**meta, "object": "chat.completion.chunk"},
                              body, True, headers)
@@ -270,13 +274,13 @@ async def complete_chat(completer: Completer, body: ChatRequest, http: Request, 
 
 
 def _submit_all(completer: Completer, prompts: list[Prompt], sampling: Sampling,
-                default_max: int | None) -> list[CoreRequest]:
+                default_max: int | None, adapter: str | None = None) -> list[CoreRequest]:
     """Submit every prompt, or none: a refusal (bad settings, full queue) cancels those already submitted."""
     loop = asyncio.get_running_loop()
     requests: list[CoreRequest] = []
     try:
         for prompt in prompts:
-            requests.append(completer.submit(prompt, sampling, default_max, loop))
+            requests.append(completer.submit(prompt, sampling, default_max, loop, adapter))
     except BaseException:
         for request in requests:
             request.cancel()

@@ -30,8 +30,10 @@ class ServeOptions:
     body_timeout: float = 10.0
     grace: float = 30.0
     ray: bool = True
+    lora: tuple[tuple[str, str], ...] = ()  # (name, adapter folder) served beside the base, picked by ``model``
 
     def __post_init__(self) -> None:
+        check_lora(self.lora, self.name)
         for key, least in (("replicas", 1), ("max_batch", 1), ("max_queue", 0), ("max_body_bytes", 1)):
             _whole(key, getattr(self, key), least)
         if self.kv_cache_gb is not None:
@@ -57,6 +59,28 @@ class ServeOptions:
         if self.num_cpus is not None:
             raise OptionError(f"num_cpus={self.num_cpus!r} reserves Ray CPUs, and ray=False (--no-ray) runs without "
                               "Ray. Leave num_cpus out (OpenVINO's threads are set with ov_config), or serve on Ray.")
+
+
+def served_lora(lora: object) -> tuple[tuple[tuple[str, str], ...], object]:
+    """``serve(lora=)`` split: ``{name: adapter folder}`` -> the options' ``(name, folder)`` pairs, served at run
+    time; anything else (a folder, ``{folder: weight}``) is ``from_pretrained``'s ``lora=``, fused at export."""
+    import os
+    from collections.abc import Mapping
+
+    if not lora:
+        return (), None
+    if isinstance(lora, Mapping) and all(isinstance(p, (str, os.PathLike)) for p in lora.values()):
+        return tuple((name, os.fspath(path)) for name, path in lora.items()), None
+    return (), lora
+
+
+def check_lora(lora: tuple[tuple[str, str], ...], base: str | None) -> None:
+    """Adapter names: non-empty strings, each once, none the base model's name."""
+    names = [name for name, _ in lora]
+    for name in names:
+        if not isinstance(name, str) or not name.strip() or name == base or names.count(name) > 1:
+            raise OptionError(f"LoRA adapter name {name!r} is not valid: each adapter needs its own non-empty name, "
+                              f"other than the base model's ({base!r}); clients send it as the request's model.")
 
 
 def check_grace(grace: float) -> float:

@@ -18,8 +18,9 @@ from typing import Any
 
 from .._optional import require
 from ..errors import OptionError
+from .adapters import load_adapters
 from .launch import base_url, check_port, default_name, load_folder, settle
-from .options import ServeOptions, check_grace
+from .options import ServeOptions, check_grace, served_lora
 from .stop import end_processes, on_signals, ray_processes
 
 __all__ = ["APP_NAME", "check_port", "default_name", "serve", "shutdown", "wait"]
@@ -63,6 +64,7 @@ def serve(
     grace: float = _DEFAULTS.grace,
     blocking: bool = True,
     ray: bool = _DEFAULTS.ray,
+    lora: Any = _DEFAULTS.lora,
     **from_pretrained_kwargs: Any,
 ) -> str:
     """Serve ``model`` behind the OpenAI HTTP API on Ray Serve and return its base URL (``http://host:port/v1``).
@@ -91,16 +93,24 @@ def serve(
             proxy hop). On a ready folder (an export folder, or a checkpoint already in the export cache, with
             only the keywords of ``model.plan.READY_KEYWORDS``) the process never imports torch; any other model is
             exported here first through ``AutoModelForCausalLM``, and torch then stays imported.
+        lora: LoRA adapters served beside the base, ``{name: PEFT adapter folder}``: a request whose ``model`` is
+            a name runs with that adapter (the base's name, or none: the base). Each is checked against the base at
+            start (LoraError before serving). Requests for different adapters take turns on the engine (one
+            adapter at a time; see ``serving.adapters``). A folder or ``{folder: weight}`` instead is
+            ``from_pretrained``'s ``lora=``: fused into the export, served as the base.
         **from_pretrained_kwargs: further ``AutoModelForCausalLM.from_pretrained`` keywords.
 
     Example:
         >>> url = serve("org/model", preset="int8", blocking=False)
         >>> openai.OpenAI(base_url=url, api_key="none").completions.create(model="org/model", prompt="Hi")
     """
+    served, fused = served_lora(lora)
+    if fused is not None:
+        from_pretrained_kwargs["lora"] = fused
     options = ServeOptions(preset=preset, replicas=replicas, host=host, port=port, name=name, device=device,
                            chat_template=chat_template, num_cpus=num_cpus, max_batch=max_batch, max_queue=max_queue,
                            kv_cache_gb=kv_cache_gb, max_body_bytes=max_body_bytes, body_timeout=body_timeout,
-                           grace=grace, ray=ray)
+                           grace=grace, ray=ray, lora=served)
     url = (_serve_ray if ray else _serve_direct)(model, options, from_pretrained_kwargs)
     if blocking:
         wait()
@@ -126,6 +136,7 @@ def _serve_ray(model: str | os.PathLike[str], options: ServeOptions, kwargs: dic
         check_port(*address)
     keep, folder, properties, device = load_folder(model, options.preset, options.device, kwargs)
     options = settle(options, model, device)
+    load_adapters(folder, options.lora)  # a bad adapter fails here, before any replica starts
     started_ray = False
     if not ray_module.is_initialized():
         ray_module.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)

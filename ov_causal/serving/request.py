@@ -52,6 +52,7 @@ class Request:
         self.cancelled = False
         self.attempts = 0  # times the engine failed under it and it was queued again
         self.handle: Any = None
+        self.adapter: str | None = None  # the served LoRA adapter it runs with (None: the base)
         self.pushed = self.taken = 0  # chunks handed over / read: each counter written by one thread only
         self._seen: dict[int, int] = {}  # GenAI sequence id -> our index
 

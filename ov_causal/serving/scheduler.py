@@ -19,6 +19,7 @@ from typing import Any
 
 from ..convert.cache_locks import hold_entry
 from ..errors import APIError
+from .adapters import SLICE_S, check_name, engine_adapters, group_config, must_switch, next_group
 from .chat_template import ChatTemplate, load_chat_template
 from .engine import (
     POLL,
@@ -58,6 +59,10 @@ class ServingCore:
             up on it: every request ends with 503, ``healthy`` turns False for good and ``on_stall`` is called
             (a stuck C++ step cannot be interrupted; the process has to be replaced).
         on_stall: called once (in the feeding thread) when the engine stalled; the single-process server exits.
+        adapters: LoRA adapters served by name (``serving.adapters.load_adapters``), registered on the engine; a
+            request picks one with ``submit(..., adapter=name)``. The core runs one adapter group at a time
+            (``serving.adapters`` says how no group starves).
+        adapter_slice: seconds a group keeps the engine while another group waits.
     """
 
     def __init__(self, folder: str | Path, *, device: str = "CPU", kv_cache_gb: int | None = None,
@@ -65,11 +70,18 @@ class ServingCore:
                  prefix_caching: bool = True,
                  properties: dict[str, Any] | None = None, chat_template: str | None = None,
                  on_finish: Callable[[Request], None] | None = None, memory_slack_mib: int | None = 256,
-                 stall_timeout: float = STALL_TIMEOUT, on_stall: Callable[[], None] | None = None) -> None:
+                 stall_timeout: float = STALL_TIMEOUT, on_stall: Callable[[], None] | None = None,
+                 adapters: dict[str, Any] | None = None, adapter_slice: float = SLICE_S) -> None:
         self.folder = Path(folder)
         self._entry_use = hold_entry(self.folder)  # the size cap leaves the entry a server runs from alone
         self._engine_args, self.pool = engine_args(self.folder, device, properties or {}, kv_cache_gb, kv_blocks,
                                                    max_running, max_queue, prefix_caching)
+        self.adapters = dict(adapters or {})
+        self._engine_args[3].update(engine_adapters(self.adapters))
+        self.adapter_slice = adapter_slice
+        self.group: str | None = None  # the adapter group the engine runs (None: the base)
+        self._group_since = time.monotonic()
+        self.switches = 0  # times the engine went from one adapter group to another
         self._engine_lock = threading.Lock()  # held while the pipeline is rebuilt
         self.memory = MemoryWatch(memory_slack_mib)
         self.pipeline = new_pipeline(self._engine_args)
@@ -109,11 +121,13 @@ class ServingCore:
         return self.tokenizer.decode(list(tokens), skip_special_tokens=True)
 
     def submit(self, prompt: str | Sequence[int], config: Any,
-               loop: asyncio.AbstractEventLoop | None = None) -> Request:
+               loop: asyncio.AbstractEventLoop | None = None, adapter: str | None = None) -> Request:
         """Queue a request; it joins the running batch at the next step. A full queue raises APIError(429).
 
-        Pass the consumer's event loop as ``loop`` to iterate the request with ``async for``.
+        Pass the consumer's event loop as ``loop`` to iterate the request with ``async for``, and the name of a
+        served adapter as ``adapter`` (None: the base; an unknown name raises APIError(404)).
         """
+        check_name(self.adapters, adapter)
         ids = self.encode(prompt) if isinstance(prompt, str) else [int(t) for t in prompt]
         if not ids:
             raise APIError(400, "The prompt is empty after tokenization: send at least one token.", param="prompt")
@@ -122,6 +136,7 @@ class ServingCore:
         except (RuntimeError, ValueError) as exc:
             raise APIError(400, f"Invalid generation settings: {exc}") from None
         request = Request(next(self._ids), ids, config, loop)
+        request.adapter = adapter
         with self._cond:
             if self._closed or self.failure is not None or self.stalled:
                 raise APIError(503, "The model is not serving (it was shut down or failed); retry later.",
@@ -219,6 +234,12 @@ class ServingCore:
     def _start_pump(self) -> None:
         if self._pumping or not self._incoming:
             return
+        if self.adapters:
+            with self._cond:
+                group = next_group(r for r in self._incoming if not r.cancelled)
+            self.switches += group != self.group
+            self.group, self._group_since = group, time.monotonic()
+            self._primer_config.adapters = group_config(self.adapters, group)
         self.memory.busy()
         self._pumping = True
         self._open.clear()
@@ -270,9 +291,7 @@ class ServingCore:
     def _admit(self) -> None:
         """Hand waiting requests to GenAI and cancel abandoned ones."""
         with self._cond:
-            admitted = []
-            while self._incoming and len(self._active) + len(admitted) < self.max_running:
-                admitted.append(self._incoming.popleft())
+            admitted = self._take()
             dropped = [r for r in self._incoming if r.cancelled]
             for request in dropped:
                 self._incoming.remove(request)
@@ -294,6 +313,21 @@ class ServingCore:
         for request in self._active.values():
             if request.cancelled:
                 request.handle.cancel()
+
+    def _take(self) -> list[Request]:
+        """The waiting requests of the running adapter group that fit in the batch (none once the group must
+        hand the engine over: ``serving.adapters.must_switch``). Called holding ``_cond``."""
+        if self.adapters and must_switch(self.group, self._incoming, time.monotonic() - self._group_since,
+                                         self.adapter_slice):
+            return []
+        taken: list[Request] = []
+        for request in list(self._incoming):
+            if len(self._active) + len(taken) >= self.max_running:
+                break
+            if request.adapter == self.group:
+                self._incoming.remove(request)
+                taken.append(request)
+        return taken
 
     def _collect(self, final: bool = False) -> None:
         """Pass every request's new tokens on; end the requests GenAI is done with.
