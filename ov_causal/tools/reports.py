@@ -50,6 +50,7 @@ class BenchReport:
     peak_rss_mib: float
     rows: list[BenchRow] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
+    thorough: tuple[str, ...] = ()  # flags for the thorough run, when this was a quick one
 
     def table(self) -> str:
         head = (f"{'engine':20s} {'preset':16s} {'TTFT ms':>9s} {'prefix ms':>9s} {'TPOT ms':>8s} {'tok/s':>7s} "
@@ -70,12 +71,15 @@ class BenchReport:
             f"({self.prompt_tokens}-token fresh prompts, {self.new_tokens} new tokens, median of {self.runs}; batch: "
             f"{self.num_prompts} prompts in one call, median of {max(1, min(self.runs, 3))}; "
             f"memory bandwidth {self.bandwidth_gb_s:.1f} GB/s; 'ceiling' = share of the "
-            f"bandwidth-bound decode limit bandwidth / IR size; this process's peak RSS, every engine loaded: "
-            f"{self.peak_rss_mib:.0f} MiB" + ("; RSS MiB = peak of a process running that engine alone)" if with_rss
-                                             else ")")
+            f"bandwidth-bound decode limit bandwidth / IR size" + ("; RSS MiB = peak of a process running that engine "
+                                                                 "alone)" if with_rss else ")")
         )
+        lines.append(f"peak memory (RSS) of this process, every engine loaded: {self.peak_rss_mib:.0f} MiB")
         for name, error in self.failures.items():
             lines.append(f"FAILED {name}: {error}")
+        if self.thorough:
+            lines.append(f"quick run: {self.runs} runs, {self.num_prompts} prompts per batch; for the thorough run: "
+                         f"{' '.join(self.thorough)}")
         return "\n".join(lines)
 
     def ratios(self, preset: str) -> dict[str, float]:
