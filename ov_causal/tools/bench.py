@@ -24,7 +24,6 @@ from .memory import MemoryJob, engine_peak_rss_mib, peak_rss_mib
 from .reports import BenchReport, BenchRow, Measure
 from .runners import ENGINES, check_engines, greedy, load_runner
 
-
 THOROUGH = {"runs": 7, "num_prompts": 16}  # the defaults are the quick run
 
 
