@@ -177,6 +177,27 @@ def test_bench_measures_every_engine_and_reports_failures(tmp_path):
     assert (tmp_path / "bench.png").stat().st_size > 1000
 
 
+def test_bench_cli_prints_its_table_and_nothing_from_other_libraries():
+    """Offline (HF_HUB_OFFLINE=1), optimum-intel used to look the export folder up as a Hub id and log "Could not
+    infer whether the model was already converted" with a Hub-cache ``[Errno 2]``; transformers drew its own
+    weight-loading bar. With our bars off, stderr stays empty; the table carries the thorough-run flags and peak
+    memory."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OV_CAUSAL_PROGRESS="0")
+    done = subprocess.run([sys.executable, "-m", "ov_causal", "bench", str(DEMO_MODEL), "--runs", "1", "--new-tokens",
+                           "4", "--prompt-tokens", "8", "--num-prompts", "2"],
+                          capture_output=True, text=True, timeout=900, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == ""
+    assert done.stdout.startswith("engine ") and "optimum-intel" in done.stdout and "transformers" in done.stdout
+    assert "quick run: 1 runs, 2 prompts per batch; for the thorough run: --runs 7 --num-prompts 16" in done.stdout
+    peak = next(line for line in done.stdout.splitlines() if line.startswith("peak memory (RSS)"))
+    assert float(peak.split(": ")[1].split()[0]) > 100
+
+
 def test_chat_messages_through_the_pipeline(make_checkpoint):
     from transformers import AutoTokenizer
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 
 from ov_causal import AutoModelForCausalLM, Compression, OptionError, PresetError
 from ov_causal.convert.speed_probe import int_speeds
 from ov_causal.model.run import DEMO_MODEL
-from ov_causal.tools.evaluate import evaluate, row_names
-from ov_causal.tools.tune import tune
+from ov_causal.tools.evaluate import evaluate, row_names, thorough_flags
+from ov_causal.tools.tune import ALL_CANDIDATES, CANDIDATES, tune
 
 HELDOUT = DEMO_MODEL / "heldout.txt"
 CALIBRATION = DEMO_MODEL / "calibration.txt"  # training-side files: kept apart from the held-out text
@@ -33,6 +34,15 @@ def test_reference_scores_nothing_against_itself(report):
     assert ref.first_divergence == 16 and ref.divergent_fraction == 0.0
     assert 1 < ref.perplexity < 200  # a trained model: chance would be 4096
     assert report.text_tokens == 1024 and report.windows == 15
+
+
+def test_table_shows_peak_memory_and_the_thorough_run(report):
+    table = report.table()
+    assert "for the thorough run: --max-tokens 4096 --num-prompts 4 --speed-runs 3" in table
+    peak = next(line for line in table.splitlines() if line.startswith("peak memory (RSS) of this process:"))
+    assert float(peak.split(": ")[1].split()[0]) == pytest.approx(report.peak_rss_mib, abs=1)
+    assert report.peak_rss_mib > 100
+    assert thorough_flags(4096, 4, 3) == () and thorough_flags(8192, 2, 5) == ("--num-prompts 4",)
 
 
 def test_int8_costs_less_than_int4(report):
@@ -62,12 +72,14 @@ def test_table_json_and_plot(report, tmp_path):
 
 def test_tune_under_tight_loose_and_impossible_budgets(tmp_path):
     candidates = ("int8", "int4_sym_g128", "int4_asym_g64")
-    tight = tune(DEMO_MODEL, 0.001, "speed", candidates, HELDOUT, ov_cache_dir=tmp_path, **FAST)
+    assert candidates == CANDIDATES  # the default candidates: the quick run's
+    tight = tune(DEMO_MODEL, 0.001, "speed", None, HELDOUT, ov_cache_dir=tmp_path, **FAST)
     assert tight.choice == "int8"
+    assert f"--presets {','.join(ALL_CANDIDATES)}" in tight.table() and "--speed-runs 3" in tight.table()
     loose = tune(DEMO_MODEL, 0.10, "size", candidates, HELDOUT, ov_cache_dir=tmp_path, save=tmp_path / "chosen",
                  **FAST)
     assert loose.choice == "int4_sym_g128"  # the smallest IR
-    assert "<- chosen" in loose.table()
+    assert "<- chosen" in loose.table() and "--presets" not in loose.table()
     saved = json.loads((tmp_path / "chosen" / "ov_causal.json").read_text())
     assert saved["preset"] == "int4_sym_g128" and saved["tuned"]["objective"] == "size"
     none = tune(DEMO_MODEL, 0.0, "speed", ("int4_sym_g128", "int4_asym_g64"), HELDOUT, ov_cache_dir=tmp_path, **FAST)
@@ -134,3 +146,34 @@ def test_two_custom_compressions_are_two_rows():
     assert [r.preset for r in report.rows] == ["fp32", "int4_asym_g32", "int4_sym_g32_r0.8"]
     assert report.row("int4_sym_g32_r0.8").weights == "int4 sym g32 ratio=0.8"
     assert "int4_asym_g32" in report.table() and "int4_sym_g32_r0.8" in report.table()
+
+
+def test_tune_runs_the_fp32_reference_once(monkeypatch, tmp_path):
+    """One forward pass of fp32 per window and one greedy continuation per prompt, however many candidates; each
+    candidate is compared with the stored results (before, the reference generated again for every candidate)."""
+    from ov_causal.tools import evaluate as module
+
+    forwards, continuations, loads = Counter(), Counter(), Counter()
+    log_probs, continue_, load = module._log_probs, module._continuations, AutoModelForCausalLM.from_pretrained
+
+    def counted_log_probs(model, ids):
+        forwards[model.ov_manifest.compression.describe()] += 1
+        return log_probs(model, ids)
+
+    def counted_continuations(model, text):
+        continuations[model.ov_manifest.compression.describe()] += 1
+        return continue_(model, text)
+
+    def counted_load(*args, **kwargs):
+        loads[kwargs.get("preset")] += 1
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(module, "_log_probs", counted_log_probs)
+    monkeypatch.setattr(module, "_continuations", counted_continuations)
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", counted_load)
+    result = tune(DEMO_MODEL, 0.5, "size", ("int8", "int4_sym_g128", "int4_asym_g64"), HELDOUT, ov_cache_dir=tmp_path,
+                  **FAST)
+    windows = result.report.windows
+    assert forwards == {"fp32": windows, "int8": windows, "int4 sym g128": windows, "int4 asym g64": windows}
+    assert continuations == {"fp32": 1, "int8": 1, "int4 sym g128": 1, "int4 asym g64": 1}
+    assert loads["fp32"] == 1

@@ -29,6 +29,10 @@ def add_measure_arguments(cmd: argparse.ArgumentParser, default_presets: str) ->
                      help="most tokens of the text to score (default: %(default)s)")
     cmd.add_argument("--window", type=int, metavar="N", default=default_of(evaluate, "window"),
                      help="perplexity context length in tokens (default: %(default)s)")
+    cmd.add_argument("--num-prompts", type=int, metavar="N", default=default_of(evaluate, "num_prompts"),
+                     help="prompts whose greedy continuations are compared (default: %(default)s)")
+    cmd.add_argument("--speed-runs", type=int, metavar="N", default=default_of(evaluate, "speed_runs"),
+                     help="timed decode runs per model, median reported (default: %(default)s)")
     cmd.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON to this file")
     cmd.add_argument("--plot", default=None, metavar="FILE",
                      help="also write a PNG chart to this file (needs matplotlib)")
@@ -39,7 +43,7 @@ def add_measure_arguments(cmd: argparse.ArgumentParser, default_presets: str) ->
 def measure_keywords(args: argparse.Namespace) -> dict[str, Any]:
     """The keywords ``evaluate()`` and ``tune()`` share, from the flags of ``add_measure_arguments``."""
     return dict(text=_path(args.text), calibration=_path(args.calibration), max_tokens=args.max_tokens,
-                window=args.window)
+                window=args.window, num_prompts=args.num_prompts, speed_runs=args.speed_runs)
 
 
 def presets_given(args: argparse.Namespace) -> tuple[str, ...] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import OptionError
-from ..tools.tune import CANDIDATES, DATA_AWARE_CANDIDATES, tune
+from ..tools.tune import ALL_CANDIDATES, CANDIDATES, DATA_AWARE_CANDIDATES, tune
 from .common import EXIT_NO_CHOICE, EXIT_OK, Subparsers, check_model, check_names, check_paths, command, default_of
 from .evaluate import add_measure_arguments, measure_keywords, presets_given, write_outputs
 
@@ -15,7 +15,8 @@ def add_parser(sub: Subparsers) -> None:
     cmd = command(sub, "tune", "pick the fastest (or smallest) preset within an accuracy budget", run, check,
                   epilog=f"exit status {EXIT_NO_CHOICE}: no preset met the budget (the table shows why).")
     cmd.add_argument("model", help="Hub id (org/name) or checkpoint folder")
-    add_measure_arguments(cmd, f"{', '.join(CANDIDATES)}; with --calibration also {', '.join(DATA_AWARE_CANDIDATES)}")
+    add_measure_arguments(cmd, f"{', '.join(CANDIDATES)}; with --calibration also {', '.join(DATA_AWARE_CANDIDATES)}; "
+                               f"the thorough run: {','.join(ALL_CANDIDATES)}")
     cmd.add_argument("--max-ppl-increase", default=f"{default_of(tune, 'max_ppl_increase') * 100:g}%",
                      help="accuracy budget: perplexity increase over fp32, e.g. 2%% or 0.02 (default: %(default)s)")
     cmd.add_argument("--objective", choices=["speed", "size"], default=default_of(tune, "objective"),

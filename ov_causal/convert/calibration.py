@@ -37,10 +37,13 @@ def load_texts(text: TextSource | None, what: str = "text") -> list[str]:
 
 
 def token_stream(texts: list[str], tokenizer: Any) -> list[int]:
-    """All texts tokenized and joined, separated by the end-of-text token when there is one."""
+    """All texts tokenized and joined, separated by the end-of-text token when there is one.
+
+    The stream is cut into windows afterwards, so transformers' "longer than the specified maximum sequence
+    length" warning does not apply (``verbose=False``)."""
     ids: list[int] = []
     for text in texts:
-        ids.extend(tokenizer(text, add_special_tokens=False)["input_ids"])
+        ids.extend(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
         if tokenizer.eos_token_id is not None:
             ids.append(tokenizer.eos_token_id)
     return ids

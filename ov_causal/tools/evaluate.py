@@ -12,7 +12,7 @@ import os
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from ..convert.ir import ir_mib
 from ..convert.sources import DEMO_MODEL
 from ..errors import OptionError
 from ..ui.progress import stage
+from .memory import peak_rss_mib
 from .reports import EvalReport, EvalRow
 from .runners import greedy
 
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_PRESETS = ("int8", "int4_sym_g128", "int4_asym_g64")
 REFERENCE = "fp32"
+THOROUGH = {"max_tokens": 4096, "num_prompts": 4, "speed_runs": 3}  # the defaults are the quick run
 
 
 def default_text_path() -> Path:
@@ -61,41 +63,77 @@ class _Scores:
     kl: float = 0.0
     count: int = 0
 
+    @property
+    def perplexity(self) -> float:
+        return math.exp(self.nll / self.count)
 
-def _score_text(reference: Any, models: dict[str, Any], ids: list[int], window: int, stride: int) -> dict[str, _Scores]:
-    scores = {name: _Scores() for name in [REFERENCE, *models]}
-    spans = _windows(len(ids), window, stride)
-    with stage(f"perplexity of {len(scores)} models", total=len(spans), unit="window") as bar:
-        _score_windows(reference, models, ids, spans, scores, bar)
+
+@dataclass
+class _Reference:
+    """What every candidate is compared with, computed once per ``evaluate`` call by the fp32 model.
+
+    ``log_probs`` holds the scored rows of each window ([positions, vocabulary], float32: 4 bytes x vocabulary
+    per scored token, ~200 MB for 1024 tokens of a 49k vocabulary), so that candidates are loaded one at a time.
+    """
+
+    log_probs: list[Any]
+    scores: _Scores
+    continuations: list[Any]
+
+
+@dataclass(frozen=True)
+class _Text:
+    """The scored token ids, their windows and the divergence prompts."""
+
+    ids: list[int]
+    spans: list[tuple[int, int, int]]
+    prompts: list[Any]
+    new_tokens: int
+
+
+def _targets(text: _Text, span: tuple[int, int, int]) -> tuple[Any, Any, slice]:
+    import torch
+
+    begin, end, first = span
+    rows = slice(first - begin - 1, end - begin - 1)  # logits at position t predict token t + 1
+    return torch.tensor([text.ids[begin:end]]), torch.tensor(text.ids[first:end]), rows
+
+
+def _add(scores: _Scores, logp: Any, ref: Any, targets: Any) -> None:
+    scores.nll -= logp.gather(1, targets[:, None]).sum().item()
+    scores.agree += (logp.argmax(-1) == ref.argmax(-1)).sum().item()
+    scores.kl += (ref.exp() * (ref - logp)).sum().item()
+    scores.count += len(targets)
+
+
+def _reference(model: Any, text: _Text) -> _Reference:
+    """The fp32 model's log-probabilities on every window and greedy continuations of every prompt."""
+    scores, log_probs = _Scores(), []
+    for span in text.spans:
+        chunk, targets, rows = _targets(text, span)
+        logp = _log_probs(model, chunk)[rows]
+        _add(scores, logp, logp, targets)
+        log_probs.append(logp)
+    return _Reference(log_probs, scores, _continuations(model, text))
+
+
+def _score(model: Any, ref: _Reference, text: _Text) -> _Scores:
+    scores = _Scores()
+    for span, ref_logp in zip(text.spans, ref.log_probs):
+        chunk, targets, rows = _targets(text, span)
+        _add(scores, _log_probs(model, chunk)[rows], ref_logp, targets)
     return scores
 
 
-def _score_windows(reference: Any, models: dict[str, Any], ids: list[int], spans: list[tuple[int, int, int]],
-                   scores: dict[str, _Scores], bar: Any) -> None:
-    import torch
-
-    for begin, end, first in spans:
-        chunk = torch.tensor([ids[begin:end]])
-        targets = torch.tensor(ids[first:end])
-        rows = slice(first - begin - 1, end - begin - 1)  # logits at position t predict token t + 1
-        ref = _log_probs(reference, chunk)[rows]
-        for name, model in [(REFERENCE, reference), *models.items()]:
-            logp = ref if model is reference else _log_probs(model, chunk)[rows]
-            s = scores[name]
-            s.nll -= logp.gather(1, targets[:, None]).sum().item()
-            s.agree += (logp.argmax(-1) == ref.argmax(-1)).sum().item()
-            s.kl += (ref.exp() * (ref - logp)).sum().item()
-            s.count += len(targets)
-        bar.update()
+def _continuations(model: Any, text: _Text) -> list[Any]:
+    """Greedy continuation (new token ids) of each prompt."""
+    return [model.generate(**p, **greedy(text.new_tokens))[0, p["input_ids"].shape[1]:] for p in text.prompts]
 
 
-def _divergence(reference: Any, model: Any, prompts: list[Any], new_tokens: int) -> tuple[float, float]:
+def _divergence(reference: list[Any], outputs: list[Any], new_tokens: int) -> tuple[float, float]:
     """Mean position of the first differing greedy token, and mean fraction of differing tokens."""
     firsts, fractions = [], []
-    for prompt in prompts:
-        n = prompt["input_ids"].shape[1]
-        ref = reference.generate(**prompt, **greedy(new_tokens))[0, n:]
-        out = model.generate(**prompt, **greedy(new_tokens))[0, n:]
+    for ref, out in zip(reference, outputs):
         differ = (ref != out).tolist()
         firsts.append(differ.index(True) if True in differ else new_tokens)
         fractions.append(sum(differ) / new_tokens)
@@ -124,6 +162,12 @@ def _prompts(tokenizer: Any, ids: list[int], prompts: Sequence[str] | None, coun
     return [{"input_ids": torch.tensor([ids[s : s + length]]), "attention_mask": ones} for s in starts]
 
 
+def thorough_flags(max_tokens: int, num_prompts: int, speed_runs: int) -> tuple[str, ...]:
+    """The CLI flags that raise a run's settings to the thorough run's (``THOROUGH``); empty when none is lower."""
+    given = {"max_tokens": max_tokens, "num_prompts": num_prompts, "speed_runs": speed_runs}
+    return tuple(f"--{key.replace('_', '-')} {value}" for key, value in THOROUGH.items() if given[key] < value)
+
+
 def evaluate(
     model: str | os.PathLike[str],
     presets: Sequence[str | Any] = DEFAULT_PRESETS,
@@ -133,25 +177,30 @@ def evaluate(
     calibration: TextSource | None = None,
     window: int = 256,
     stride: int | None = None,
-    max_tokens: int = 4096,
+    max_tokens: int = 1024,
     new_tokens: int = 32,
-    num_prompts: int = 4,
-    speed_runs: int = 3,
+    num_prompts: int = 2,
+    speed_runs: int = 1,
     device: str = "CPU",
     ov_cache_dir: str | os.PathLike[str] | None = None,
 ) -> EvalReport:
     """Compare compression presets with the uncompressed model on the same text.
 
+    The defaults are a quick run (about a minute for a 135M model on 2 cores once its exports are cached);
+    ``max_tokens=4096, num_prompts=4, speed_runs=3`` is the thorough one (``THOROUGH``). The fp32 reference
+    runs once; the candidates are then loaded one at a time and compared with its stored results.
+
     Args:
         model: Hub id or checkpoint folder (or an fp32/fp16 OpenVINO export).
         presets: preset names (or Preset/Compression objects) to compare with the fp32 reference.
         text: held-out text: a file, a string or a list of strings (default: the built-in text).
-        prompts: prompts for the generation-divergence check (default: slices of the text).
+        prompts: prompts for the generation-divergence check (default: ``num_prompts`` slices of the text).
         calibration: text for data-aware presets (keep it apart from ``text``).
         window: perplexity context length.
         stride: perplexity step (default: window // 2).
         max_tokens: evaluate at most this many tokens of the text.
         new_tokens: greedy tokens generated per prompt (divergence) and for decode speed.
+        speed_runs: timed decode runs per model (median reported), after a warm-up.
 
     Example:
         >>> report = evaluate("my-model", ["int8", "int4_asym_g64"], text="heldout.txt")
@@ -162,47 +211,75 @@ def evaluate(
     stride = stride or max(1, window // 2)
     if window < 2 or stride < 1 or stride > window:
         raise OptionError(f"window={window}, stride={stride}: use window >= 2 and 1 <= stride <= window.")
+    _check_presets(presets)
     texts = load_texts(default_text_path() if text is None else text)
     common = dict(device=device, ov_cache_dir=ov_cache_dir)
-    reference = AutoModelForCausalLM.from_pretrained(model, preset=REFERENCE, runtime="accuracy", **common)
-    ids = token_stream(texts, reference.tokenizer)[:max_tokens]
-    if len(ids) <= window:
-        raise OptionError(
-            f"the text has {len(ids)} tokens, not more than one window ({window}): pass more text or a smaller "
-            f"window= (perplexity needs at least window + 1 tokens)."
-        )
-    models = {}
-    with stage("load presets", total=len(presets), unit="preset") as bar:
-        for preset, name in zip(presets, row_names(presets)):
+    # One compiled copy per model: scoring and greedy continuations both run on the transformers loop's request
+    # (GenAI would compile the weights a second time); the speed is measured on GenAI, compiled afresh.
+    load = dict(runtime="accuracy", backend="optimum", **common)
+    names = row_names(presets)
+    with stage(f"evaluate fp32 and {len(presets)} presets", total=1 + len(presets), unit="model") as bar:
+        bar.set_postfix_str(REFERENCE)
+        reference = AutoModelForCausalLM.from_pretrained(model, preset=REFERENCE, **load)
+        ids = token_stream(texts, reference.tokenizer)[:max_tokens]
+        if len(ids) <= window:
+            raise OptionError(
+                f"the text has {len(ids)} tokens, not more than one window ({window}): pass more text or a smaller "
+                f"window= (perplexity needs at least window + 1 tokens)."
+            )
+        scored = _Text(ids, _windows(len(ids), window, stride),
+                       _prompts(reference.tokenizer, ids, prompts, num_prompts, 32), new_tokens)
+        ref = _reference(reference, scored)
+        row, folder = _accuracy(REFERENCE, reference, ref, scored)
+        del reference  # candidates are compared with ``ref``: one model in memory at a time
+        rows = [_with_speed(row, folder, scored, speed_runs, device)]
+        bar.update()
+        for preset, name in zip(presets, names):
             logger.info("evaluating preset %s", name)
             bar.set_postfix_str(name)
-            models[name] = AutoModelForCausalLM.from_pretrained(
-                model, preset=preset, runtime="accuracy", calibration=calibration if _data_aware(preset) else None,
-                **common,
-            )
+            candidate = AutoModelForCausalLM.from_pretrained(
+                model, preset=preset, calibration=calibration if _data_aware(preset) else None, **load)
+            row, folder = _accuracy(name, candidate, ref, scored)
+            del candidate
+            rows.append(_with_speed(row, folder, scored, speed_runs, device))
             bar.update()
-    scores = _score_text(reference, models, ids, window, stride)
-    prompt_inputs = _prompts(reference.tokenizer, ids, prompts, num_prompts, 32)
-    ref_ppl = math.exp(scores[REFERENCE].nll / scores[REFERENCE].count)
-    rows = []
-    with stage("divergence and speed", total=len(scores), unit="preset") as bar:
-        for name, candidate in [(REFERENCE, reference), *models.items()]:
-            bar.set_postfix_str(name)
-            s = scores[name]
-            first, fraction = _divergence(reference, candidate, prompt_inputs, new_tokens)
-            fast = AutoModelForCausalLM.from_pretrained(
-                candidate.model_save_dir, runtime="latency", device=device, load_tokenizer=False
-            )
-            ppl = math.exp(s.nll / s.count)
-            rows.append(EvalRow(
-                preset=name, weights=candidate.ov_manifest.compression.describe(), perplexity=ppl,
-                ppl_change=ppl / ref_ppl - 1, top1_agreement=s.agree / s.count, mean_kl=s.kl / s.count,
-                first_divergence=first, divergent_fraction=fraction,
-                ir_mib=ir_mib(candidate.model_save_dir),
-                tokens_per_second=decode_speed(fast, prompt_inputs[0], new_tokens, speed_runs),
-            ))
-            bar.update()
-    return EvalReport(str(model), len(ids), len(_windows(len(ids), window, stride)), new_tokens, rows)
+    quick = thorough_flags(max_tokens if len(ids) == max_tokens else THOROUGH["max_tokens"],
+                           THOROUGH["num_prompts"] if prompts else num_prompts, speed_runs)
+    return EvalReport(str(model), len(ids), len(scored.spans), new_tokens, rows, num_prompts=len(scored.prompts),
+                      speed_runs=speed_runs, peak_rss_mib=peak_rss_mib(), thorough=quick)
+
+
+def _accuracy(name: str, model: Any, ref: _Reference, text: _Text) -> tuple[EvalRow, Path]:
+    """One model's row without its speed (its scores and greedy continuations against the reference's), and its
+    folder."""
+    is_reference = name == REFERENCE
+    s = ref.scores if is_reference else _score(model, ref, text)
+    outputs = ref.continuations if is_reference else _continuations(model, text)
+    first, fraction = _divergence(ref.continuations, outputs, text.new_tokens)
+    row = EvalRow(
+        preset=name, weights=model.ov_manifest.compression.describe(), perplexity=s.perplexity,
+        ppl_change=s.perplexity / ref.scores.perplexity - 1, top1_agreement=s.agree / s.count,
+        mean_kl=s.kl / s.count, first_divergence=first, divergent_fraction=fraction,
+        ir_mib=ir_mib(model.model_save_dir), tokens_per_second=float("nan"),
+    )
+    return row, Path(model.model_save_dir)
+
+
+def _with_speed(row: EvalRow, folder: Path, text: _Text, speed_runs: int, device: str) -> EvalRow:
+    """The row with its decode speed, measured on the same IR compiled with the ``latency`` runtime."""
+    from ..model.modeling import AutoModelForCausalLM
+
+    fast = AutoModelForCausalLM.from_pretrained(folder, runtime="latency", device=device, load_tokenizer=False)
+    return replace(row, tokens_per_second=decode_speed(fast, text.prompts[0], text.new_tokens, speed_runs))
+
+
+def _check_presets(presets: Sequence[str | Any]) -> None:
+    """Unknown preset names, before the reference is loaded and run."""
+    from ..config.presets import get_preset
+
+    for preset in presets:
+        if isinstance(preset, str):
+            get_preset(preset)
 
 
 def row_names(presets: Sequence[str | Any]) -> list[str]:

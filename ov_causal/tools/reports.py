@@ -50,6 +50,7 @@ class BenchReport:
     peak_rss_mib: float
     rows: list[BenchRow] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
+    thorough: tuple[str, ...] = ()  # flags for the thorough run, when this was a quick one
 
     def table(self) -> str:
         head = (f"{'engine':20s} {'preset':16s} {'TTFT ms':>9s} {'prefix ms':>9s} {'TPOT ms':>8s} {'tok/s':>7s} "
@@ -70,12 +71,15 @@ class BenchReport:
             f"({self.prompt_tokens}-token fresh prompts, {self.new_tokens} new tokens, median of {self.runs}; batch: "
             f"{self.num_prompts} prompts in one call, median of {max(1, min(self.runs, 3))}; "
             f"memory bandwidth {self.bandwidth_gb_s:.1f} GB/s; 'ceiling' = share of the "
-            f"bandwidth-bound decode limit bandwidth / IR size; this process's peak RSS, every engine loaded: "
-            f"{self.peak_rss_mib:.0f} MiB" + ("; RSS MiB = peak of a process running that engine alone)" if with_rss
-                                             else ")")
+            f"bandwidth-bound decode limit bandwidth / IR size" + ("; RSS MiB = peak of a process running that engine "
+                                                                 "alone)" if with_rss else ")")
         )
+        lines.append(f"peak memory (RSS) of this process, every engine loaded: {self.peak_rss_mib:.0f} MiB")
         for name, error in self.failures.items():
             lines.append(f"FAILED {name}: {error}")
+        if self.thorough:
+            lines.append(f"quick run: {self.runs} runs, {self.num_prompts} prompts per batch; for the thorough run: "
+                         f"{' '.join(self.thorough)}")
         return "\n".join(lines)
 
     def ratios(self, preset: str) -> dict[str, float]:
@@ -177,6 +181,10 @@ class EvalReport:
     windows: int
     new_tokens: int
     rows: list[EvalRow] = field(default_factory=list)
+    num_prompts: int = 0
+    speed_runs: int = 0
+    peak_rss_mib: float | None = None  # this process, after the run
+    thorough: tuple[str, ...] = ()  # flags for the thorough run, when this was a quick one
 
     def row(self, preset: str) -> EvalRow:
         return next(r for r in self.rows if r.preset == preset)
@@ -192,8 +200,15 @@ class EvalReport:
                 f"{r.mean_kl:8.4f} {r.first_divergence:7.1f} {r.divergent_fraction:6.1%} {r.ir_mib:7.1f} "
                 f"{r.tokens_per_second:7.1f}{mark}"
             )
+        prompts = f" from {self.num_prompts} prompts" if self.num_prompts else ""
+        runs = f", median of {self.speed_runs}" if self.speed_runs else ""
         lines.append(f"({self.text_tokens} tokens in {self.windows} windows; divergence over {self.new_tokens} "
-                     "greedy tokens per prompt; tok/s with the latency runtime)")
+                     f"greedy tokens per prompt{prompts}; tok/s with the latency runtime{runs})")
+        if self.peak_rss_mib is not None:
+            lines.append(f"peak memory (RSS) of this process: {self.peak_rss_mib:.0f} MiB")
+        if self.thorough:
+            lines.append(f"quick run: {self.text_tokens} tokens, {self.num_prompts} prompts, {self.speed_runs} speed "
+                         f"run(s); for the thorough run: {' '.join(self.thorough)}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:

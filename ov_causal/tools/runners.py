@@ -10,7 +10,8 @@ checkpoint. Nothing here imports torch until an engine that needs it is loaded.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from ..errors import OptionError
@@ -78,7 +79,10 @@ def _ov_causal(folder: Any, device: str, ov_config: Mapping[str, str]) -> Any:
 def _optimum_intel(folder: Any, device: str, ov_config: Mapping[str, str]) -> Any:
     from optimum.intel import OVModelForCausalLM
 
-    return OVModelForCausalLM.from_pretrained(str(folder), export=False, device=device, ov_config=dict(ov_config))
+    from ..config.hub import quiet_offline_folder_check
+
+    with quiet_offline_folder_check():  # offline, optimum looks the local folder up as a Hub id first
+        return OVModelForCausalLM.from_pretrained(str(folder), export=False, device=device, ov_config=dict(ov_config))
 
 
 def _transformers(checkpoint: Any) -> Any:
@@ -88,7 +92,22 @@ def _transformers(checkpoint: Any) -> Any:
         raise OptionError("the transformers engine needs checkpoint= (a transformers checkpoint: an OpenVINO "
                           "export folder has no torch weights).")
 
-    return TorchModel.from_pretrained(checkpoint, dtype="float32").eval()
+    with _no_weight_loading_bar():
+        return TorchModel.from_pretrained(checkpoint, dtype="float32").eval()
+
+
+@contextmanager
+def _no_weight_loading_bar() -> Iterator[None]:
+    """Without transformers' "Loading weights" bar: the tools show their own progress (logs and warnings stay)."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
 
 
 def load_runner(engine: str, folder: str | os.PathLike[str] | None, device: str = "CPU",

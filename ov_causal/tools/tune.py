@@ -16,10 +16,11 @@ from ..convert.cache import cache_root, folder_fingerprint
 from ..convert.calibration import TextSource
 from ..convert.files import write_json
 from ..errors import OptionError
-from .evaluate import REFERENCE, evaluate
+from .evaluate import DEFAULT_PRESETS, REFERENCE, evaluate
 from .reports import EvalReport
 
-CANDIDATES = ("int8", "int4_asym_g128", "int4_asym_g64", "int4_sym_g128", "int4_sym_g64")
+CANDIDATES = DEFAULT_PRESETS  # the quick run: the presets ``evaluate`` compares, so their exports are shared
+ALL_CANDIDATES = ("int8", "int4_asym_g128", "int4_asym_g64", "int4_sym_g128", "int4_sym_g64")  # the thorough run
 DATA_AWARE_CANDIDATES = ("int4_asym_g128_gptq", "int4_asym_g64_gptq")
 
 
@@ -104,7 +105,8 @@ def tune(
         model: Hub id or checkpoint folder.
         max_ppl_increase: allowed relative perplexity increase over fp32 (0.02 = +2%).
         objective: ``speed`` (highest decode tok/s on this machine) or ``size`` (smallest IR).
-        candidates: presets to try (default: int8 and the int4 presets, plus GPTQ ones with calibration).
+        candidates: presets to try (default: ``CANDIDATES``, int8 and two int4 presets, plus the GPTQ ones with
+            calibration; ``ALL_CANDIDATES`` are the thorough run's).
         text: held-out text to measure on; calibration: text for data-aware candidates (keep them apart).
         save: write the chosen model here, with the choice recorded in its manifest.
 
@@ -116,9 +118,13 @@ def tune(
         raise OptionError(f"objective={objective!r} is not valid: use 'speed' or 'size'.")
     if not isinstance(max_ppl_increase, (int, float)) or max_ppl_increase < 0:
         raise OptionError(f"max_ppl_increase={max_ppl_increase!r} is not valid: use e.g. 0.02 for +2%.")
+    data_aware = DATA_AWARE_CANDIDATES if calibration is not None else ()
+    quick = candidates is None
     if candidates is None:
-        candidates = CANDIDATES + (DATA_AWARE_CANDIDATES if calibration is not None else ())
+        candidates = CANDIDATES + data_aware
     report = evaluate(model, candidates, text, calibration=calibration, ov_cache_dir=ov_cache_dir, **evaluate_options)
+    if quick:
+        report = replace(report, thorough=(*report.thorough, f"--presets {','.join(ALL_CANDIDATES + data_aware)}"))
     choice, best = choose(report, max_ppl_increase, objective)
     result = TuneResult(report, float(max_ppl_increase), objective, choice, best)
     if choice is not None:
