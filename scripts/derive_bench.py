@@ -1,0 +1,94 @@
+"""First loads of two presets of one checkpoint from an empty export cache: this tree against a reference tree.
+
+Each load runs in a fresh process (``from_pretrained`` with compile, then one greedy token), timed from the call
+to the end of the load; the two trees alternate round by round, each round in a fresh ``OV_CAUSAL_CACHE_DIR``.
+Today's tree derives every preset from the checkpoint's cached fp32 export; a reference tree from before that
+(e.g. a checkout of an older commit) exports each preset from torch again.
+
+Usage:
+
+    python scripts/derive_bench.py --reference /path/to/older/checkout --rounds 3 --json derive.json
+
+The model defaults to SmolLM2-135M-Instruct (tests/smollm2.py); ``--model`` takes any checkpoint folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent.parent
+CHILD = """
+import sys, time
+t = time.perf_counter()
+from ov_causal import AutoModelForCausalLM
+model = AutoModelForCausalLM.from_pretrained(sys.argv[1], preset=sys.argv[2])
+ids = model.tokenizer(["The capital of France is"], return_tensors="pt")
+out = model.generate(**ids, max_new_tokens=1, do_sample=False)
+print("LOAD", time.perf_counter() - t, out[0, -1].item())
+"""
+
+
+def _checkpoint() -> Path:
+    sys.path.insert(0, str(HERE / "tests"))
+    from smollm2 import checkpoint
+
+    return checkpoint()
+
+
+def load(tree: Path, model: Path, preset: str, cache: Path) -> tuple[float, int]:
+    """Seconds of one first load in a fresh process, and the greedy token it produced."""
+    env = {**os.environ, "PYTHONPATH": str(tree), "OV_CAUSAL_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-c", CHILD, str(model), preset], env=env, capture_output=True,
+                            text=True, timeout=1800)
+    line = [line for line in result.stdout.splitlines() if line.startswith("LOAD")]
+    if result.returncode or not line:
+        raise SystemExit(f"the load of {preset} in {tree} failed:\n{result.stderr[-3000:]}")
+    _, seconds, token = line[-1].split()
+    return float(seconds), int(token)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reference", type=Path, required=True, help="a checkout of ov_causal to compare with")
+    parser.add_argument("--model", type=Path, default=None, help="a checkpoint folder (default: SmolLM2-135M)")
+    parser.add_argument("--presets", nargs=2, default=("int8", "int4_sym_g128"), metavar=("FIRST", "SECOND"))
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    model = args.model or _checkpoint()
+    trees = {"this tree": HERE, "reference": args.reference.resolve()}
+    times: dict[str, dict[str, list[float]]] = {name: {p: [] for p in args.presets} for name in trees}
+    tokens: dict[str, dict[str, int]] = {name: {} for name in trees}
+    for _ in range(args.rounds):
+        for name, tree in trees.items():
+            cache = Path(tempfile.mkdtemp(prefix="derive-bench-"))
+            try:
+                for preset in args.presets:
+                    seconds, tokens[name][preset] = load(tree, model, preset, cache)
+                    times[name][preset].append(seconds)
+                    print(f"{name:10s} {preset:16s} {seconds:7.1f} s", flush=True)
+            finally:
+                shutil.rmtree(cache, ignore_errors=True)
+    first, second = args.presets
+    print(f"\nmedians of {args.rounds} rounds, first loads from an empty cache ({model.name})")
+    print(f"{'tree':10s} {first + ' (1st)':>18s} {second + ' (2nd)':>22s} {'2nd / ref 1st':>14s}")
+    ref_first = statistics.median(times["reference"][first])
+    rows = {}
+    for name in trees:
+        a, b = statistics.median(times[name][first]), statistics.median(times[name][second])
+        rows[name] = {"first": a, "second": b, "second_over_reference_first": b / ref_first, "tokens": tokens[name]}
+        print(f"{name:10s} {a:16.1f} s {b:20.1f} s {b / ref_first:14.2f}")
+    if args.json:
+        args.json.write_text(json.dumps({"presets": args.presets, "times": times, "medians": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
