@@ -66,13 +66,15 @@ def _presets(root: Path) -> dict[str, list[str]]:
 
 
 _GENERATED_NAME = re.compile(r'(name|names)="([A-Za-z0-9]+)_\d+"')
+_MODEL_NAME = re.compile(r'<net name="Model\d+"')
 
 
 def _ir_digest(folder: Path) -> tuple[str, str]:
-    """sha256 of the weights file and of the XML with OpenVINO's generated node numbers (``Constant_15468``: a
-    process-wide counter, different in every process) blanked out."""
+    """sha256 of the weights file and of the XML with OpenVINO's generated names (``Constant_15468``, ``Model0``:
+    process-wide counters, different in every process) blanked out."""
     weights = hashlib.sha256((folder / "openvino_model.bin").read_bytes()).hexdigest()
     xml = _GENERATED_NAME.sub(r'\1="\2_N"', (folder / "openvino_model.xml").read_text(encoding="utf-8"))
+    xml = _MODEL_NAME.sub('<net name="Model"', xml)
     return weights, hashlib.sha256(xml.encode()).hexdigest()
 
 
@@ -192,7 +194,7 @@ def test_lora_presets_derive_from_the_fused_fp32_export(make_checkpoint, adapter
 def test_which_presets_derive(tmp_path):
     def source(dtype):
         folder = tmp_path / str(dtype)
-        folder.mkdir()
+        folder.mkdir(exist_ok=True)
         (folder / "config.json").write_text(json.dumps({} if dtype is None else {"dtype": dtype}))
         return Source("checkpoint", folder, folder.name)
 
