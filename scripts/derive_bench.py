@@ -37,6 +37,8 @@ ids = model.tokenizer(["The capital of France is"], return_tensors="pt")
 out = model.generate(**ids, max_new_tokens=1, do_sample=False)
 seconds = time.perf_counter() - t
 import hashlib  # the weights the load compiled: the same file from both trees when the IRs match
+import ov_causal
+print("TREE", ov_causal.__file__)
 digest = hashlib.sha256((model.model_save_dir / "openvino_model.bin").read_bytes()).hexdigest()[:16]
 print("LOAD", seconds, out[0, -1].item(), digest)
 """
@@ -60,9 +62,11 @@ def load(tree: Path, model: Path, preset: str, cache: Path) -> tuple[float, floa
     env = {**os.environ, "PYTHONPATH": str(tree), "OV_CAUSAL_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1"}
     before = _cpu_seconds()
     result = subprocess.run([sys.executable, "-c", CHILD, str(model), preset], env=env, capture_output=True,
-                            text=True, timeout=3600)
+                            text=True, timeout=3600, cwd=tree)  # python -c puts the cwd first on sys.path
     cpu = _cpu_seconds() - before
     line = [line for line in result.stdout.splitlines() if line.startswith("LOAD")]
+    if f"TREE {tree}/" not in result.stdout:
+        raise SystemExit(f"the load of {preset} did not run the tree {tree}:\n{result.stdout[-500:]}")
     if result.returncode or not line:
         raise SystemExit(f"the load of {preset} in {tree} failed:\n{result.stderr[-3000:]}")
     _, seconds, token, digest = line[-1].split()
