@@ -43,8 +43,21 @@ def greedy(model) -> list[int]:
 
 
 def _entry(root: Path) -> Path:
-    (entry,) = [p for p in (root / "entries").iterdir() if not p.name.startswith(".")]
+    """The int8 entry (beside it: the fp32 export it was derived from)."""
+    (entry,) = [p for p in (root / "entries").iterdir() if not p.name.startswith(".") and _preset(p) == "int8"]
     return entry
+
+
+def _preset(entry: Path) -> str | None:
+    try:
+        return json.loads((entry / "ov_causal.json").read_text())["preset"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _problem(root: Path, entry: Path) -> str | None:
+    (found,) = [e for e in list_entries(root) if e.key == entry.name]
+    return found.problem
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +135,7 @@ def test_cache_verify_rehashes_everything(cached, tmp_path):
     root = tmp_path / "c"
     shutil.copytree(cached[0], root)
     code, out = _cli("cache", "verify", "--cache-dir", str(root))
-    assert code == 0 and "verified 1 entry" in out and " ok" in out
+    assert code == 0 and "verified 2 entries" in out and " ok" in out  # int8 and the fp32 it was derived from
     entry = _entry(root)
     record = json.loads((entry / ENTRY_FILE).read_text())
     weights = entry / "openvino_model.bin"
@@ -389,7 +402,7 @@ def test_file_in_place_of_an_entry_is_removed_by_load_and_by_clear(make_checkpoi
     entry = _entry(root)
     shutil.rmtree(entry)
     entry.write_text("not a folder")
-    assert [e.problem for e in list_entries(root)] == ["it is not a folder"]
+    assert _problem(root, entry) == "it is not a folder"
     code, out = _cli("cache", "clear", "--older-than", "30d", "--cache-dir", str(root))
     assert code == 0 and "removed 1 entry" in out and not entry.exists()
     entry.write_text("not a folder")
@@ -440,7 +453,7 @@ def test_read_only_cache_is_used_read_only_or_bypassed(make_checkpoint, cached):
         int8, fp16 = child.stdout.strip().splitlines()
         assert int8 == f"int8 True {cached[1]} []"  # a verified hit, nothing written
         assert fp16.startswith("fp16 None [") and "cannot be written" in fp16 and "temporary folder" in fp16
-        assert (entry / "last_used").read_text() == used and len(list_entries(root)) == 1
+        assert (entry / "last_used").read_text() == used and len(list_entries(root)) == 2  # int8 and its fp32
     finally:
         shutil.rmtree(shared, ignore_errors=True)
 
@@ -536,10 +549,10 @@ def test_damaged_ir_in_the_cache_is_listed_and_rebuilt(make_checkpoint, cached, 
     entry = _entry(root)
     path = entry / ("openvino_model.xml" if "xml" in fault else "openvino_model.bin")
     path.write_bytes(os.urandom(path.stat().st_size) if fault == "random bin" else b"")
-    assert list_entries(root)[0].problem is not None
+    assert _problem(root, entry) is not None
     with pytest.warns(UserWarning, match=f"damaged .*{path.name}"):
         model = _load(make_checkpoint, root)
-    assert greedy(model) == cached[1] and list_entries(root)[0].problem is None
+    assert greedy(model) == cached[1] and _problem(root, entry) is None
 
 
 # --- row 9: `locks` a file, a lock file a folder --------------------------------------------------------

@@ -290,6 +290,46 @@ def get_or_build(root: Path, key: str, parts: dict[str, Any], build: Callable[[P
     return hit
 
 
+@contextmanager
+def held_entry(root: Path, key: str, parts: dict[str, Any], build: Callable[[Path], None]) -> Iterator[Hit]:
+    """``get_or_build``'s entry with its lock held until the block ends: no other process removes or rebuilds it
+    while the block reads it (``cache clear`` takes the same lock).
+
+    An entry built here is removed again if the block fails (a failed load leaves the cache as it found it). In a
+    cache this process cannot write: the intact read-only entry, or a temporary export removed after the block.
+
+    Example:
+        >>> with held_entry(root, key, parts, export_fp32) as base:
+        ...     derive_export(base.folder, target, compression, name)
+    """
+    lock = key_lock(root, key)
+    try:
+        lock.__enter__()
+    except OSError as exc:
+        if isinstance(exc, CacheError) or exc.errno not in _READ_ONLY:
+            raise
+        hit = _uncached(root, key, build, exc.strerror or "permission denied")
+        try:
+            yield hit
+        finally:
+            if hit.workdir is not None:
+                hit.workdir.cleanup()
+        return
+    try:
+        hit = _get_or_build_locked(root / ENTRIES_DIR, key, parts, build)
+        try:
+            yield hit
+        except BaseException:
+            if not hit.hit and hit.workdir is None:
+                remove(hit.folder)
+            raise
+        finally:
+            if hit.workdir is not None:  # a damaged entry this user cannot remove was bypassed
+                hit.workdir.cleanup()
+    finally:
+        lock.__exit__(None, None, None)
+
+
 def _get_or_build_locked(entries: Path, key: str, parts: dict[str, Any], build: Callable[[Path], None]) -> Hit:
     entry = entries / key
     if entry.exists() or entry.is_symlink():

@@ -37,6 +37,21 @@ def export_bytes(parameters: int, compression: Compression) -> int:
     return with_margin(uncompressed + compressed)
 
 
+def derived_bytes(parameters: int, compression: Compression, base_cached: bool) -> int:
+    """Bytes a preset derived from a checkpoint's fp32 export needs: that export unless it is cached already,
+    plus the derived one."""
+    fp32 = 0.0 if base_cached else parameters * 4.0
+    return with_margin(fp32 + parameters * _STORED_BYTES[compression.weights])
+
+
+def derive_bytes(base: Path, compression: Compression) -> int:
+    """Bytes deriving ``compression`` from the uncompressed export folder ``base`` writes: its small files and the
+    compressed IR."""
+    weights = base / IR_FILE.replace(".xml", ".bin")
+    ir = weights.stat().st_size if weights.is_file() else 0
+    return with_margin(folder_bytes(base) - ir + ir * _STORED_BYTES[compression.weights] / 4.0)
+
+
 def with_margin(size: float) -> int:
     """``size`` bytes plus room for the small files and filesystem slack: a tenth, at least 2 MiB."""
     return int(size + max(_MARGIN_FLOOR, size * _MARGIN_SHARE))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -15,8 +16,18 @@ from ..config.hub import HubOptions
 from ..config.presets import Compression
 from ..errors import ExportError, OVCausalError, PresetError
 from ..ui.progress import stage
-from .diskspace import check_free_space, disk_full_errors, export_bytes, free_bytes, is_disk_full, is_write_error
+from .diskspace import (
+    check_free_space,
+    derive_bytes,
+    disk_full_errors,
+    export_bytes,
+    free_bytes,
+    is_disk_full,
+    is_write_error,
+)
 from .files import publish_folder, staging
+from .integrity import ENTRY_FILE, USED_FILE
+from .manifest import MANIFEST_FILE
 from .sources import DETOKENIZER_FILE, IR_FILE, TASK, TOKENIZER_FILE, Source, count_parameters
 
 logger = logging.getLogger(__name__)
@@ -49,26 +60,33 @@ def compress_folder(folder: Path, compression: Compression, calibration: Sequenc
     ``calibration`` texts (tokenized with the folder's tokenizer) feed the data-aware methods.
     Returns the layers that fell back from the int4 group size ({layer: "int4 g64" | "int8"}).
     """
+    return compress_into(folder, folder, compression, calibration)
+
+
+def compress_into(source: Path, out: Path, compression: Compression, calibration: Sequence[str] = ()) -> dict[str, str]:
+    """Compress the uncompressed IR in ``source`` with NNCF and write it into ``out`` (``source`` itself: under a
+    new name, then renamed over the old). The data-aware methods calibrate on ``calibration`` texts tokenized with
+    ``source``'s tokenizer; returns the layers that fell back from the int4 group size."""
     import openvino
 
-    model = read_ir(folder)
+    model = read_ir(source)
     dataset, calibrated = None, ""
     if compression.data_aware and calibration:
         from transformers import AutoTokenizer
 
         from .calibration import calibration_dataset, calibration_windows
 
-        windows = calibration_windows(list(calibration), AutoTokenizer.from_pretrained(folder))
+        windows = calibration_windows(list(calibration), AutoTokenizer.from_pretrained(source))
         dataset = calibration_dataset(model, windows)
         calibrated = f", calibrated on {len(windows)} windows"
     with stage(f"compress to {compression.describe()}{calibrated}", total=1) as bar, quiet_libraries():
         model = compress_ir(model, compression, dataset)
         bar.update()
     fallback = model_fallback(model, compression)
-    openvino.save_model(model, folder / "compressed.xml", compress_to_fp16=False)
+    openvino.save_model(model, out / "compressed.xml", compress_to_fp16=False)
     del model
-    os.replace(folder / "compressed.bin", folder / IR_FILES[1])
-    os.replace(folder / "compressed.xml", folder / IR_FILE)
+    os.replace(out / "compressed.bin", out / IR_FILES[1])
+    os.replace(out / "compressed.xml", out / IR_FILE)
     return fallback
 
 
@@ -274,6 +292,52 @@ def export_checkpoint(
             with _explained(f"compressing {source.name!r} to {compression.describe()}",
                             "Try another preset (int8 works for every model).", target.parent, needed):
                 fallback = compress_folder(tmp, compression, calibration)
+        if finish is not None:
+            finish(tmp, fallback)
+        publish(tmp, target)
+    return target
+
+
+_NOT_CARRIED = (*IR_FILES, MANIFEST_FILE, ENTRY_FILE, USED_FILE)  # rewritten for the derived export, or the cache's
+
+
+def derive_export(
+    base: Path,
+    target: Path,
+    compression: Compression,
+    name: str,
+    finish: Callable[[Path, dict[str, str]], None] | None = None,
+    calibration: Sequence[str] = (),
+) -> Path:
+    """Make the ``compression`` export of a model from its uncompressed (fp32) export folder ``base``, atomically:
+    no torch export. The IR is compressed by NNCF (int8/int4, ``compress_into``: what ``export_checkpoint`` does
+    after its fp32 export) or saved with fp16 weights; the other files (configs, tokenizers) are copied.
+
+    Args:
+        base: an uncompressed export folder (a cache entry of the checkpoint's fp32 export); left as it is.
+        target: where the derived export appears; nothing appears there if it fails.
+        compression: weight storage (fp16, int8 or int4).
+        name: the model's name, for messages.
+        finish: as for ``export_checkpoint``, called before the folder is published.
+        calibration: texts for data-aware compression methods.
+    """
+    import openvino
+
+    needed = derive_bytes(base, compression)
+    check_free_space(target.parent, needed, name)
+    with staging_folder(target) as tmp, quiet_libraries(), disk_full_errors(target.parent, needed, name):
+        for item in base.iterdir():
+            if item.is_file() and not item.is_symlink() and item.name not in _NOT_CARRIED and item.name[0] != ".":
+                shutil.copy2(item, tmp / item.name)
+        fallback: dict[str, str] = {}
+        with _explained(f"compressing {name!r} to {compression.describe()}",
+                        "Try another preset (int8 works for every model).", target.parent, needed):
+            if compression.quantized:
+                fallback = compress_into(base, tmp, compression, calibration)
+            else:  # what optimum's fp16 export does with the same trace: the weights saved as fp16
+                with stage(f"save with {compression.describe()} weights", total=1) as bar:
+                    openvino.save_model(read_ir(base), tmp / IR_FILE, compress_to_fp16=compression.weights == "fp16")
+                    bar.update()
         if finish is not None:
             finish(tmp, fallback)
         publish(tmp, target)

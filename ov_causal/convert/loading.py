@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,13 @@ from ..config.hub import HubOptions
 from ..config.options import validate_ov_config
 from ..config.presets import PRESETS, Compression, Runtime, default_compression, default_runtime
 from ..errors import DamagedModelError, UnsupportedModelError, warn
-from .cache import Hit, cache_root, folder_fingerprint, get_or_build, make_key
-from .diskspace import check_free_space, compress_bytes, disk_full_errors, export_bytes
+from .cache import Hit, cache_root, folder_fingerprint, get_or_build, held_entry, make_key
+from .diskspace import check_free_space, compress_bytes, derived_bytes, disk_full_errors, export_bytes
 from .export import (
     IR_FILES,
     TOKENIZER_FILES,
     compress_folder,
+    derive_export,
     export_checkpoint,
     model_fallback,
     publish,
@@ -91,16 +93,25 @@ def cache_key(source: Source, request: ExportRequest) -> tuple[str, dict[str, An
     return make_key(parts), parts
 
 
-def _export(source: Source, request: ExportRequest) -> Prepared:
-    check_exportable(read_config(source.path), source.path)
-    for adapter in request.adapters:
-        check_adapter(adapter, request.lora_allow_pickle)
+def _manifest(source: Source, request: ExportRequest) -> Manifest:
     name, compression, stateful = export_settings(source, request)
     adapters = [{"path": str(a.path), "weight": a.weight} for a in request.adapters]
-    manifest = Manifest(source.name, name or "custom", compression, stateful, adapters=adapters)
+    return Manifest(source.name, name or "custom", compression, stateful, adapters=adapters)
+
+
+def _finisher(manifest: Manifest) -> Callable[[Path, dict[str, str]], None]:
+    """Write ``manifest``, with the group-size fallback the compression reported, into the staging folder."""
 
     def finish(folder: Path, fallback: dict[str, str]) -> None:
         replace(manifest, fallback=fallback).write(folder)
+
+    return finish
+
+
+def _torch_export(source: Source, request: ExportRequest) -> Callable[[Path], None]:
+    """The build of an export from torch: the checkpoint (LoRA adapters fused first) exported and compressed."""
+    _, compression, stateful = export_settings(source, request)
+    finish = _finisher(_manifest(source, request))
 
     def build(target: Path) -> None:
         if not request.adapters:
@@ -111,14 +122,58 @@ def _export(source: Source, request: ExportRequest) -> Prepared:
             fused_source = Source(source.kind, fused, source.name)
             export_checkpoint(fused_source, target, compression, stateful, request.hub, finish, request.calibration)
 
+    return build
+
+
+def derives(source: Source, compression: Compression, adapters: tuple[Adapter, ...] = ()) -> bool:
+    """Whether a cached export with ``compression`` is derived from the checkpoint's cached fp32 export.
+
+    int8/int4 always: today's export compresses that very IR. fp16 when the checkpoint (or the fused one a LoRA
+    makes, saved in float32) stores float32 weights: optimum's fp16 export is then the same trace saved with fp16
+    weights. A 16-bit checkpoint is traced in 16 bits for fp16 (another graph), so it is exported from torch.
+    """
+    if compression.quantized:
+        return True
+    if compression.weights != "fp16":
+        return False
+    config = read_config(source.path)
+    return bool(adapters) or config.get("dtype", config.get("torch_dtype")) in (None, "float32")
+
+
+def _derived(source: Source, request: ExportRequest, root: Path) -> Callable[[Path], None]:
+    """The build of a preset derived from the checkpoint's fp32 export, which is cached first if it is not yet."""
+    _, compression, _ = export_settings(source, request)
+    base_request = replace(request, name="fp32", compression=PRESETS["fp32"].compression, calibration=())
+    base_key, base_parts = cache_key(source, base_request)
+    finish = _finisher(_manifest(source, request))
+
+    def build(target: Path) -> None:
+        cached = (target.parent / base_key).is_dir()
+        check_free_space(target.parent, derived_bytes(count_parameters(source.path), compression, cached), source.name)
+        with held_entry(root, base_key, base_parts, _torch_export(source, base_request)) as base:
+            derive_export(base.folder, target, compression, source.name, finish, request.calibration)
+
+    return build
+
+
+def _export(source: Source, request: ExportRequest) -> Prepared:
+    check_exportable(read_config(source.path), source.path)
+    for adapter in request.adapters:
+        check_adapter(adapter, request.lora_allow_pickle)
+    _, compression, _ = export_settings(source, request)
+    manifest = _manifest(source, request)
     if not request.cache:
         workdir = tempfile.TemporaryDirectory(prefix="ov_causal-")
         target = Path(workdir.name) / "model"
-        build(target)
+        _torch_export(source, request)(target)
         return Prepared(target, _with_fallback(manifest, target), workdir)
     key, parts = cache_key(source, request)
     root = cache_root(request.ov_cache_dir)
-    with disk_full_errors(root, export_bytes(count_parameters(source.path), compression), source.name):
+    derived = derives(source, compression, request.adapters)
+    build = _derived(source, request, root) if derived else _torch_export(source, request)
+    parameters = count_parameters(source.path)
+    needed = derived_bytes(parameters, compression, False) if derived else export_bytes(parameters, compression)
+    with disk_full_errors(root, needed, source.name):
         hit = get_or_build(root, key, parts, build)
     # The entry may have been built for another name of the same files (a copy of the folder, a preset
     # object equal to a named one): describe it as this request names it.
