@@ -306,7 +306,7 @@ def held_entry(root: Path, key: str, parts: dict[str, Any], build: Callable[[Pat
     try:
         lock.__enter__()
     except OSError as exc:
-        if isinstance(exc, CacheError) or exc.errno not in _READ_ONLY:
+        if isinstance(exc, CacheError) or exc.errno not in READ_ONLY:
             raise
         hit = _uncached(root, key, build, exc.strerror or "permission denied")
         try:
