@@ -232,3 +232,120 @@ def test_generate_batch_on_an_export_folder(cluster, export):
     expected = local.generate_many(prompts)
     local.core.close()
     assert [(r["generated_text"], r["prompt_tokens"], r["generated_tokens"]) for r in rows] == expected
+
+
+# --- LoRA adapters served by name: a row picks its adapter through a column ---
+
+LORA_TOKENS = 12
+LORA_GREEDY = {"min_new_tokens": LORA_TOKENS}  # every row the same length: the fused texts compare whole
+
+
+@pytest.fixture(scope="module")
+def lora_adapters(make_checkpoint, tmp_path_factory):
+    """Two PEFT adapters on the tiny llama (a: lora_alpha = 2 r; b: rank 8, other targets), as test_adapters."""
+    from .test_lora import _make_adapter
+
+    root = tmp_path_factory.mktemp("batch-adapters")
+    return {"a": _make_adapter(make_checkpoint, root / "a", seed=1),
+            "b": _make_adapter(make_checkpoint, root / "b", seed=2, rank=8,
+                               targets=("q_proj", "k_proj", "up_proj", "o_proj"))}
+
+
+@pytest.fixture(scope="module")
+def fused_texts(make_checkpoint, lora_adapters, tmp_path_factory):
+    """Each prompt's greedy text for the base and for each adapter's fused export (lora=), f32 runtime."""
+    from ov_causal import AutoModelForCausalLM
+    from ov_causal.model.text import eos_ids, new_tokens
+
+    cache = tmp_path_factory.mktemp("batch-fused-cache")
+    texts = {}
+    for name, lora in {None: None, "a": lora_adapters["a"], "b": lora_adapters["b"]}.items():
+        model = AutoModelForCausalLM.from_pretrained(make_checkpoint(), lora=lora, runtime="accuracy",
+                                                     ov_cache_dir=cache)
+        eos = eos_ids(model.generation_config.eos_token_id)
+        for prompt in _prompts(2):
+            inputs = model.tokenizer([prompt], return_tensors="pt")
+            out = model.generate(**inputs, max_new_tokens=LORA_TOKENS, do_sample=False, **LORA_GREEDY)
+            tokens = new_tokens(out[0, inputs["input_ids"].shape[1]:].tolist(), eos, None)
+            texts[name, prompt] = model.tokenizer.decode(tokens, skip_special_tokens=True)
+    assert len({texts[n, p] for n in (None, "a", "b") for p in _prompts(2)}) == 6, "each adapter changes the text"
+    return texts
+
+
+def _lora_rows(export):
+    """Rows for the base (no value, None, '', the base's name), adapter a and adapter b, interleaved."""
+    picks = [None, "a", "b", "a", "", "b", export.name, "a", "b", None]
+    rows = []
+    for i, pick in enumerate(picks):
+        row = {"id": i, "prompt": _prompts(2)[i % 2]}
+        if i:  # the first row has no adapter key at all
+            row["adapter"] = pick
+        rows.append(row)
+    return rows, [None if p in (None, "", export.name) else p for p in picks]
+
+
+def test_generate_batch_serves_adapters_by_name(cluster, export, lora_adapters, fused_texts):
+    """On the serving core (an export folder), in two actors: each row gets its own adapter's fused greedy text."""
+    from ov_causal.serving.ray_batch import generate_batch
+
+    rows, picks = _lora_rows(export)
+    out = generate_batch(rows, export, max_new_tokens=LORA_TOKENS, generate_kwargs=LORA_GREEDY,
+                         model_kwargs={"runtime": "accuracy"}, lora=lora_adapters, concurrency=2, batch_size=4)
+    assert [r["id"] for r in out] == list(range(len(rows)))
+    assert [r["generated_text"] for r in out] == [fused_texts[p, r["prompt"]] for p, r in zip(picks, rows)]
+
+
+def test_loaded_model_serves_adapters_by_name(export, lora_adapters, fused_texts, monkeypatch):
+    """Without the serving core (core_batch gives None): the model-level API, row groups per adapter."""
+    import numpy as np
+
+    import ov_causal.serving.batch_core
+    from ov_causal.serving.ray_batch import Generator
+
+    monkeypatch.setattr(ov_causal.serving.batch_core, "core_batch", lambda *args: None)
+    gen = Generator(export, max_new_tokens=LORA_TOKENS, generate_kwargs=LORA_GREEDY,
+                    model_kwargs={"runtime": "accuracy"}, lora={"a": lora_adapters["a"], "b": lora_adapters["b"]},
+                    adapter_column="which")
+    assert gen.core is None and gen.model.active_adapters() == ["a"]
+    rows, picks = _lora_rows(export)
+    batch = {"prompt": np.array([r["prompt"] for r in rows], dtype=object),
+             "which": np.array([r.get("adapter") for r in rows], dtype=object)}
+    out = gen(batch)
+    assert out["generated_text"].tolist() == [fused_texts[p, r["prompt"]] for p, r in zip(picks, rows)]
+
+
+def test_unknown_adapter_names_the_served_ones(cluster, export, lora_adapters, tmp_path):
+    import numpy as np
+
+    from ov_causal.errors import LoraError, OptionError
+    from ov_causal.serving.ray_batch import Generator, generate_batch
+
+    with pytest.raises(LoraError, match="adapter 'c', which this job does not serve.*Served adapters: 'a', 'b'"):
+        generate_batch([{"prompt": "x", "adapter": "c"}], export, lora=lora_adapters)  # before the job runs
+    (tmp_path / "adapter_config.json").write_text("{}")
+    with pytest.raises(LoraError, match="adapter 'x' cannot be served: .* has no adapter_model"):
+        generate_batch(["x"], export, lora={"x": tmp_path})  # checked against the export before the job
+    with pytest.raises(LoraError, match="'y'.*not an adapter folder"):
+        generate_batch(["x"], export, lora={"y": tmp_path / "missing"})
+    gen = Generator(export, max_new_tokens=2, lora={"a": lora_adapters["a"]})
+    try:
+        with pytest.raises(LoraError, match="adapter 'b', which this job does not serve.*Served adapters: 'a'"):
+            gen({"prompt": np.array(["x"], dtype=object), "adapter": np.array(["b"], dtype=object)})
+        with pytest.raises(OptionError, match="no column 'adapter' .columns: prompt.*serves adapters by name .a."):
+            gen({"prompt": np.array(["x"], dtype=object)})
+    finally:
+        gen.core.close()
+
+
+def test_lora_folder_keeps_fusing(export, make_checkpoint, lora_adapters, fused_texts):
+    """lora=folder is from_pretrained's lora=: fused at export, every row runs the fused model (no column needed)."""
+    from ov_causal.serving.batch_adapters import split_lora
+    from ov_causal.serving.ray_batch import Generator
+
+    assert split_lora(str(lora_adapters["a"]), {}) == ((), {"lora": str(lora_adapters["a"])})
+    assert split_lora({"a": lora_adapters["a"]}, {}) == ((("a", str(lora_adapters["a"])),), {})
+    gen = Generator(make_checkpoint(), max_new_tokens=LORA_TOKENS, generate_kwargs=LORA_GREEDY,
+                    model_kwargs={"runtime": "accuracy"}, lora=lora_adapters["b"])
+    assert gen.core is None and not gen.served
+    prompt = _prompts(1)[0]
+    assert gen.generate_many([prompt])[0][0] == fused_texts["b", prompt]

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any
 
+from .adapters import load_adapters
 from .engine import single_thread_crash
 from .scheduler import ServingCore
 
@@ -24,10 +25,15 @@ class CoreBatch:
     def __init__(self, core: ServingCore, defaults: SimpleNamespace, generate_kwargs: Mapping[str, Any]) -> None:
         self.core, self.settings = core, SimpleNamespace(**{**vars(defaults), **generate_kwargs})
 
-    def generate_many(self, prompts: Sequence[str]) -> list[tuple[str, int, int]]:
-        """(generated text, prompt tokens, generated tokens) per prompt, all prompts in one running batch."""
+    def generate_many(self, prompts: Sequence[str],
+                      adapters: Sequence[str | None] | None = None) -> list[tuple[str, int, int]]:
+        """(generated text, prompt tokens, generated tokens) per prompt, all prompts in one running batch.
+
+        ``adapters``: each prompt's served adapter (None: the base); the core runs them group by group.
+        """
         encoded = [self.core.encode(prompt) for prompt in prompts]
-        requests = [self.core.submit(ids, self._config(len(ids))) for ids in encoded]
+        names = list(adapters) if adapters is not None else [None] * len(encoded)
+        requests = [self.core.submit(ids, self._config(len(ids)), adapter=name) for ids, name in zip(encoded, names)]
         results = [request.result()[0].tokens for request in requests]
         return [(self.core.decode(tokens), len(ids), len(tokens)) for ids, tokens in zip(encoded, results)]
 
@@ -42,10 +48,12 @@ class CoreBatch:
 
 
 def core_batch(model: str | os.PathLike[str], model_kwargs: Mapping[str, Any],
-               generate_kwargs: Mapping[str, Any], threads: int | None) -> CoreBatch | None:
+               generate_kwargs: Mapping[str, Any], threads: int | None,
+               lora: Sequence[tuple[str, str]] = ()) -> CoreBatch | None:
     """A ``CoreBatch`` for ``model`` when its folder is ready and every keyword maps to GenAI, else None.
 
     ``threads``: the CPUs Ray gave the actor (``INFERENCE_NUM_THREADS`` unless ``ov_config`` sets it).
+    ``lora``: ``(name, adapter folder)`` pairs served by name (read and checked here: LoraError).
     """
     from ..model.backends import MAPPED
     from ..model.plan import plan_load
@@ -64,5 +72,8 @@ def core_batch(model: str | os.PathLike[str], model_kwargs: Mapping[str, Any],
         properties["INFERENCE_NUM_THREADS"] = str(threads)
     if single_thread_crash(plan.folder, properties):  # GenAI's continuous batching would crash: the loaded path
         return None
-    core = ServingCore(plan.folder, device=plan.device, properties=properties, max_queue=_MAX_QUEUE)
+    adapters = load_adapters(plan.folder, lora)
+    # a batch needs every row, not fairness: each adapter group keeps the engine until its rows are done
+    core = ServingCore(plan.folder, device=plan.device, properties=properties, max_queue=_MAX_QUEUE,
+                       adapters=adapters, adapter_slice=float("inf"))
     return CoreBatch(core, defaults, generate_kwargs)

@@ -42,6 +42,12 @@ class Generator:
         generate_kwargs: further ``generate`` keywords (``temperature``, ``stop_strings``, ...).
         model_kwargs: ``AutoModelForCausalLM.from_pretrained`` keywords (``preset``, ``runtime``, ...).
             Inside Ray, ``INFERENCE_NUM_THREADS`` defaults to the CPUs Ray gave the actor.
+        lora: LoRA adapters served by name, ``{name: PEFT adapter folder}``, as ``serve(lora=...)``: a row runs
+            with the adapter its ``adapter_column`` names (no value, '' or the base's name: the base), exactly as
+            that adapter's fused export would. A folder or ``{folder: weight}`` instead is fused at export
+            (``from_pretrained``'s ``lora=``). An adapter that does not fit the base raises LoraError here; a row
+            naming an adapter not served raises LoraError for its batch, listing the served ones.
+        adapter_column: the column naming each row's adapter (needed when ``lora`` serves adapters by name).
 
     ``__call__`` returns the batch with three more columns: ``generated_text``, ``prompt_tokens``
     and ``generated_tokens``; every other column (an id, metadata) is passed through.
@@ -66,18 +72,26 @@ class Generator:
         do_sample: bool = False,
         generate_kwargs: Mapping[str, Any] | None = None,
         model_kwargs: Mapping[str, Any] | None = None,
+        lora: Any = None,
+        adapter_column: str = "adapter",
     ) -> None:
+        from .batch_adapters import base_names, check_folders, split_lora
         from .batch_core import core_batch
 
-        options = dict(model_kwargs or {})
+        self.served, options = split_lora(lora, model_kwargs or {})
+        check_folders(self.served)
         cpus = _ray_cpus()
-        self.prompt_column = prompt_column
+        self.prompt_column, self.adapter_column, self.base = prompt_column, adapter_column, base_names(model)
         self.generate_kwargs = {"max_new_tokens": max_new_tokens, "do_sample": do_sample, **(generate_kwargs or {})}
         # a ready folder runs on the torch-free serving core; anything else loads through AutoModelForCausalLM
-        self.core = core_batch(model, options, self.generate_kwargs, cpus)
-        if self.core is not None:
-            return
+        self.core = core_batch(model, options, self.generate_kwargs, cpus, self.served)
+        if self.core is None:
+            self._load(model, options, cpus)
+
+    def _load(self, model: str | os.PathLike[str], options: dict[str, Any], cpus: int | None) -> None:
+        """The loaded-model path: ``AutoModelForCausalLM`` with the served adapters loaded by name."""
         from ..model.modeling import AutoModelForCausalLM
+        from .batch_adapters import load_on_model
 
         if cpus is not None and "INFERENCE_NUM_THREADS" not in (options.get("ov_config") or {}):
             options["ov_config"] = {**(options.get("ov_config") or {}), "INFERENCE_NUM_THREADS": cpus}
@@ -85,19 +99,33 @@ class Generator:
         if self.model.tokenizer is None:
             raise OptionError(f"{os.fspath(model)!r} has no tokenizer beside the model; batch generation needs one.")
         self.tokenizer = self.model.tokenizer
+        load_on_model(self.model, self.served)
 
     def generate_one(self, prompt: str) -> tuple[str, int, int]:
         """(generated text, prompt tokens, generated tokens) for one prompt."""
         return self.generate_many([prompt])[0]
 
-    def generate_many(self, prompts: Sequence[str]) -> list[tuple[str, int, int]]:
-        """(generated text, prompt tokens, generated tokens) per prompt, from one generate() call.
+    def generate_many(self, prompts: Sequence[str],
+                      adapters: Sequence[str | None] | None = None) -> list[tuple[str, int, int]]:
+        """(generated text, prompt tokens, generated tokens) per prompt, from one generate() call per adapter.
 
         The prompts go as one left-padded batch, which the GenAI engine runs by continuous batching
-        (each prompt on its own, so greedy output equals one prompt at a time).
+        (each prompt on its own, so greedy output equals one prompt at a time). ``adapters``: each prompt's
+        served adapter (None: the base).
         """
         if self.core is not None:
-            return self.core.generate_many(prompts)
+            return self.core.generate_many(prompts, adapters)
+        if adapters is None or not self.served:
+            return self._generate(prompts)
+        from .batch_adapters import by_group, use_adapter
+
+        def generate(group: Sequence[str], adapter: str | None) -> list[tuple[str, int, int]]:
+            use_adapter(self.model, adapter)
+            return self._generate(group)
+
+        return by_group(prompts, adapters, generate)
+
+    def _generate(self, prompts: Sequence[str]) -> list[tuple[str, int, int]]:
         from ..model.text import eos_ids, left_padded, new_tokens
 
         inputs, pad = left_padded(self.tokenizer, prompts)
@@ -119,12 +147,26 @@ class Generator:
                 f"the batch has no column {self.prompt_column!r} (columns: {', '.join(batch)}). "
                 "Pass prompt_column= naming the column that holds the prompts."
             )
-        results = self.generate_many([str(prompt) for prompt in batch[self.prompt_column]])
+        results = self.generate_many([str(prompt) for prompt in batch[self.prompt_column]], self._adapters(batch))
         out = dict(batch)
         out["generated_text"] = np.array([r[0] for r in results], dtype=object)
         out["prompt_tokens"] = np.array([r[1] for r in results], dtype=np.int64)
         out["generated_tokens"] = np.array([r[2] for r in results], dtype=np.int64)
         return out
+
+    def _adapters(self, batch: Mapping[str, Any]) -> list[str | None] | None:
+        """Each row's adapter from ``adapter_column`` (None without served adapters and without the column)."""
+        from .batch_adapters import row_adapters
+
+        if self.adapter_column not in batch:
+            if self.served:
+                raise OptionError(
+                    f"the batch has no column {self.adapter_column!r} (columns: {', '.join(batch)}), and lora= serves "
+                    f"adapters by name ({', '.join(name for name, _ in self.served)}). Add the column (empty: the "
+                    "base), or pass adapter_column= naming the column that holds each row's adapter."
+                )
+            return None
+        return row_adapters(batch[self.adapter_column], [name for name, _ in self.served], self.base)
 
 
 def _rows(data: Sequence[Any], prompt_column: str) -> list[dict[str, Any]]:
@@ -169,6 +211,8 @@ def generate_batch(
     num_cpus: float = 1,
     batch_size: int = 16,
     max_restarts: int = 4,
+    lora: Any = None,
+    adapter_column: str = "adapter",
 ) -> Any:
     """Generate for every prompt of ``data`` on Ray Data (a local cluster is started if none is running).
 
@@ -180,6 +224,9 @@ def generate_batch(
         num_cpus: CPUs reserved per actor (OpenVINO runs that many threads).
         batch_size: rows per ``Generator`` call; a retried batch is redone as a whole.
         max_restarts: how often Ray restarts an actor whose process dies (its batch is retried).
+        lora, adapter_column: LoRA adapters served by name and the column picking each row's (see ``Generator``).
+            Adapters are checked before the job when the model is ready (an export folder or a cached export),
+            and a list's rows are checked for unknown adapter names.
 
     Returns:
         For a list: the rows in input order, each with ``generated_text``, ``prompt_tokens`` and
@@ -197,9 +244,17 @@ def generate_batch(
         )
     if concurrency < 1 or batch_size < 1:
         raise OptionError(f"concurrency={concurrency} and batch_size={batch_size} must both be at least 1.")
-    dataset = data if isinstance(data, ray_data.Dataset) else ray_data.from_items(_rows(data, prompt_column))
+    served = _check_lora(model, lora, model_kwargs)
+    if isinstance(data, ray_data.Dataset):
+        dataset = data
+    else:
+        rows = _rows(data, prompt_column)
+        if served:
+            _check_row_adapters(model, rows, served, adapter_column)
+        dataset = ray_data.from_items(rows)
     constructor = dict(model=model, prompt_column=prompt_column, max_new_tokens=max_new_tokens, do_sample=do_sample,
-                       generate_kwargs=generate_kwargs, model_kwargs=model_kwargs)
+                       generate_kwargs=generate_kwargs, model_kwargs=model_kwargs, lora=lora,
+                       adapter_column=adapter_column)
     result = dataset.map_batches(
         Generator,
         fn_constructor_kwargs=constructor,
@@ -214,6 +269,26 @@ def generate_batch(
         return result
     rows = sorted(result.take_all(), key=lambda r: r[_ROW])
     return [{k: _plain(v) for k, v in row.items() if k != _ROW} for row in rows]
+
+
+def _check_lora(model: str | os.PathLike[str], lora: Any,
+                model_kwargs: Mapping[str, Any] | None) -> tuple[tuple[str, str], ...]:
+    """The adapters served by name, checked before any actor starts (against the export when it is ready)."""
+    from .batch_adapters import check_on_ready_folder, split_lora
+
+    served, options = split_lora(lora, model_kwargs or {})
+    check_on_ready_folder(model, options, served)
+    return served
+
+
+def _check_row_adapters(model: str | os.PathLike[str], rows: list[dict[str, Any]],
+                        served: Sequence[tuple[str, str]], column: str) -> None:
+    """Every row names a served adapter or the base (LoraError listing the served ones); a missing value: None."""
+    from .batch_adapters import base_names, row_adapters
+
+    for row in rows:
+        row.setdefault(column, None)  # one schema for every row: Ray Data needs the column in each
+    row_adapters((row[column] for row in rows), [name for name, _ in served], base_names(model))
 
 
 def _plain(value: Any) -> Any:
