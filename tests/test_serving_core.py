@@ -211,6 +211,12 @@ def test_requests_arriving_as_the_engine_empties(core):
     _wait_idle(core)
 
 
+def _wait_rebuild(core, rebuilt: int) -> None:
+    deadline = time.monotonic() + 30
+    while core.memory.rebuilds == rebuilt and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def test_memory_comes_back_after_a_burst(folder):
     """A burst of long prompts grows GenAI's pool for good; once idle, the core rebuilds its pipeline."""
     from ov_causal.serving.memory import resident_mib
@@ -225,9 +231,12 @@ def test_memory_comes_back_after_a_burst(folder):
         assert all(r.result()[0].tokens for r in burst)
         grown = resident_mib()
         assert grown > idle + 10, (idle, grown)  # ~23 MiB here: 128 prompts' KV blocks kept for prefix caching
-        deadline = time.monotonic() + 30
-        while core.memory.rebuilds == rebuilt and time.monotonic() < deadline:
-            time.sleep(0.1)
+        _wait_rebuild(core, rebuilt)
+        if core.memory.rebuilds == rebuilt:  # the allocator gave the pool back by itself (seen in a long test run)
+            watch = core.memory
+            assert resident_mib() <= watch.baseline_mib + watch.slack_mib, (idle, grown, resident_mib())  # none due
+            watch.baseline_mib = resident_mib() - 10  # memory it cannot give back: now a rebuild is due
+            _wait_rebuild(core, rebuilt)
         assert core.memory.rebuilds == rebuilt + 1, (idle, grown, resident_mib())
         assert resident_mib() < idle + 0.5 * (grown - idle) + 4, (idle, grown, resident_mib())
         assert core.submit(PROMPTS[0], _greedy(core, 6)).result()[0].tokens == expected  # serving on, unchanged
