@@ -53,6 +53,22 @@ def _corpus() -> list[str]:
     return [inspect.getsource(m) for m in (argparse, difflib, json_module)]
 
 
+@pytest.fixture
+def count_exports(monkeypatch):
+    """The checkpoints torch exports (optimum's main_export) during the test."""
+    import optimum.exporters.openvino as exporters
+
+    calls = []
+    original = exporters.main_export
+
+    def counting(*args, **kwargs):
+        calls.append(args[0])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(exporters, "main_export", counting)
+    return calls
+
+
 @pytest.fixture(scope="session", autouse=True)
 def export_cache(tmp_path_factory) -> Path:
     """Every test exports into a cache of its own session, never into the user's ~/.cache."""

@@ -21,21 +21,6 @@ from ov_causal.convert.integrity import verify
 from ov_causal.errors import OptionError
 
 
-@pytest.fixture
-def count_exports(monkeypatch):
-    import optimum.exporters.openvino as exporters
-
-    calls = []
-    original = exporters.main_export
-
-    def counting(*args, **kwargs):
-        calls.append(args[0])
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(exporters, "main_export", counting)
-    return calls
-
-
 def test_second_load_is_a_hit_without_export(make_checkpoint, tmp_path, count_exports):
     first = AutoModelForCausalLM.from_pretrained(make_checkpoint(), preset="int8", ov_cache_dir=tmp_path)
     second = AutoModelForCausalLM.from_pretrained(make_checkpoint(), preset="int8", ov_cache_dir=tmp_path)

@@ -22,22 +22,6 @@ CALIBRATION = str(DEMO_MODEL / "calibration.txt")
 
 
 @pytest.fixture
-def count_exports(monkeypatch):
-    """The checkpoints torch exports (optimum's main_export) during the test."""
-    import optimum.exporters.openvino as exporters
-
-    calls = []
-    original = exporters.main_export
-
-    def counting(*args, **kwargs):
-        calls.append(args[0])
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(exporters, "main_export", counting)
-    return calls
-
-
-@pytest.fixture
 def nncf_calls(monkeypatch):
     """The keywords of every nncf.compress_weights call during the test."""
     import nncf

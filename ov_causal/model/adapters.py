@@ -27,6 +27,7 @@ from typing import Any
 
 from ..errors import LoraError, ModelSourceError, OptionError, suggest
 from .adapter_files import AdapterFile, base_layers, checked, read_adapter
+from .backends import model_not_for_genai
 
 MODES = {"dynamic": "MODE_DYNAMIC", "static": "MODE_STATIC", "fuse": "MODE_FUSE"}
 DEFAULT_MODE = "dynamic"  # measured fastest for the common case (docs/lora.md): switching costs nothing
@@ -187,13 +188,7 @@ def genai_unavailable(model: Any) -> str:
     """Why the GenAI engine cannot apply run-time adapters to this model ('' when it can)."""
     if model.backend == "optimum":
         return "backend='optimum' (the transformers loop runs the base export as it is)"
-    if not model.stateful:
-        return "it is a stateless export (GenAI needs the stateful form)"
-    if model.ov_model_replaced:
-        return "model.model was replaced since loading (GenAI runs the saved folder)"
-    if model._genai_engine() is None:
-        return "the export has no OpenVINO tokenizer, so GenAI cannot run it"
-    return ""
+    return model_not_for_genai(model)
 
 
 def engine_message(exc: Exception) -> str:

@@ -82,7 +82,7 @@ def plan(model: Any, kwargs: dict[str, Any], backend: Backend) -> Plan:
                 "Use backend='auto' (falls back to the transformers loop) or drop that argument."
             )
         return Plan("optimum", f"{unsupported[0]} is only supported by the transformers loop", config)
-    reason = _model_not_for_genai(model)
+    reason = model_not_for_genai(model)
     return Plan("optimum", reason, config) if reason else Plan("genai", config=config)
 
 
@@ -109,14 +109,14 @@ def _transformers_only(kwargs: dict[str, Any], config: Any) -> list[str]:
     return unsupported
 
 
-def _model_not_for_genai(model: Any) -> str:
+def model_not_for_genai(model: Any) -> str:
     """Why the GenAI engine cannot run this model as it is now ('' when it can; the engine is then built)."""
     if not model.stateful:
         return "a stateless export (GenAI needs the stateful form)"
     if model.ov_model_replaced:
         return "model.model was changed since loading (GenAI runs the saved folder)"
     if model._genai_engine() is None:
-        return "GenAI engine unavailable"
+        return "the export has no OpenVINO tokenizer, so GenAI cannot run it"
     return ""
 
 
