@@ -110,6 +110,22 @@ def _call_json(call: Mapping[str, Any]) -> str:
     return json.dumps({"name": function.get("name"), "arguments": arguments}, ensure_ascii=False)
 
 
+TOOLS_FORMAT = "ov_causal.tools"  # the type of a tool choice sent where a response_format goes (the grammar check)
+
+
+def tools_format(tools: Sequence[Mapping[str, Any]], choice: str | Mapping[str, Any], parallel: bool,
+                 format: str) -> dict[str, Any] | None:
+    """A tool choice as a format the server's grammar check compiles (``constraint_of``); None for no constraint."""
+    if choice == "none" or not tools:
+        return None
+    return {"type": TOOLS_FORMAT, "tools": list(tools), "choice": choice, "parallel": parallel, "format": format}
+
+
+def constraint_of(spec: Mapping[str, Any]) -> dict[str, str] | None:
+    """The ``StructuredOutputConfig`` keywords of a ``tools_format``."""
+    return tool_constraint(spec["tools"], spec["choice"], spec["parallel"], spec["format"])
+
+
 def tool_constraint(tools: Sequence[Mapping[str, Any]], choice: str | Mapping[str, Any], parallel: bool = True,
                     format: str = "hermes") -> dict[str, str] | None:
     """``StructuredOutputConfig`` keywords for ``tool_choice`` over ``tools`` (None for ``"none"``).

@@ -12,6 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable
+from dataclasses import replace
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import FastAPI, Request
@@ -26,6 +27,7 @@ from .completer import Completer, Output, Prompt, Sampling
 from .http import BodyGuard, Metrics
 from .options import ServeOptions
 from .request import Request as CoreRequest
+from .tool_requests import Tool, ToolCall, ToolChoice, ToolUse, chat_messages, tool_use
 
 REPLICA_HEADER = "x-ov-causal-replica"
 
@@ -97,18 +99,23 @@ class TextPart(_Body):
 
 
 class ChatMessage(_Body):
-    role: Literal["system", "developer", "user", "assistant"]
-    content: Text | Annotated[list[TextPart], Field(min_length=1)]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: Text | Annotated[list[TextPart], Field(min_length=1)] | None = None  # None: an assistant's tool calls only
     name: Text | None = None
+    tool_calls: list[ToolCall] | None = None  # an assistant's
+    tool_call_id: Text | None = None  # a tool result's (role "tool")
 
-    def plain(self) -> dict[str, str]:
-        text = self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+    def plain(self) -> dict[str, Any]:
+        text = self.content if isinstance(self.content, str) else "".join(p.text for p in self.content or ())
         return {"role": "system" if self.role == "developer" else self.role, "content": text}
 
 
 class ChatRequest(_GenerationRequest):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
 
 
 def _usage(prompt: Prompt, outputs: list[Output]) -> dict[str, int]:
@@ -259,18 +266,41 @@ def _completion_choices(prompts: list[Prompt],
 async def complete_chat(completer: Completer, body: ChatRequest, http: Request, headers: dict[str, str]) -> Any:
     """``/v1/chat/completions``: the messages rendered by the chat template, answered whole or streamed."""
     adapter = completer.check_model(body.model)
-    sampling = await run_in_threadpool(completer.prepare, body.sampling(body.max_completion_tokens))
-    prompt = await run_in_threadpool(completer.encode_chat, [m.plain() for m in body.messages])
+    use = tool_use(body.tools, body.tool_choice, body.parallel_tool_calls, body.response_format,
+                   completer.tool_format)
+    sampling = body.sampling(body.max_completion_tokens)
+    if use is not None and use.response_format() is not None:
+        sampling = replace(sampling, response_format=use.response_format())
+    sampling = await run_in_threadpool(_prepare, completer, sampling, use)
+    messages = chat_messages(body.messages, use, completer.native_tools)
+    tools = use.tools if use is not None and completer.native_tools else None
+    prompt = await run_in_threadpool(completer.encode_chat, messages, tools)
     meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
             "model": adapter or completer.name}
     request = _submit_all(completer, [prompt], sampling, None, adapter)[0]
     if body.stream:
         return await _stream(completer, prompt, request, sampling, {**meta, "object": "chat.completion.chunk"},
-                             body, True, headers)
+                             body, True, headers, use)
     outputs = await _unless_gone(http, completer.acomplete(request, sampling), [request])
-    choices = [{"index": i, "message": {"role": "assistant", "content": o.text}, "logprobs": None,
-                "finish_reason": o.finish_reason} for i, o in enumerate(outputs)]
+    choices = [_chat_choice(i, o, use) for i, o in enumerate(outputs)]
     return JSONResponse({**meta, "choices": choices, "usage": _usage(prompt, outputs)}, headers=headers)
+
+
+def _prepare(completer: Completer, sampling: Sampling, use: ToolUse | None) -> Sampling:
+    """``completer.prepare``; a tool constraint the engine cannot take is the tools' 400."""
+    try:
+        return completer.prepare(sampling)
+    except APIError as exc:
+        if use is None or exc.param != "response_format":
+            raise
+        raise APIError(exc.status, str(exc).replace("Invalid response_format", "Invalid tools"), param="tools",
+                       code=exc.code) from None
+
+
+def _chat_choice(index: int, output: Output, use: ToolUse | None) -> dict[str, Any]:
+    message, calls = ({"role": "assistant", "content": output.text}, False) if use is None else use.message(output.text)
+    return {"index": index, "message": message, "logprobs": None,
+            "finish_reason": "tool_calls" if calls else output.finish_reason}
 
 
 def _submit_all(completer: Completer, prompts: list[Prompt], sampling: Sampling,
@@ -336,7 +366,7 @@ def _validation_error(exc: RequestValidationError) -> APIError:
 
 async def _stream(completer: Completer, prompt: Prompt, request: CoreRequest, sampling: Sampling,
                   meta: dict[str, Any], body: _GenerationRequest, chat: bool,
-                  headers: dict[str, str]) -> StreamingResponse:
+                  headers: dict[str, str], use: ToolUse | None = None) -> StreamingResponse:
     """Server-sent events: one chunk per text piece, one with the finish reason, optional usage, ``[DONE]``.
 
     The first piece is awaited before the status line, so a request the engine refuses gets its 4xx.
@@ -348,9 +378,11 @@ async def _stream(completer: Completer, prompt: Prompt, request: CoreRequest, sa
         request.cancel()
         raise
 
-    def choice(text: str | None, finish: str | None) -> dict[str, Any]:
+    calls = use.stream() if use is not None and use.parses else None  # text -> content and tool_calls deltas
+
+    def choice(text: str | dict[str, Any] | None, finish: str | None) -> dict[str, Any]:
         if chat:
-            delta = {} if text is None else {"content": text}
+            delta = {} if text is None else {"content": text} if isinstance(text, str) else text
             return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
         return {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
 
@@ -362,9 +394,13 @@ async def _stream(completer: Completer, prompt: Prompt, request: CoreRequest, sa
             item: str | Output | None = first
             while item is not None:
                 if isinstance(item, str):
-                    yield _sse({**meta, "choices": [choice(item, None)]})
+                    for delta in [item] if calls is None else calls.feed(item):
+                        yield _sse({**meta, "choices": [choice(delta, None)]})
                 else:
-                    yield _sse({**meta, "choices": [choice(None, item.finish_reason)]})
+                    for delta in [] if calls is None else calls.finish():
+                        yield _sse({**meta, "choices": [choice(delta, None)]})
+                    finish = "tool_calls" if calls is not None and calls.calls else item.finish_reason
+                    yield _sse({**meta, "choices": [choice(None, finish)]})
                     if body.stream_options is not None and body.stream_options.include_usage:
                         yield _sse({**meta, "choices": [], "usage": _usage(prompt, [item])})
                 item = await anext(pieces, None)
