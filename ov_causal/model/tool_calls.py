@@ -75,8 +75,9 @@ def parse_tool_calls(text: str, tools: Iterable[Mapping[str, Any]] | None = None
         calls; ``tool_calls`` is empty when it held none (content is then the text unchanged).
 
     Example:
-        >>> parse_tool_calls('<tool_call>{"name": "f", "arguments": {"a": 1}}</tool_call>')["tool_calls"][0]
-        {'id': 'call_...', 'type': 'function', 'function': {'name': 'f', 'arguments': '{"a": 1}'}}
+        >>> message = parse_tool_calls('<tool_call>{"name": "f", "arguments": {"a": 1}}</tool_call>')
+        >>> message["content"], message["tool_calls"][0]["function"]
+        (None, {'name': 'f', 'arguments': '{"a": 1}'})
     """
     stream = ToolCallStream(format, tools)
     return assemble([*stream.feed(text), *stream.finish()])

@@ -16,6 +16,7 @@ import json
 import re
 import sys
 import types
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ def _vocab_type(decoder: Any) -> int:
     return next((_VOCAB_TYPES[k] for k in kinds if k in _VOCAB_TYPES), _RAW)
 
 
+@lru_cache(maxsize=1)  # loaded once a process: a second find_spec would meet the stand-in package below
 def xgrammar_core() -> Any:
     """xgrammar's compiled core, without its Python package.
 
