@@ -158,8 +158,8 @@ def test_auto_is_a_triggered_structural_tag():
 
 @pytest.mark.parametrize("format", FORMATS)
 def test_the_engine_compiler_takes_every_constraint(format, tokenizer_dir):
-    from ov_causal.serving.grammar_worker import compile_format, _compiler
     from ov_causal.model.tool_prompt import tools_format
+    from ov_causal.serving.grammar_worker import _compiler, compile_format
 
     compiler = _compiler(tokenizer_dir)  # the vocabulary of the tiny models
     for choice in ("required", "auto", {"type": "function", "function": {"name": "get_weather"}}):

@@ -2,7 +2,7 @@
 
 Formats (``FORMATS``), picked from the chat template by ``detect_format``:
 
-- ``hermes`` (Hermes, Qwen 2.5/3, and our fallback prompt): ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``,
+- ``hermes`` (Hermes, Qwen 2.5/3, our fallback prompt): ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``,
   one block per call, text around them;
 - ``llama3_json`` (Llama 3.1/3.2): ``{"name": ..., "parameters": {...}}``, possibly after ``<|python_tag|>``,
   several separated by ``;``;

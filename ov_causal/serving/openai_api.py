@@ -27,7 +27,7 @@ from .completer import Completer, Output, Prompt, Sampling
 from .http import BodyGuard, Metrics
 from .options import ServeOptions
 from .request import Request as CoreRequest
-from .tool_requests import Tool, ToolCall, ToolChoice, ToolUse, chat_messages, tool_use
+from .tool_requests import ChatDeltas, Tool, ToolCall, ToolChoice, ToolUse, chat_messages, tool_use
 
 REPLICA_HEADER = "x-ov-causal-replica"
 
@@ -235,7 +235,7 @@ async def complete(completer: Completer, body: CompletionRequest, http: Request,
     prompts = [await run_in_threadpool(completer.encode_text, text) for text in texts]
     requests = _submit_all(completer, prompts, sampling, 16, adapter)
     if body.stream:
-        return await _stream(completer, prompts[0], requests[0], sampling, meta, body, False, headers)
+        return await _stream(completer, prompts[0], requests[0], sampling, meta, body, None, headers)
     results = await _unless_gone(http, asyncio.gather(*(completer.acomplete(r, sampling) for r in requests)),
                                  requests)
     choices, usage = _completion_choices(prompts, results)
@@ -280,7 +280,7 @@ async def complete_chat(completer: Completer, body: ChatRequest, http: Request, 
     request = _submit_all(completer, [prompt], sampling, None, adapter)[0]
     if body.stream:
         return await _stream(completer, prompt, request, sampling, {**meta, "object": "chat.completion.chunk"},
-                             body, True, headers, use)
+                             body, ChatDeltas(use), headers)
     outputs = await _unless_gone(http, completer.acomplete(request, sampling), [request])
     choices = [_chat_choice(i, o, use) for i, o in enumerate(outputs)]
     return JSONResponse({**meta, "choices": choices, "usage": _usage(prompt, outputs)}, headers=headers)
@@ -364,10 +364,30 @@ def _validation_error(exc: RequestValidationError) -> APIError:
     return APIError(400, f"Invalid value for {'.'.join(names)!r}: {error['msg']}.", param=names[0], code=code)
 
 
+def _events(item: str | Output, chat: ChatDeltas | None, meta: dict[str, Any], body: _GenerationRequest,
+            prompt: Prompt) -> list[str]:
+    """The server-sent events of one streamed item: a text piece, or the end (its finish reason, usage)."""
+
+    def choice(text: str | dict[str, Any] | None, finish: str | None) -> dict[str, Any]:
+        if chat:
+            return {"index": 0, "delta": text or {}, "logprobs": None, "finish_reason": finish}
+        return {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+
+    if isinstance(item, str):
+        return [_sse({**meta, "choices": [choice(d, None)]}) for d in (chat.feed(item) if chat else [item])]
+    events = [_sse({**meta, "choices": [choice(d, None)]}) for d in (chat.finish() if chat else [])]
+    events.append(_sse({**meta, "choices": [choice(None, chat.reason(item.finish_reason) if chat
+                                                   else item.finish_reason)]}))
+    if body.stream_options is not None and body.stream_options.include_usage:
+        events.append(_sse({**meta, "choices": [], "usage": _usage(prompt, [item])}))
+    return events
+
+
 async def _stream(completer: Completer, prompt: Prompt, request: CoreRequest, sampling: Sampling,
-                  meta: dict[str, Any], body: _GenerationRequest, chat: bool,
-                  headers: dict[str, str], use: ToolUse | None = None) -> StreamingResponse:
+                  meta: dict[str, Any], body: _GenerationRequest, chat: ChatDeltas | None,
+                  headers: dict[str, str]) -> StreamingResponse:
     """Server-sent events: one chunk per text piece, one with the finish reason, optional usage, ``[DONE]``.
+    ``chat``: how a chat stream's text becomes deltas (None: a completion's text chunks).
 
     The first piece is awaited before the status line, so a request the engine refuses gets its 4xx.
     """
@@ -378,14 +398,6 @@ async def _stream(completer: Completer, prompt: Prompt, request: CoreRequest, sa
         request.cancel()
         raise
 
-    calls = use.stream() if use is not None and use.parses else None  # text -> content and tool_calls deltas
-
-    def choice(text: str | dict[str, Any] | None, finish: str | None) -> dict[str, Any]:
-        if chat:
-            delta = {} if text is None else {"content": text} if isinstance(text, str) else text
-            return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        return {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
-
     async def events() -> AsyncIterator[str]:
         if chat:
             yield _sse({**meta, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
@@ -393,16 +405,8 @@ async def _stream(completer: Completer, prompt: Prompt, request: CoreRequest, sa
         try:
             item: str | Output | None = first
             while item is not None:
-                if isinstance(item, str):
-                    for delta in [item] if calls is None else calls.feed(item):
-                        yield _sse({**meta, "choices": [choice(delta, None)]})
-                else:
-                    for delta in [] if calls is None else calls.finish():
-                        yield _sse({**meta, "choices": [choice(delta, None)]})
-                    finish = "tool_calls" if calls is not None and calls.calls else item.finish_reason
-                    yield _sse({**meta, "choices": [choice(None, finish)]})
-                    if body.stream_options is not None and body.stream_options.include_usage:
-                        yield _sse({**meta, "choices": [], "usage": _usage(prompt, [item])})
+                for event in _events(item, chat, meta, body, prompt):
+                    yield event
                 item = await anext(pieces, None)
         except Exception as exc:  # the status line is sent already: report in the stream, as OpenAI does
             error = exc if isinstance(exc, APIError) else APIError(500, "The server failed on this request.",

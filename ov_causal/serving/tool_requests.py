@@ -92,6 +92,22 @@ class ToolUse:
         return parsed, True
 
 
+class ChatDeltas:
+    """A streamed chat answer's text as OpenAI deltas: content only, or content and tool calls when parsed."""
+
+    def __init__(self, use: ToolUse | None) -> None:
+        self.calls = use.stream() if use is not None and use.parses else None
+
+    def feed(self, text: str) -> list[dict[str, Any]]:
+        return [{"content": text}] if self.calls is None else self.calls.feed(text)
+
+    def finish(self) -> list[dict[str, Any]]:
+        return [] if self.calls is None else self.calls.finish()
+
+    def reason(self, finish_reason: str) -> str:
+        return "tool_calls" if self.calls is not None and self.calls.calls else finish_reason
+
+
 def tool_use(tools: list[Tool] | None, choice: ToolChoice | None, parallel: bool | None, response_format: Any,
              format: str) -> ToolUse | None:
     """The request's tools checked (None without tools); APIError(400) naming the field that is wrong."""
