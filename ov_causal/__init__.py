@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # what IDEs, type checkers and the docs see; at run time __ge
     from .model.pipelines import pipeline
     from .model.run import generate, stream
     from .model.structured import structured_output_config
+    from .model.tool_calls import parse_tool_calls
     from .ui.progress import set_progress
 
 __version__ = "0.1.0"
@@ -59,6 +60,7 @@ _LAZY = {
     "generate": "ov_causal.model.run",
     "stream": "ov_causal.model.run",
     "structured_output_config": "ov_causal.model.structured",
+    "parse_tool_calls": "ov_causal.model.tool_calls",
     "set_progress": "ov_causal.ui.progress",
     "cache_table": "ov_causal.convert.cache_entries",
     "prune_cache": "ov_causal.convert.cache_entries",
@@ -94,6 +96,7 @@ __all__ = [
     "generate",
     "get_preset",
     "get_runtime",
+    "parse_tool_calls",
     "pipeline",
     "presets_table",
     "prune_cache",

@@ -41,6 +41,9 @@ def add_parser(sub: Subparsers) -> None:
     srv.add_argument("--device", default=default_of(serve, "device"), help=DEVICE_HELP)
     srv.add_argument("--chat-template", default=None, metavar="FILE",
                      help="Jinja chat template file, for tokenizers without one (default: the tokenizer's)")
+    srv.add_argument("--tool-parser", default=None, metavar="FORMAT",
+                     help="tool call format: hermes, llama3_json, llama3_pythonic or mistral (default: from the chat "
+                          "template, else hermes)")
     srv.add_argument("--max-batch", type=int, metavar="N", default=default_of(serve, "max_batch"),
                      help="most requests in a replica's running batch; later ones wait (default: %(default)s)")
     srv.add_argument("--max-queue", type=int, metavar="N", default=default_of(serve, "max_queue"),

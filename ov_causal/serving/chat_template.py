@@ -43,13 +43,15 @@ class ChatTemplate:
         self.source = source
         self.special_tokens = dict(special_tokens or {})
 
-    def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
-        """The prompt text for ``messages``; a template that refuses them raises APIError(400)."""
+    def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True,
+               tools: list[dict[str, Any]] | None = None) -> str:
+        """The prompt text for ``messages`` (and ``tools``, OpenAI's function specs, as ``apply_chat_template(
+        tools=...)`` passes them); a template that refuses them raises APIError(400)."""
         import jinja2
 
         try:
             return self._template.render(messages=messages, add_generation_prompt=add_generation_prompt,
-                                         tools=None, documents=None, **self.special_tokens)
+                                         tools=tools or None, documents=None, **self.special_tokens)
         except _TemplateRefusal as exc:
             raise APIError(400, f"The chat template refused these messages: {exc}", param="messages") from None
         except jinja2.TemplateError as exc:

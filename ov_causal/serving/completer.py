@@ -14,6 +14,8 @@ from typing import Any
 from ..config.sampling import SamplingParams
 from ..errors import APIError
 from ..model.structured import shortest_output
+from ..model.tool_calls import check_format, detect_format
+from ..model.tool_prompt import native
 from .grammar import GrammarCheck
 from .request import Request, SequenceResult
 from .scheduler import ServingCore
@@ -66,8 +68,11 @@ class Completer:
         name: the model id clients send in ``model``.
     """
 
-    def __init__(self, core: ServingCore, name: str) -> None:
+    def __init__(self, core: ServingCore, name: str, tool_format: str | None = None) -> None:
         self.core, self.name, self.context = core, name, core.context
+        template = None if core.chat_template is None else core.chat_template.source
+        self.tool_format = check_format(tool_format) if tool_format else detect_format(template)
+        self.native_tools = native(template)  # the template renders tools=; else the fallback prompt
         self.grammars = GrammarCheck(core.folder)
         self._shortest_tokens: dict[str, int] = {}  # shortest output of a response_format -> its tokens
         self.grammars.start()  # in the background: ~1 s and ~55 MiB, ready before the first response_format
@@ -96,12 +101,12 @@ class Completer:
     def encode_text(self, prompt: str) -> Prompt:
         return Prompt(self.core.encode(prompt))
 
-    def encode_chat(self, messages: list[dict[str, Any]]) -> Prompt:
+    def encode_chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> Prompt:
         if self.core.chat_template is None:
             raise APIError(400, f"model {self.name!r} has no chat template, so chat completions are not available. "
                            "Use /v1/completions, or start the server with chat_template= (--chat-template FILE).",
                            param="messages", code="no_chat_template")
-        text = self.core.chat_template.render(messages, add_generation_prompt=True)
+        text = self.core.chat_template.render(messages, add_generation_prompt=True, tools=tools)
         return Prompt(self.core.encode(text, add_special_tokens=False))  # the template writes the special tokens
 
     def _max_tokens(self, prompt: Prompt, requested: int | None, default: int | None) -> int:

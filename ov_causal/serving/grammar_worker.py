@@ -16,6 +16,7 @@ import json
 import re
 import sys
 import types
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ def _vocab_type(decoder: Any) -> int:
     return next((_VOCAB_TYPES[k] for k in kinds if k in _VOCAB_TYPES), _RAW)
 
 
+@lru_cache(maxsize=1)  # loaded once a process: a second find_spec would meet the stand-in package below
 def xgrammar_core() -> Any:
     """xgrammar's compiled core, without its Python package.
 
@@ -85,13 +87,17 @@ def _compiler(folder: Path) -> Any:
 def compile_format(compiler: Any, response_format: Any) -> dict[str, str] | None:
     """The ``StructuredOutputConfig`` keywords of ``response_format``, compiled as the engine compiles them."""
     from ..model.structured import constraint
+    from ..model.tool_prompt import TOOLS_FORMAT, constraint_of
 
-    keywords = constraint(response_format)
+    tools = isinstance(response_format, dict) and response_format.get("type") == TOOLS_FORMAT
+    keywords = constraint_of(response_format) if tools else constraint(response_format)
     if keywords is None:
         return None
     try:
         if "regex" in keywords:
             compiler.compile_regex(keywords["regex"])
+        elif "structural_tags_config" in keywords:
+            compiler.compile_structural_tag(keywords["structural_tags_config"])
         else:
             compiler.compile_grammar_from_strings(keywords["grammar"], "root")
     except RuntimeError as exc:  # "[time] file.cc:83: Regex parsing error at position 3: Lookahead is not ..."

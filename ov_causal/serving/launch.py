@@ -103,5 +103,6 @@ def new_app(core: Any, replica: str, options: ServeOptions) -> Any:
     from .completer import Completer
     from .openai_api import build_app
 
-    return build_app(Completer(core, str(options.name)), replica, max_body_bytes=options.max_body_bytes,
+    completer = Completer(core, str(options.name), options.tool_parser)
+    return build_app(completer, replica, max_body_bytes=options.max_body_bytes,
                      body_timeout=float(options.body_timeout))

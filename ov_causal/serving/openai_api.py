@@ -12,6 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable
+from dataclasses import replace
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import FastAPI, Request
@@ -26,6 +27,7 @@ from .completer import Completer, Output, Prompt, Sampling
 from .http import BodyGuard, Metrics
 from .options import ServeOptions
 from .request import Request as CoreRequest
+from .tool_requests import ChatDeltas, Tool, ToolCall, ToolChoice, ToolUse, chat_messages, tool_use
 
 REPLICA_HEADER = "x-ov-causal-replica"
 
@@ -97,18 +99,23 @@ class TextPart(_Body):
 
 
 class ChatMessage(_Body):
-    role: Literal["system", "developer", "user", "assistant"]
-    content: Text | Annotated[list[TextPart], Field(min_length=1)]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: Text | Annotated[list[TextPart], Field(min_length=1)] | None = None  # None: an assistant's tool calls only
     name: Text | None = None
+    tool_calls: list[ToolCall] | None = None  # an assistant's
+    tool_call_id: Text | None = None  # a tool result's (role "tool")
 
-    def plain(self) -> dict[str, str]:
-        text = self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+    def plain(self) -> dict[str, Any]:
+        text = self.content if isinstance(self.content, str) else "".join(p.text for p in self.content or ())
         return {"role": "system" if self.role == "developer" else self.role, "content": text}
 
 
 class ChatRequest(_GenerationRequest):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
 
 
 def _usage(prompt: Prompt, outputs: list[Output]) -> dict[str, int]:
@@ -228,7 +235,7 @@ async def complete(completer: Completer, body: CompletionRequest, http: Request,
     prompts = [await run_in_threadpool(completer.encode_text, text) for text in texts]
     requests = _submit_all(completer, prompts, sampling, 16, adapter)
     if body.stream:
-        return await _stream(completer, prompts[0], requests[0], sampling, meta, body, False, headers)
+        return await _stream(completer, prompts[0], requests[0], sampling, meta, body, None, headers)
     results = await _unless_gone(http, asyncio.gather(*(completer.acomplete(r, sampling) for r in requests)),
                                  requests)
     choices, usage = _completion_choices(prompts, results)
@@ -259,18 +266,41 @@ def _completion_choices(prompts: list[Prompt],
 async def complete_chat(completer: Completer, body: ChatRequest, http: Request, headers: dict[str, str]) -> Any:
     """``/v1/chat/completions``: the messages rendered by the chat template, answered whole or streamed."""
     adapter = completer.check_model(body.model)
-    sampling = await run_in_threadpool(completer.prepare, body.sampling(body.max_completion_tokens))
-    prompt = await run_in_threadpool(completer.encode_chat, [m.plain() for m in body.messages])
+    use = tool_use(body.tools, body.tool_choice, body.parallel_tool_calls, body.response_format,
+                   completer.tool_format)
+    sampling = body.sampling(body.max_completion_tokens)
+    if use is not None and use.response_format() is not None:
+        sampling = replace(sampling, response_format=use.response_format())
+    sampling = await run_in_threadpool(_prepare, completer, sampling, use)
+    messages = chat_messages(body.messages, use, completer.native_tools)
+    tools = use.tools if use is not None and completer.native_tools else None
+    prompt = await run_in_threadpool(completer.encode_chat, messages, tools)
     meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
             "model": adapter or completer.name}
     request = _submit_all(completer, [prompt], sampling, None, adapter)[0]
     if body.stream:
         return await _stream(completer, prompt, request, sampling, {**meta, "object": "chat.completion.chunk"},
-                             body, True, headers)
+                             body, ChatDeltas(use), headers)
     outputs = await _unless_gone(http, completer.acomplete(request, sampling), [request])
-    choices = [{"index": i, "message": {"role": "assistant", "content": o.text}, "logprobs": None,
-                "finish_reason": o.finish_reason} for i, o in enumerate(outputs)]
+    choices = [_chat_choice(i, o, use) for i, o in enumerate(outputs)]
     return JSONResponse({**meta, "choices": choices, "usage": _usage(prompt, outputs)}, headers=headers)
+
+
+def _prepare(completer: Completer, sampling: Sampling, use: ToolUse | None) -> Sampling:
+    """``completer.prepare``; a tool constraint the engine cannot take is the tools' 400."""
+    try:
+        return completer.prepare(sampling)
+    except APIError as exc:
+        if use is None or exc.param != "response_format":
+            raise
+        raise APIError(exc.status, str(exc).replace("Invalid response_format", "Invalid tools"), param="tools",
+                       code=exc.code) from None
+
+
+def _chat_choice(index: int, output: Output, use: ToolUse | None) -> dict[str, Any]:
+    message, calls = ({"role": "assistant", "content": output.text}, False) if use is None else use.message(output.text)
+    return {"index": index, "message": message, "logprobs": None,
+            "finish_reason": "tool_calls" if calls else output.finish_reason}
 
 
 def _submit_all(completer: Completer, prompts: list[Prompt], sampling: Sampling,
@@ -334,10 +364,30 @@ def _validation_error(exc: RequestValidationError) -> APIError:
     return APIError(400, f"Invalid value for {'.'.join(names)!r}: {error['msg']}.", param=names[0], code=code)
 
 
+def _events(item: str | Output, chat: ChatDeltas | None, meta: dict[str, Any], body: _GenerationRequest,
+            prompt: Prompt) -> list[str]:
+    """The server-sent events of one streamed item: a text piece, or the end (its finish reason, usage)."""
+
+    def choice(text: str | dict[str, Any] | None, finish: str | None) -> dict[str, Any]:
+        if chat:
+            return {"index": 0, "delta": text or {}, "logprobs": None, "finish_reason": finish}
+        return {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+
+    if isinstance(item, str):
+        return [_sse({**meta, "choices": [choice(d, None)]}) for d in (chat.feed(item) if chat else [item])]
+    events = [_sse({**meta, "choices": [choice(d, None)]}) for d in (chat.finish() if chat else [])]
+    events.append(_sse({**meta, "choices": [choice(None, chat.reason(item.finish_reason) if chat
+                                                   else item.finish_reason)]}))
+    if body.stream_options is not None and body.stream_options.include_usage:
+        events.append(_sse({**meta, "choices": [], "usage": _usage(prompt, [item])}))
+    return events
+
+
 async def _stream(completer: Completer, prompt: Prompt, request: CoreRequest, sampling: Sampling,
-                  meta: dict[str, Any], body: _GenerationRequest, chat: bool,
+                  meta: dict[str, Any], body: _GenerationRequest, chat: ChatDeltas | None,
                   headers: dict[str, str]) -> StreamingResponse:
     """Server-sent events: one chunk per text piece, one with the finish reason, optional usage, ``[DONE]``.
+    ``chat``: how a chat stream's text becomes deltas (None: a completion's text chunks).
 
     The first piece is awaited before the status line, so a request the engine refuses gets its 4xx.
     """
@@ -348,12 +398,6 @@ async def _stream(completer: Completer, prompt: Prompt, request: CoreRequest, sa
         request.cancel()
         raise
 
-    def choice(text: str | None, finish: str | None) -> dict[str, Any]:
-        if chat:
-            delta = {} if text is None else {"content": text}
-            return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        return {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
-
     async def events() -> AsyncIterator[str]:
         if chat:
             yield _sse({**meta, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
@@ -361,12 +405,8 @@ async def _stream(completer: Completer, prompt: Prompt, request: CoreRequest, sa
         try:
             item: str | Output | None = first
             while item is not None:
-                if isinstance(item, str):
-                    yield _sse({**meta, "choices": [choice(item, None)]})
-                else:
-                    yield _sse({**meta, "choices": [choice(None, item.finish_reason)]})
-                    if body.stream_options is not None and body.stream_options.include_usage:
-                        yield _sse({**meta, "choices": [], "usage": _usage(prompt, [item])})
+                for event in _events(item, chat, meta, body, prompt):
+                    yield event
                 item = await anext(pieces, None)
         except Exception as exc:  # the status line is sent already: report in the stream, as OpenAI does
             error = exc if isinstance(exc, APIError) else APIError(500, "The server failed on this request.",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import OptionError
+from ..model.tool_calls import check_format
 
 
 @dataclass(frozen=True)
@@ -31,9 +32,12 @@ class ServeOptions:
     grace: float = 30.0
     ray: bool = True
     lora: tuple[tuple[str, str], ...] = ()  # (name, adapter folder) served beside the base, picked by ``model``
+    tool_parser: str | None = None  # the tool call format (``model.tool_calls.FORMATS``); None: from the template
 
     def __post_init__(self) -> None:
         check_lora(self.lora, self.name)
+        if self.tool_parser is not None:
+            check_format(self.tool_parser)
         for key, least in (("replicas", 1), ("max_batch", 1), ("max_queue", 0), ("max_body_bytes", 1)):
             _whole(key, getattr(self, key), least)
         if self.kv_cache_gb is not None:

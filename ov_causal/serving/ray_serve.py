@@ -65,6 +65,7 @@ def serve(
     blocking: bool = True,
     ray: bool = _DEFAULTS.ray,
     lora: Any = _DEFAULTS.lora,
+    tool_parser: str | None = _DEFAULTS.tool_parser,
     **from_pretrained_kwargs: Any,
 ) -> str:
     """Serve ``model`` behind the OpenAI HTTP API on Ray Serve and return its base URL (``http://host:port/v1``).
@@ -98,6 +99,9 @@ def serve(
             start (LoraError before serving). Requests for different adapters take turns on the engine (one
             adapter at a time; see ``serving.adapters``). A folder or ``{folder: weight}`` instead is
             ``from_pretrained``'s ``lora=``: fused into the export, served as the base.
+        tool_parser: the format tool calls are written in and read from: ``hermes``, ``llama3_json``,
+            ``llama3_pythonic`` or ``mistral`` (default: picked from the chat template; ``hermes`` when it does
+            not say, see docs/agents.md).
         **from_pretrained_kwargs: further ``AutoModelForCausalLM.from_pretrained`` keywords.
 
     Example:
@@ -110,7 +114,7 @@ def serve(
     options = ServeOptions(preset=preset, replicas=replicas, host=host, port=port, name=name, device=device,
                            chat_template=chat_template, num_cpus=num_cpus, max_batch=max_batch, max_queue=max_queue,
                            kv_cache_gb=kv_cache_gb, max_body_bytes=max_body_bytes, body_timeout=body_timeout,
-                           grace=grace, ray=ray, lora=served)
+                           grace=grace, ray=ray, lora=served, tool_parser=tool_parser)
     url = (_serve_ray if ray else _serve_direct)(model, options, from_pretrained_kwargs)
     if blocking:
         wait()
