@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-EXPECTED = {"quickstart", "presets", "lora", "accuracy", "speed"}
+EXPECTED = {"agents", "quickstart", "presets", "lora", "accuracy", "speed"}
 
 
 @pytest.fixture(scope="module")

@@ -186,3 +186,11 @@ def test_pipeline_with_tools_renders_as_transformers_and_its_output_parses(make_
     reply = out[0]["generated_text"][-1]
     assert reply["role"] == "assistant"
     assert parse_tool_calls(reply["content"], [WEATHER])["content"] == reply["content"]  # a random model: no call
+
+
+def test_cut_answer_keeps_finish_reason_length():
+    from ov_causal.serving.tool_requests import finish_reason_of
+
+    assert finish_reason_of("stop", calls=True) == "tool_calls"
+    assert finish_reason_of("length", calls=True) == "length"  # its last call may be cut off, left in content
+    assert finish_reason_of("stop", calls=False) == "stop"

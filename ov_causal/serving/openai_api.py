@@ -27,7 +27,8 @@ from .completer import Completer, Output, Prompt, Sampling
 from .http import BodyGuard, Metrics
 from .options import ServeOptions
 from .request import Request as CoreRequest
-from .tool_requests import ChatDeltas, Tool, ToolCall, ToolChoice, ToolUse, chat_messages, tool_use
+from .tool_requests import (ChatDeltas, Tool, ToolCall, ToolChoice, ToolUse, chat_messages, finish_reason_of,
+                            tool_use)
 
 REPLICA_HEADER = "x-ov-causal-replica"
 
@@ -300,7 +301,7 @@ def _prepare(completer: Completer, sampling: Sampling, use: ToolUse | None) -> S
 def _chat_choice(index: int, output: Output, use: ToolUse | None) -> dict[str, Any]:
     message, calls = ({"role": "assistant", "content": output.text}, False) if use is None else use.message(output.text)
     return {"index": index, "message": message, "logprobs": None,
-            "finish_reason": "tool_calls" if calls else output.finish_reason}
+            "finish_reason": finish_reason_of(output.finish_reason, calls)}
 
 
 def _submit_all(completer: Completer, prompts: list[Prompt], sampling: Sampling,

@@ -105,7 +105,13 @@ class ChatDeltas:
         return [] if self.calls is None else self.calls.finish()
 
     def reason(self, finish_reason: str) -> str:
-        return "tool_calls" if self.calls is not None and self.calls.calls else finish_reason
+        return finish_reason_of(finish_reason, self.calls is not None and bool(self.calls.calls))
+
+
+def finish_reason_of(engine_reason: str, calls: bool) -> str:
+    """OpenAI's finish reason: "tool_calls" when an answer that ended by itself holds calls; a cut answer stays
+    "length" (its last call may be cut off and left in ``content``)."""
+    return "tool_calls" if calls and engine_reason == "stop" else engine_reason
 
 
 def tool_use(tools: list[Tool] | None, choice: ToolChoice | None, parallel: bool | None, response_format: Any,
