@@ -24,6 +24,8 @@ from starlette.exceptions import HTTPException
 from ..errors import APIError
 from .completer import Completer, Output, Prompt, Sampling
 from .http import BodyGuard, Metrics
+from .logprobs import CHAT_TOP, COMPLETION_TOP, Ask, Tee, chat_ask, check_scored_prompt, completion_ask, completion_extras
+from .logprobs import scored_stream
 from .options import ServeOptions
 from .request import Request as CoreRequest
 
@@ -87,8 +89,14 @@ class _GenerationRequest(_Body):
                         None if self.response_format is None else self.response_format.model_dump(exclude_none=True))
 
 
+TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+
+
 class CompletionRequest(_GenerationRequest):
-    prompt: Text | list[Text] = Field(min_length=1)
+    prompt: Text | Annotated[list[Text], Field(min_length=1)] | TokenIds | Annotated[list[TokenIds], Field(min_length=1)]
+    max_tokens: int | None = Field(None, ge=0)  # 0: score the prompt only (echo=true)
+    echo: bool = False
+    logprobs: int | None = Field(None, ge=0, le=COMPLETION_TOP)
 
 
 class TextPart(_Body):
@@ -109,6 +117,8 @@ class ChatMessage(_Body):
 class ChatRequest(_GenerationRequest):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=CHAT_TOP)
 
 
 def _usage(prompt: Prompt, outputs: list[Output]) -> dict[str, int]:
@@ -220,18 +230,29 @@ async def complete(completer: Completer, body: CompletionRequest, http: Request,
     """``/v1/completions``: every prompt submitted at once (or none), answered whole or streamed (one prompt)."""
     adapter = completer.check_model(body.model)
     sampling = body.sampling()
-    texts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    ask = _ask(body)
+    if ask is not None:
+        completer.scoring.check(adapter)
+    one = isinstance(body.prompt, str) or isinstance(body.prompt[0], int)
+    texts: list[Any] = [body.prompt] if one else body.prompt
     meta = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
             "model": adapter or completer.name}
     _check_prompts(completer, texts, body.stream)
     sampling = await run_in_threadpool(completer.prepare, sampling)
     prompts = [await run_in_threadpool(completer.encode_text, text) for text in texts]
-    requests = _submit_all(completer, prompts, sampling, 16, adapter)
-    if body.stream:
-        return await _stream(completer, prompts[0], requests[0], sampling, meta, body, False, headers)
-    results = await _unless_gone(http, asyncio.gather(*(completer.acomplete(r, sampling) for r in requests)),
-                                 requests)
-    choices, usage = _completion_choices(prompts, results)
+    if body.max_tokens == 0:  # prompt scoring: nothing for the engine to do
+        for prompt in prompts:
+            check_scored_prompt(prompt, completer.context)
+        results = [[Output("", 0, "length")] for _ in prompts]
+    else:
+        requests = _submit_all(completer, prompts, sampling, 16, adapter)
+        if body.stream:
+            return await _stream(completer, prompts[0], requests[0], sampling, meta, body, False, headers)
+        results = await _unless_gone(http, asyncio.gather(*(completer.acomplete(r, sampling) for r in requests)),
+                                     requests)
+    echoes = [(t if isinstance(t, str) else completer.core.decode(t)) if body.echo else "" for t in texts]
+    choices, usage = _completion_choices(prompts, results,
+                                         await completion_extras(completer.scoring, prompts, echoes, results, ask))
     return JSONResponse({**meta, "choices": choices, "usage": usage}, headers=headers)
 
 
@@ -244,13 +265,14 @@ def _check_prompts(completer: Completer, texts: list[str], stream: bool) -> None
                        param="prompt", code="too_many_prompts")
 
 
-def _completion_choices(prompts: list[Prompt],
-                        results: list[list[Output]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """The choices of every prompt, numbered in order, and their summed usage."""
+def _completion_choices(prompts: list[Prompt], results: list[list[Output]],
+                        extras: list[list[tuple[str, Any]]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The choices of every prompt, numbered in order, and their summed usage; ``extras``: per choice, the echoed
+    prompt and the logprobs (``logprobs.completion_extras``)."""
     choices, usage = [], {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-    for prompt, outputs in zip(prompts, results):
-        for output in outputs:
-            choices.append({"index": len(choices), "text": output.text, "logprobs": None,
+    for prompt, outputs, extra in zip(prompts, results, extras):
+        for output, (echo, logprobs) in zip(outputs, extra):
+            choices.append({"index": len(choices), "text": echo + output.text, "logprobs": logprobs,
                             "finish_reason": output.finish_reason})
         usage = {k: usage[k] + v for k, v in _usage(prompt, outputs).items()}
     return choices, usage
@@ -259,6 +281,9 @@ def _completion_choices(prompts: list[Prompt],
 async def complete_chat(completer: Completer, body: ChatRequest, http: Request, headers: dict[str, str]) -> Any:
     """``/v1/chat/completions``: the messages rendered by the chat template, answered whole or streamed."""
     adapter = completer.check_model(body.model)
+    ask = _ask(body)
+    if ask is not None:
+        completer.scoring.check(adapter)
     sampling = await run_in_threadpool(completer.prepare, body.sampling(body.max_completion_tokens))
     prompt = await run_in_threadpool(completer.encode_chat, [m.plain() for m in body.messages])
     meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
@@ -268,9 +293,19 @@ async def complete_chat(completer: Completer, body: ChatRequest, http: Request, 
         return await _stream(completer, prompt, request, sampling, {**meta, "object": "chat.completion.chunk"},
                              body, True, headers)
     outputs = await _unless_gone(http, completer.acomplete(request, sampling), [request])
-    choices = [{"index": i, "message": {"role": "assistant", "content": o.text}, "logprobs": None,
-                "finish_reason": o.finish_reason} for i, o in enumerate(outputs)]
+    extras = (await completion_extras(completer.scoring, [prompt], [""], [outputs], ask))[0]
+    choices = [{"index": i, "message": {"role": "assistant", "content": o.text}, "logprobs": lp,
+                "finish_reason": o.finish_reason} for i, (o, (_, lp)) in enumerate(zip(outputs, extras))]
     return JSONResponse({**meta, "choices": choices, "usage": _usage(prompt, outputs)}, headers=headers)
+
+
+def _ask(body: _GenerationRequest) -> Ask | None:
+    """The logprobs a request asks (``serving.logprobs``), or None."""
+    if isinstance(body, ChatRequest):
+        return chat_ask(body.logprobs, body.top_logprobs)
+    if isinstance(body, CompletionRequest):
+        return completion_ask(body.logprobs, body.echo, body.max_tokens, body.stream, body.n)
+    return None
 
 
 def _submit_all(completer: Completer, prompts: list[Prompt], sampling: Sampling,
@@ -341,7 +376,11 @@ async def _stream(completer: Completer, prompt: Prompt, request: CoreRequest, sa
 
     The first piece is awaited before the status line, so a request the engine refuses gets its 4xx.
     """
-    pieces = completer.stream(request, sampling)
+    ask = _ask(body)
+    tee = Tee(request) if ask is not None else request
+    pieces = completer.stream(tee, sampling)
+    if ask is not None:
+        pieces = scored_stream(completer.scoring, pieces, tee, prompt.ids, ask)
     try:
         first = await anext(pieces)
     except BaseException:
@@ -351,8 +390,8 @@ async def _stream(completer: Completer, prompt: Prompt, request: CoreRequest, sa
     def choice(text: str | None, finish: str | None) -> dict[str, Any]:
         if chat:
             delta = {} if text is None else {"content": text}
-            return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        return {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+            return {"index": 0, "delta": delta, "logprobs": getattr(text, "logprobs", None), "finish_reason": finish}
+        return {"index": 0, "text": text or "", "logprobs": getattr(text, "logprobs", None), "finish_reason": finish}
 
     async def events() -> AsyncIterator[str]:
         if chat:
