@@ -14,7 +14,7 @@ the engine's.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,6 +162,15 @@ class Piece(str):
     """A streamed text piece with the OpenAI logprobs of the tokens it completes (``logprobs``)."""
 
     logprobs: dict[str, Any] | None = None
+
+
+def stream_pieces(scoring: Scoring, stream: Callable[[Any], AsyncIterator[Any]], request: Any,
+                  prompt: Sequence[int], ask: Ask | None) -> AsyncIterator[Any]:
+    """``stream(request)`` (``Completer.stream``'s pieces), with each text piece's logprobs when ``ask`` asks."""
+    if ask is None:
+        return stream(request)
+    tee = Tee(request)
+    return scored_stream(scoring, stream(tee), tee, prompt, ask)
 
 
 async def scored_stream(scoring: Scoring, pieces: AsyncIterator[Any], tee: Tee, prompt: Sequence[int],

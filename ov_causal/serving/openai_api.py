@@ -24,8 +24,16 @@ from starlette.exceptions import HTTPException
 from ..errors import APIError
 from .completer import Completer, Output, Prompt, Sampling
 from .http import BodyGuard, Metrics
-from .logprobs import CHAT_TOP, COMPLETION_TOP, Ask, Tee, chat_ask, check_scored_prompt, completion_ask, completion_extras
-from .logprobs import scored_stream
+from .logprobs import (
+    CHAT_TOP,
+    COMPLETION_TOP,
+    Ask,
+    chat_ask,
+    check_scored_prompt,
+    completion_ask,
+    completion_extras,
+    stream_pieces,
+)
 from .options import ServeOptions
 from .request import Request as CoreRequest
 
@@ -90,10 +98,11 @@ class _GenerationRequest(_Body):
 
 
 TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+Prompts = Annotated[list[Text], Field(min_length=1)] | Annotated[list[TokenIds], Field(min_length=1)]
 
 
 class CompletionRequest(_GenerationRequest):
-    prompt: Text | Annotated[list[Text], Field(min_length=1)] | TokenIds | Annotated[list[TokenIds], Field(min_length=1)]
+    prompt: Text | TokenIds | Prompts  # lm-eval sends lists of token ids
     max_tokens: int | None = Field(None, ge=0)  # 0: score the prompt only (echo=true)
     echo: bool = False
     logprobs: int | None = Field(None, ge=0, le=COMPLETION_TOP)
@@ -376,11 +385,7 @@ async def _stream(completer: Completer, prompt: Prompt, request: CoreRequest, sa
 
     The first piece is awaited before the status line, so a request the engine refuses gets its 4xx.
     """
-    ask = _ask(body)
-    tee = Tee(request) if ask is not None else request
-    pieces = completer.stream(tee, sampling)
-    if ask is not None:
-        pieces = scored_stream(completer.scoring, pieces, tee, prompt.ids, ask)
+    pieces = stream_pieces(completer.scoring, lambda r: completer.stream(r, sampling), request, prompt.ids, _ask(body))
     try:
         first = await anext(pieces)
     except BaseException:
