@@ -75,8 +75,8 @@ def main() -> None:
         for name in ports:  # warm-up
             chat(ports[name], args.tokens)
         plain: dict[str, list[float]] = {name: [] for name in ports}
-        for _ in range(args.rounds):
-            for name in ports:
+        for round_ in range(args.rounds):
+            for name in (("before", "after") if round_ % 2 else ("after", "before")):  # neither always goes first
                 plain[name].append(chat(ports[name], args.tokens))
         servers.pop("before").terminate()
         idle, busy, rates = [], [], []

@@ -210,6 +210,7 @@ def test_streamed_logprobs_equal_plain(client):
     ("completions", {"prompt": PROMPT, "echo": True, "max_tokens": 0, "n": 2, "temperature": 1}, "n"),
     ("completions", {"prompt": [5, 10**6], "echo": True, "max_tokens": 0, "logprobs": 0}, "prompt"),
     ("completions", {"prompt": [], "echo": True, "max_tokens": 0}, "prompt"),
+    ("completions", {"prompt": [[5, 6], [7, 10**6]], "max_tokens": 2}, "prompt"),  # never reaches the engine
 ])
 def test_refusals_name_the_field(server, path, body, param):
     response = httpx.post(f"{server}/{path}", json={"model": NAME, "max_tokens": 2, **body}, timeout=120)

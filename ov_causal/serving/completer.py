@@ -97,8 +97,11 @@ class Completer:
                        f"{', '.join(map(repr, self.models))}.", param="model", code="model_not_found")
 
     def encode_text(self, prompt: str | list[int]) -> Prompt:
-        """A text prompt tokenized, or token ids as they are."""
-        return Prompt(list(prompt)) if isinstance(prompt, list) else Prompt(self.core.encode(prompt))
+        """A text prompt tokenized, or token ids as they are (APIError(400) for one outside the vocabulary)."""
+        if isinstance(prompt, list):
+            self.scoring.check_ids(prompt)
+            return Prompt(list(prompt))
+        return Prompt(self.core.encode(prompt))
 
     def encode_chat(self, messages: list[dict[str, Any]]) -> Prompt:
         if self.core.chat_template is None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..errors import APIError
 from .request import Chunk
-from .scorer import Scorer, ScoreSession, TokenScore, TokenText, token_string
+from .scorer import Scorer, ScoreSession, TokenScore, TokenText, check_ids, token_string, vocabulary
 
 CHAT_TOP = 20  # OpenAI's limits
 COMPLETION_TOP = 5
@@ -63,6 +63,13 @@ class Scoring:
         self.core = core
         self._scorer: Scorer | None = None
         self._text: TokenText | None = None
+        self._vocabulary: int | None = None
+
+    def check_ids(self, ids: Sequence[int]) -> None:
+        """APIError(400) for token ids a prompt sends that are outside the model's vocabulary."""
+        if self._vocabulary is None:
+            self._vocabulary = vocabulary(self.core.folder)
+        check_ids(ids, self._vocabulary)
 
     def check(self, adapter: str | None) -> None:
         if adapter is not None:

@@ -56,6 +56,21 @@ def top_k(logits: Any, targets: Any, k: int) -> list[tuple[float, tuple[tuple[in
     return out
 
 
+def check_ids(ids: Sequence[int], size: int) -> None:
+    """APIError(400) for a token id outside a vocabulary of ``size`` (the engine must never see one)."""
+    bad = [t for t in ids if not 0 <= int(t) < size]
+    if bad:
+        raise APIError(400, f"Token id {bad[0]} is outside this model's vocabulary (0..{size - 1}).",
+                       param="prompt", code="invalid_token_id")
+
+
+def vocabulary(folder: Path) -> int:
+    """The size of the IR's output vocabulary (read, not compiled)."""
+    import openvino
+
+    return int(openvino.Core().read_model(folder / IR_FILE).outputs[0].get_partial_shape()[-1].get_length())
+
+
 class Scorer:
     """The IR of ``folder`` compiled for scoring (lazily: a model's first logprobs request pays ~1 s).
 
@@ -119,11 +134,7 @@ class ScoreSession:
         return scores
 
     def _check(self, ids: Sequence[int]) -> None:
-        size = self.scorer.vocabulary
-        bad = [t for t in ids if not 0 <= int(t) < size]
-        if bad:
-            raise APIError(400, f"Token id {bad[0]} is outside this model's vocabulary (0..{size - 1}).",
-                           param="prompt", code="invalid_token_id")
+        check_ids(ids, self.scorer.vocabulary)
 
     def _chunk(self, ids: list[int], k: int) -> list[TokenScore]:
         import numpy as np
