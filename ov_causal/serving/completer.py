@@ -17,6 +17,7 @@ from ..model.structured import shortest_output
 from ..model.tool_calls import check_format, detect_format
 from ..model.tool_prompt import native
 from .grammar import GrammarCheck
+from .logprobs import Scoring
 from .request import Request, SequenceResult
 from .scheduler import ServingCore
 
@@ -47,6 +48,7 @@ class Output:
     text: str
     tokens: int  # generated tokens, the end-of-sequence token included
     finish_reason: str  # "stop" (end of sequence or a stop string) or "length"
+    ids: tuple[int, ...] = ()  # the generated tokens (all of them: a stop string cuts the text only)
 
 
 @dataclass
@@ -76,6 +78,7 @@ class Completer:
         self.grammars = GrammarCheck(core.folder)
         self._shortest_tokens: dict[str, int] = {}  # shortest output of a response_format -> its tokens
         self.grammars.start()  # in the background: ~1 s and ~55 MiB, ready before the first response_format
+        self.scoring = Scoring(core)  # logprobs: the IR compiled on the first request that asks
 
     def prepare(self, sampling: Sampling) -> Sampling:
         """``sampling`` with its response_format compiled as the engine will (blocks up to the grammar budget:
@@ -98,7 +101,11 @@ class Completer:
         raise APIError(404, f"The model {requested!r} does not exist on this server; it serves "
                        f"{', '.join(map(repr, self.models))}.", param="model", code="model_not_found")
 
-    def encode_text(self, prompt: str) -> Prompt:
+    def encode_text(self, prompt: str | list[int]) -> Prompt:
+        """A text prompt tokenized, or token ids as they are (APIError(400) for one outside the vocabulary)."""
+        if isinstance(prompt, list):
+            self.scoring.check_ids(prompt)
+            return Prompt(list(prompt))
         return Prompt(self.core.encode(prompt))
 
     def encode_chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> Prompt:
@@ -199,8 +206,8 @@ class Completer:
         text = self.core.decode(result.tokens)
         cut = _first_stop(text, stop)
         if cut is not None:
-            return Output(text[:cut], len(result.tokens), "stop")
-        return Output(text, len(result.tokens), result.finish_reason)
+            return Output(text[:cut], len(result.tokens), "stop", tuple(result.tokens))
+        return Output(text, len(result.tokens), result.finish_reason, tuple(result.tokens))
 
 
 def _reason(tokens: list[int], request: Request) -> str:

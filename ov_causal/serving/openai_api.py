@@ -25,10 +25,19 @@ from starlette.exceptions import HTTPException
 from ..errors import APIError
 from .completer import Completer, Output, Prompt, Sampling
 from .http import BodyGuard, Metrics
+from .logprobs import (
+    CHAT_TOP,
+    COMPLETION_TOP,
+    Ask,
+    chat_ask,
+    check_scored_prompt,
+    completion_ask,
+    completion_extras,
+    stream_pieces,
+)
 from .options import ServeOptions
 from .request import Request as CoreRequest
-from .tool_requests import (ChatDeltas, Tool, ToolCall, ToolChoice, ToolUse, chat_messages, finish_reason_of,
-                            tool_use)
+from .tool_requests import ChatDeltas, Tool, ToolCall, ToolChoice, ToolUse, chat_messages, finish_reason_of, tool_use
 
 REPLICA_HEADER = "x-ov-causal-replica"
 
@@ -90,8 +99,15 @@ class _GenerationRequest(_Body):
                         None if self.response_format is None else self.response_format.model_dump(exclude_none=True))
 
 
+TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+Prompts = Annotated[list[Text], Field(min_length=1)] | Annotated[list[TokenIds], Field(min_length=1)]
+
+
 class CompletionRequest(_GenerationRequest):
-    prompt: Text | list[Text] = Field(min_length=1)
+    prompt: Text | TokenIds | Prompts  # lm-eval sends lists of token ids
+    max_tokens: int | None = Field(None, ge=0)  # 0: score the prompt only (echo=true)
+    echo: bool = False
+    logprobs: int | None = Field(None, ge=0, le=COMPLETION_TOP)
 
 
 class TextPart(_Body):
@@ -117,6 +133,8 @@ class ChatRequest(_GenerationRequest):
     tools: list[Tool] | None = None
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=CHAT_TOP)
 
 
 def _usage(prompt: Prompt, outputs: list[Output]) -> dict[str, int]:
@@ -228,18 +246,29 @@ async def complete(completer: Completer, body: CompletionRequest, http: Request,
     """``/v1/completions``: every prompt submitted at once (or none), answered whole or streamed (one prompt)."""
     adapter = completer.check_model(body.model)
     sampling = body.sampling()
-    texts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    ask = _ask(body)
+    if ask is not None:
+        completer.scoring.check(adapter)
+    one = isinstance(body.prompt, str) or isinstance(body.prompt[0], int)
+    texts: list[Any] = [body.prompt] if one else body.prompt
     meta = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
             "model": adapter or completer.name}
     _check_prompts(completer, texts, body.stream)
     sampling = await run_in_threadpool(completer.prepare, sampling)
     prompts = [await run_in_threadpool(completer.encode_text, text) for text in texts]
-    requests = _submit_all(completer, prompts, sampling, 16, adapter)
-    if body.stream:
-        return await _stream(completer, prompts[0], requests[0], sampling, meta, body, None, headers)
-    results = await _unless_gone(http, asyncio.gather(*(completer.acomplete(r, sampling) for r in requests)),
-                                 requests)
-    choices, usage = _completion_choices(prompts, results)
+    if body.max_tokens == 0:  # prompt scoring: nothing for the engine to do
+        for prompt in prompts:
+            check_scored_prompt(prompt, completer.context)
+        results = [[Output("", 0, "length")] for _ in prompts]
+    else:
+        requests = _submit_all(completer, prompts, sampling, 16, adapter)
+        if body.stream:
+            return await _stream(completer, prompts[0], requests[0], sampling, meta, body, None, headers)
+        results = await _unless_gone(http, asyncio.gather(*(completer.acomplete(r, sampling) for r in requests)),
+                                     requests)
+    echoes = [(t if isinstance(t, str) else completer.core.decode(t)) if body.echo else "" for t in texts]
+    choices, usage = _completion_choices(prompts, results,
+                                         await completion_extras(completer.scoring, prompts, echoes, results, ask))
     return JSONResponse({**meta, "choices": choices, "usage": usage}, headers=headers)
 
 
@@ -252,13 +281,14 @@ def _check_prompts(completer: Completer, texts: list[str], stream: bool) -> None
                        param="prompt", code="too_many_prompts")
 
 
-def _completion_choices(prompts: list[Prompt],
-                        results: list[list[Output]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """The choices of every prompt, numbered in order, and their summed usage."""
+def _completion_choices(prompts: list[Prompt], results: list[list[Output]],
+                        extras: list[list[tuple[str, Any]]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The choices of every prompt, numbered in order, and their summed usage; ``extras``: per choice, the echoed
+    prompt and the logprobs (``logprobs.completion_extras``)."""
     choices, usage = [], {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-    for prompt, outputs in zip(prompts, results):
-        for output in outputs:
-            choices.append({"index": len(choices), "text": output.text, "logprobs": None,
+    for prompt, outputs, extra in zip(prompts, results, extras):
+        for output, (echo, logprobs) in zip(outputs, extra):
+            choices.append({"index": len(choices), "text": echo + output.text, "logprobs": logprobs,
                             "finish_reason": output.finish_reason})
         usage = {k: usage[k] + v for k, v in _usage(prompt, outputs).items()}
     return choices, usage
@@ -267,6 +297,9 @@ def _completion_choices(prompts: list[Prompt],
 async def complete_chat(completer: Completer, body: ChatRequest, http: Request, headers: dict[str, str]) -> Any:
     """``/v1/chat/completions``: the messages rendered by the chat template, answered whole or streamed."""
     adapter = completer.check_model(body.model)
+    ask = _ask(body)
+    if ask is not None:
+        completer.scoring.check(adapter)
     use = tool_use(body.tools, body.tool_choice, body.parallel_tool_calls, body.response_format,
                    completer.tool_format)
     sampling = body.sampling(body.max_completion_tokens)
@@ -283,7 +316,8 @@ async def complete_chat(completer: Completer, body: ChatRequest, http: Request, 
         return await _stream(completer, prompt, request, sampling, {**meta, "object": "chat.completion.chunk"},
                              body, ChatDeltas(use), headers)
     outputs = await _unless_gone(http, completer.acomplete(request, sampling), [request])
-    choices = [_chat_choice(i, o, use) for i, o in enumerate(outputs)]
+    extras = (await completion_extras(completer.scoring, [prompt], [""], [outputs], ask))[0]
+    choices = [_chat_choice(i, o, use, lp) for i, (o, (_, lp)) in enumerate(zip(outputs, extras))]
     return JSONResponse({**meta, "choices": choices, "usage": _usage(prompt, outputs)}, headers=headers)
 
 
@@ -298,10 +332,19 @@ def _prepare(completer: Completer, sampling: Sampling, use: ToolUse | None) -> S
                        code=exc.code) from None
 
 
-def _chat_choice(index: int, output: Output, use: ToolUse | None) -> dict[str, Any]:
+def _chat_choice(index: int, output: Output, use: ToolUse | None, logprobs: Any) -> dict[str, Any]:
     message, calls = ({"role": "assistant", "content": output.text}, False) if use is None else use.message(output.text)
-    return {"index": index, "message": message, "logprobs": None,
+    return {"index": index, "message": message, "logprobs": logprobs,
             "finish_reason": finish_reason_of(output.finish_reason, calls)}
+
+
+def _ask(body: _GenerationRequest) -> Ask | None:
+    """The logprobs a request asks (``serving.logprobs``), or None."""
+    if isinstance(body, ChatRequest):
+        return chat_ask(body.logprobs, body.top_logprobs)
+    if isinstance(body, CompletionRequest):
+        return completion_ask(body.logprobs, body.echo, body.max_tokens, body.stream, body.n)
+    return None
 
 
 def _submit_all(completer: Completer, prompts: list[Prompt], sampling: Sampling,
@@ -369,13 +412,18 @@ def _events(item: str | Output, chat: ChatDeltas | None, meta: dict[str, Any], b
             prompt: Prompt) -> list[str]:
     """The server-sent events of one streamed item: a text piece, or the end (its finish reason, usage)."""
 
-    def choice(text: str | dict[str, Any] | None, finish: str | None) -> dict[str, Any]:
+    def choice(text: str | dict[str, Any] | None, finish: str | None, logprobs: Any = None) -> dict[str, Any]:
         if chat:
-            return {"index": 0, "delta": text or {}, "logprobs": None, "finish_reason": finish}
-        return {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+            return {"index": 0, "delta": text or {}, "logprobs": logprobs, "finish_reason": finish}
+        return {"index": 0, "text": text or "", "logprobs": logprobs, "finish_reason": finish}
 
-    if isinstance(item, str):
-        return [_sse({**meta, "choices": [choice(d, None)]}) for d in (chat.feed(item) if chat else [item])]
+    if isinstance(item, str):  # a piece's logprobs (``logprobs.Piece``) go with its first delta, or an empty one
+        logprobs = getattr(item, "logprobs", None)
+        deltas = chat.feed(item) if chat else [item]
+        if logprobs is not None and not deltas:
+            deltas = [{}]
+        return [_sse({**meta, "choices": [choice(d, None, logprobs if i == 0 else None)]})
+                for i, d in enumerate(deltas)]
     events = [_sse({**meta, "choices": [choice(d, None)]}) for d in (chat.finish() if chat else [])]
     events.append(_sse({**meta, "choices": [choice(None, chat.reason(item.finish_reason) if chat
                                                    else item.finish_reason)]}))
@@ -392,7 +440,7 @@ async def _stream(completer: Completer, prompt: Prompt, request: CoreRequest, sa
 
     The first piece is awaited before the status line, so a request the engine refuses gets its 4xx.
     """
-    pieces = completer.stream(request, sampling)
+    pieces = stream_pieces(completer.scoring, lambda r: completer.stream(r, sampling), request, prompt.ids, _ask(body))
     try:
         first = await anext(pieces)
     except BaseException:

@@ -72,7 +72,7 @@ class ServingCore:
                  on_finish: Callable[[Request], None] | None = None, memory_slack_mib: int | None = 256,
                  stall_timeout: float = STALL_TIMEOUT, on_stall: Callable[[], None] | None = None,
                  adapters: dict[str, Any] | None = None, adapter_slice: float = SLICE_S) -> None:
-        self.folder = Path(folder)
+        self.folder, self.device, self.properties = Path(folder), device, dict(properties or {})
         self._entry_use = hold_entry(self.folder)  # the size cap leaves the entry a server runs from alone
         self._engine_args, self.pool = engine_args(self.folder, device, properties or {}, kv_cache_gb, kv_blocks,
                                                    max_running, max_queue, prefix_caching)
