@@ -18,6 +18,7 @@ from typing import Any
 from ..config.hub import resolve_hf_kwargs
 from ..config.presets import Runtime
 from ..convert.cache import Hit, cache_root, touch_used, verify
+from ..convert.gguf_routes import gguf_key
 from ..convert.cache_locks import hold_entry
 from ..convert.integrity import ENTRIES_DIR
 from ..convert.ir import is_stateful
@@ -103,8 +104,12 @@ def plan_load(model: str | os.PathLike[str], **keywords: Any) -> LoadPlan:
 
 def _folder(source: Source, request: ExportRequest) -> tuple[Prepared | None, str]:
     """The folder GenAI can load as it is, or None and why not."""
-    if source.kind == "checkpoint":
-        prepared = _entry(source, request)
+    if source.kind == "gguf":
+        prepared = _entry(gguf_key(source, request)[0], request)
+        if prepared is None:
+            return None, "the GGUF file's export is not in the export cache (or is damaged, or being written)"
+    elif source.kind == "checkpoint":
+        prepared = _entry(cache_key(source, request)[0], request)
         if prepared is None:
             return None, "the checkpoint's export is not in the export cache (or is damaged, or being written)"
         if not export_settings(source, request)[2]:
@@ -121,9 +126,8 @@ def _folder(source: Source, request: ExportRequest) -> tuple[Prepared | None, st
     return prepared, ""
 
 
-def _entry(source: Source, request: ExportRequest) -> Prepared | None:
-    """The intact cache entry of a checkpoint's export, or None (not exported yet, damaged, or being written)."""
-    key, _ = cache_key(source, request)
+def _entry(key: str, request: ExportRequest) -> Prepared | None:
+    """The intact cache entry ``key``, or None (not exported yet, damaged, or being written)."""
     entry = cache_root(request.ov_cache_dir) / ENTRIES_DIR / key  # the layout cache.get_or_build writes
     if not entry.is_dir() or verify(entry) is not None:
         return None
