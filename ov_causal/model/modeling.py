@@ -19,6 +19,7 @@ from ..config.options import check_device
 from ..config.presets import Compression, Preset, Runtime
 from ..convert.cache import compiling
 from ..convert.calibration import TextSource
+from ..convert.gguf_routes import prepare_gguf
 from ..convert.loading import (
     Prepared,
     find_tokenizer,
@@ -27,7 +28,6 @@ from ..convert.loading import (
     runtime_config,
     stateful_error,
 )
-from ..convert.gguf_routes import prepare_gguf
 from ..convert.lora import LoraSpec
 from ..convert.manifest import Manifest
 from ..errors import LoraError, OptionError

@@ -18,8 +18,8 @@ from typing import Any
 from ..config.hub import resolve_hf_kwargs
 from ..config.presets import Runtime
 from ..convert.cache import Hit, cache_root, touch_used, verify
-from ..convert.gguf_routes import gguf_key
 from ..convert.cache_locks import hold_entry
+from ..convert.gguf_routes import gguf_key
 from ..convert.integrity import ENTRIES_DIR
 from ..convert.ir import is_stateful
 from ..convert.loading import (
