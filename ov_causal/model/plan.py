@@ -38,6 +38,8 @@ from .load_request import LoadOptions, Resolved, resolve_request
 
 # The keywords a ready folder honours without loading the model; any other one is from_pretrained's to apply.
 READY_KEYWORDS = frozenset({"preset", "runtime", "device", "ov_config", "ov_cache_dir", "backend"})
+# transformers keywords that only say where the model is (a GGUF file in the folder): planned like the model id.
+SOURCE_KEYWORDS = frozenset({"gguf_file"})
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,7 @@ def plan_load(model: str | os.PathLike[str], **keywords: Any) -> LoadPlan:
     """
     name = os.fspath(model)
     options, kwargs = LoadOptions.split(keywords)  # an unknown keyword lands in kwargs: resolve_request refuses it
-    others = sorted(set(keywords) - READY_KEYWORDS)
+    others = sorted(set(keywords) - READY_KEYWORDS - SOURCE_KEYWORDS)
     if others:
         with warnings.catch_warnings():  # from_pretrained warns of an ignored keyword when it applies the rest
             warnings.simplefilter("ignore")
