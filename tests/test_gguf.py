@@ -187,3 +187,10 @@ def test_without_the_gguf_package_the_extra_is_named(gguf_file, monkeypatch):
     monkeypatch.setitem(sys.modules, "gguf", None)  # import gguf raises ImportError
     with pytest.raises(MissingExtraError, match=r'ov_causal\[gguf\]'):
         AutoModelForCausalLM.from_pretrained(gguf_file)
+
+
+def test_a_truncated_file_is_named_as_such(gguf_file, tmp_path):
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(gguf_file.read_bytes()[:100_000])  # inside the vocabulary of the header
+    with pytest.raises(UnsupportedModelError, match="cannot be read as a GGUF file.*download that stopped"):
+        AutoModelForCausalLM.from_pretrained(cut)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import mmap
 import os
 import struct
 from collections import Counter
@@ -63,36 +64,48 @@ _WANTED = ("general.architecture", "general.file_type")
 
 
 class _Header:
-    """A reader of a GGUF header (https://github.com/ggml-org/ggml/blob/master/docs/gguf.md): the few values we
-    need, the other values skipped. gguf's own GGUFReader parses every value (6 s for a 49k-token vocabulary)."""
+    """A reader of a GGUF header (https://github.com/ggml-org/ggml/blob/master/docs/gguf.md) over the mapped file:
+    the few values we need, the others skipped. gguf's own GGUFReader parses every value (6 s for a 49k-token
+    vocabulary; this takes ~0.1 s)."""
 
-    def __init__(self, f: Any) -> None:
-        self.f = f
+    def __init__(self, buffer: Any) -> None:
+        self.buffer, self.pos = buffer, 0
 
     def unpack(self, fmt: str) -> Any:
-        return struct.unpack(fmt, self.f.read(struct.calcsize(fmt)))[0]
+        value = struct.unpack_from(fmt, self.buffer, self.pos)[0]
+        self.pos += struct.calcsize(fmt)
+        return value
 
     def string(self) -> str:
-        return self.f.read(self.unpack("<Q")).decode("utf-8", errors="replace")
+        size = self.unpack("<Q")
+        if self.pos + size > len(self.buffer):
+            raise ValueError("the header runs past the end of the file")
+        self.pos += size
+        return bytes(self.buffer[self.pos - size:self.pos]).decode("utf-8", errors="replace")
+
+    def skip_array(self) -> None:
+        item, count = self.unpack("<I"), self.unpack("<Q")
+        if item in _SCALARS:
+            self.pos += struct.calcsize(_SCALARS[item]) * count
+        elif item == _STRING:  # a vocabulary: tens of thousands of (length, bytes)
+            for _ in range(count):
+                self.pos += 8 + struct.unpack_from("<Q", self.buffer, self.pos)[0]
+        else:
+            for _ in range(count):
+                self.value(item)
 
     def value(self, kind: int) -> Any:
         if kind == _STRING:
             return self.string()
         if kind == _ARRAY:
-            item, count = self.unpack("<I"), self.unpack("<Q")
-            if item in _SCALARS:  # skipped in one seek
-                self.f.seek(struct.calcsize(_SCALARS[item]) * count, 1)
-            else:
-                for _ in range(count):
-                    self.value(item)
-            return None
+            return self.skip_array()
         return self.unpack(_SCALARS[kind])
 
     def read(self) -> tuple[dict[str, Any], list[tuple[int, int]]]:
         """The wanted values, and (type id, element count) of every tensor."""
-        if self.f.read(4) != b"GGUF":
+        if bytes(self.buffer[:4]) != b"GGUF":
             raise ValueError("no GGUF magic number at the start of the file")
-        self.unpack("<I")  # version
+        self.pos = 8  # magic, version
         tensors, keys = self.unpack("<Q"), self.unpack("<Q")
         values = {}
         for _ in range(keys):
@@ -105,7 +118,7 @@ class _Header:
             self.string()
             dims = [self.unpack("<Q") for _ in range(self.unpack("<I"))]
             kind = self.unpack("<I")
-            self.unpack("<Q")  # offset
+            self.pos += 8  # offset of the data
             infos.append((kind, math.prod(dims)))
         return values, infos
 
@@ -130,8 +143,8 @@ def read_info(path: Path) -> GGUFInfo:
     """The architecture, quantization and size of a GGUF file (its header only)."""
     gguf = gguf_module()
     try:
-        with path.open("rb") as f:
-            values, tensors = _Header(f).read()
+        with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buffer:
+            values, tensors = _Header(buffer).read()
         architecture = str(values["general.architecture"])
     except (KeyError, ValueError, OSError, struct.error, UnicodeDecodeError) as exc:
         raise UnsupportedModelError(
