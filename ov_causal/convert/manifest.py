@@ -42,6 +42,8 @@ class Manifest:
     tuned: dict[str, Any] | None = None
     # Layers whose input channels the int4 group size does not divide: {layer: "int4 g64" | "int8"}.
     fallback: dict[str, str] = field(default_factory=dict)
+    # Made from a llama.cpp GGUF file: {"file", "sha256", "type" (e.g. 'Q4_1'), "route": "kept" | "dequantized"}.
+    gguf: dict[str, str] | None = None
     versions: dict[str, str] = field(default_factory=library_versions)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..config.hub import HubOptions
-from ..errors import ModelSourceError, UnsupportedModelError
+from ..errors import ModelSourceError, UnsupportedModelError, suggest
 from .files import recover
 
 IR_FILE = "openvino_model.xml"
@@ -20,6 +20,7 @@ GENERATION_CONFIG_FILE = "generation_config.json"
 TOKENIZER_FILE = "openvino_tokenizer.xml"
 DETOKENIZER_FILE = "openvino_detokenizer.xml"
 DEMO_MODEL = Path(__file__).parents[1] / "demo_model"  # the small model shipped with the package
+GGUF_SUFFIX = ".gguf"
 TASK = "text-generation-with-past"
 MODEL_FOLDER = f"{CONFIG_FILE} and the weights of a Hugging Face checkpoint, or the {IR_FILE} of an OpenVINO export"
 
@@ -28,14 +29,16 @@ MODEL_FOLDER = f"{CONFIG_FILE} and the weights of a Hugging Face checkpoint, or 
 class Source:
     """A resolved model location.
 
-    ``kind`` is ``openvino`` (a folder with ``openvino_model.xml``) or ``checkpoint`` (a folder with
-    a transformers ``config.json``); ``name`` is what the user passed (kept for the manifest).
+    ``kind`` is ``openvino`` (a folder with ``openvino_model.xml``), ``checkpoint`` (a folder with
+    a transformers ``config.json``) or ``gguf`` (``path`` is a llama.cpp GGUF file); ``name`` is what the user
+    passed (kept for the manifest).
     """
 
-    kind: Literal["openvino", "checkpoint"]
+    kind: Literal["openvino", "checkpoint", "gguf"]
     path: Path
     name: str
     commit: str | None = None  # the Hub commit of a downloaded snapshot
+    content: str | None = None  # a hash of the files it was made from, standing in for the folder's (GGUF routes)
 
 
 def looks_like_path(name: str) -> bool:
@@ -105,8 +108,11 @@ def find_local(model_id: str | os.PathLike[str], subfolder: str = "") -> Source 
     if not path.exists():
         recover(path)  # a save into this folder killed while it swapped folders: restore the old save
     if path.exists():
+        if path.is_file() and path.suffix.lower() == GGUF_SUFFIX:
+            return Source("gguf", path, name)
         if not path.is_dir():
-            raise ModelSourceError(f"{name!r} is a file; pass the folder that holds the model: {MODEL_FOLDER}.")
+            raise ModelSourceError(f"{name!r} is a file; pass the folder that holds the model: {MODEL_FOLDER} "
+                                   f"(or a llama.cpp {GGUF_SUFFIX} file).")
         return classify(path / subfolder if subfolder else path, name)
     if looks_like_path(name):
         relative = "" if path.is_absolute() else f" A relative path starts from {os.getcwd()}."
@@ -120,6 +126,8 @@ def find_local(model_id: str | os.PathLike[str], subfolder: str = "") -> Source 
 def resolve_source(model_id: str | os.PathLike[str], hub: HubOptions) -> Source:
     """Find the model: local folder first, then the Hub (downloaded to its usual cache)."""
     name = os.fspath(model_id)
+    if hub.gguf_file:
+        return gguf_in(name, hub)
     local = find_local(name, hub.subfolder)
     if local is not None:
         return local
@@ -127,6 +135,46 @@ def resolve_source(model_id: str | os.PathLike[str], hub: HubOptions) -> Source:
     source = classify(folder / hub.subfolder if hub.subfolder else folder, name)
     commit = folder.name if folder.parent.name == "snapshots" else None
     return Source(source.kind, source.path, name, commit)
+
+
+def _gguf_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.suffix.lower() == GGUF_SUFFIX)
+
+
+def gguf_in(name: str, hub: HubOptions) -> Source:
+    """``from_pretrained(name, gguf_file=...)``: the GGUF file in a local folder, or downloaded from a Hub repo."""
+    file_name = os.fspath(hub.gguf_file)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        folder = path / hub.subfolder if hub.subfolder else path
+        target = folder / file_name
+        if target.is_file():
+            return Source("gguf", target, name)
+        present = _gguf_files(folder) if folder.is_dir() else []
+        raise ModelSourceError(
+            f"gguf_file={file_name!r} is not in {str(folder)!r}." + (suggest(file_name, present) if present else "")
+            + (f" GGUF files there: {', '.join(present)}." if present else " It holds no .gguf file.")
+        )
+    if path.is_file() or looks_like_path(name):
+        raise ModelSourceError(f"{name!r} is not a folder: pass the folder that holds {file_name!r} with "
+                               "gguf_file=, or the path of the .gguf file alone.")
+    return Source("gguf", _download_file(name, file_name, hub), name)
+
+
+def _download_file(repo_id: str, file_name: str, hub: HubOptions) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(
+            repo_id, file_name, subfolder=hub.subfolder or None, revision=hub.revision, token=hub.token,
+            cache_dir=hub.cache_dir, local_files_only=hub.local_files_only, force_download=hub.force_download,
+        ))
+    except Exception as exc:  # the hub client raises many types: offline, 404, auth, bad id
+        raise ModelSourceError(
+            f"gguf_file={file_name!r} of {repo_id!r} is not a local file and could not be fetched from the Hugging "
+            f"Face Hub ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). Check the repo id, the "
+            "file name (as listed in the repo's files) and your network or token, or pass a local folder."
+        ) from exc
 
 
 def read_config(folder: Path) -> dict:

@@ -30,6 +30,8 @@ def _auto(model_id: Any, hub: Any, ov_cache_dir: Any) -> tuple[str | None, str]:
     source = resolve_source(model_id, hub)
     if source.kind == "openvino":
         return None, "auto on an OpenVINO export: its weights are kept as they are"
+    if source.kind == "gguf":
+        return None, "auto on a GGUF file: its own quantization is kept (OpenVINO GenAI reads it)"
     key = tuned_key(os.fspath(model_id), folder_fingerprint)
     return auto_preset(key, count_parameters(source.path), cache_root(ov_cache_dir), int_speeds)
 

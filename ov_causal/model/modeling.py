@@ -19,6 +19,7 @@ from ..config.options import check_device
 from ..config.presets import Compression, Preset, Runtime
 from ..convert.cache import compiling
 from ..convert.calibration import TextSource
+from ..convert.gguf_routes import prepare_gguf
 from ..convert.loading import (
     Prepared,
     find_tokenizer,
@@ -294,7 +295,8 @@ def load_model(
     the model is then made an ``OVModelForCausalLM`` and its first engine compiled (unless ``compile=False``).
 
     Args:
-        pretrained_model_name_or_path: Hub id, checkpoint folder, or OpenVINO export folder.
+        pretrained_model_name_or_path: Hub id, checkpoint folder, OpenVINO export folder, or a llama.cpp ``.gguf``
+            file (kept with its own quantization unless ``preset=`` asks to dequantize it; see ``gguf_file``).
         preset: weight compression: a name (``int8``, ``int4_asym_g64``, ``fp16``, ...), a
             ``Preset`` or a ``Compression``. Default: int8 above 1B parameters, none below.
             ``"auto"``: the choice ``ov-causal tune`` made for this model, else a rule by size and CPU.
@@ -332,7 +334,8 @@ def load_model(
         config: a ``PretrainedConfig`` to use instead of the folder's ``config.json`` (as in optimum).
         generation_config: a ``GenerationConfig`` to use instead of the folder's (as in optimum).
         dynamic_shapes: optimum-intel's flag (it keeps causal LMs dynamic whatever the value).
-        **kwargs: transformers keywords (``revision``, ``token``, ``trust_remote_code``,
+        **kwargs: transformers keywords (``gguf_file``: a GGUF file in the folder or Hub repo; ``revision``, ``token``,
+            ``trust_remote_code``,
             ``torch_dtype``, ``device_map``, ...): applied, or ignored with a warning.
 
     Example:
@@ -341,7 +344,8 @@ def load_model(
     given = locals()  # the keywords above, by name: LoadOptions has a field for each (tests/test_plan.py)
     options = LoadOptions(**{f.name: given[f.name] for f in fields(LoadOptions)})
     resolved = resolve_request(pretrained_model_name_or_path, options, kwargs)  # source, export, runtime asked
-    prepared = prepare_folder(resolved.source, resolved.request)  # the export cache's folder, built if needed
+    prepare = prepare_gguf if resolved.source.kind == "gguf" else prepare_folder
+    prepared = prepare(resolved.source, resolved.request)  # the export cache's folder, built if needed
     runtime, full_config = runtime_config(resolved.runtime, resolved.overrides, prepared, resolved.source.kind,
                                           resolved.device, options.ov_config is not None)
     ir_model = load_optimum(prepared.folder, full_config, resolved)  # optimum reads the IR, not compiled yet

@@ -19,6 +19,7 @@ from ..config.hub import resolve_hf_kwargs
 from ..config.presets import Runtime
 from ..convert.cache import Hit, cache_root, touch_used, verify
 from ..convert.cache_locks import hold_entry
+from ..convert.gguf_routes import gguf_key
 from ..convert.integrity import ENTRIES_DIR
 from ..convert.ir import is_stateful
 from ..convert.loading import (
@@ -37,6 +38,8 @@ from .load_request import LoadOptions, Resolved, resolve_request
 
 # The keywords a ready folder honours without loading the model; any other one is from_pretrained's to apply.
 READY_KEYWORDS = frozenset({"preset", "runtime", "device", "ov_config", "ov_cache_dir", "backend"})
+# transformers keywords that only say where the model is (a GGUF file in the folder): planned like the model id.
+SOURCE_KEYWORDS = frozenset({"gguf_file"})
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ def plan_load(model: str | os.PathLike[str], **keywords: Any) -> LoadPlan:
     """
     name = os.fspath(model)
     options, kwargs = LoadOptions.split(keywords)  # an unknown keyword lands in kwargs: resolve_request refuses it
-    others = sorted(set(keywords) - READY_KEYWORDS)
+    others = sorted(set(keywords) - READY_KEYWORDS - SOURCE_KEYWORDS)
     if others:
         with warnings.catch_warnings():  # from_pretrained warns of an ignored keyword when it applies the rest
             warnings.simplefilter("ignore")
@@ -103,8 +106,12 @@ def plan_load(model: str | os.PathLike[str], **keywords: Any) -> LoadPlan:
 
 def _folder(source: Source, request: ExportRequest) -> tuple[Prepared | None, str]:
     """The folder GenAI can load as it is, or None and why not."""
-    if source.kind == "checkpoint":
-        prepared = _entry(source, request)
+    if source.kind == "gguf":
+        prepared = _entry(gguf_key(source, request)[0], request)
+        if prepared is None:
+            return None, "the GGUF file's export is not in the export cache (or is damaged, or being written)"
+    elif source.kind == "checkpoint":
+        prepared = _entry(cache_key(source, request)[0], request)
         if prepared is None:
             return None, "the checkpoint's export is not in the export cache (or is damaged, or being written)"
         if not export_settings(source, request)[2]:
@@ -121,9 +128,8 @@ def _folder(source: Source, request: ExportRequest) -> tuple[Prepared | None, st
     return prepared, ""
 
 
-def _entry(source: Source, request: ExportRequest) -> Prepared | None:
-    """The intact cache entry of a checkpoint's export, or None (not exported yet, damaged, or being written)."""
-    key, _ = cache_key(source, request)
+def _entry(key: str, request: ExportRequest) -> Prepared | None:
+    """The intact cache entry ``key``, or None (not exported yet, damaged, or being written)."""
     entry = cache_root(request.ov_cache_dir) / ENTRIES_DIR / key  # the layout cache.get_or_build writes
     if not entry.is_dir() or verify(entry) is not None:
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..convert.gguf_routes import describe_route
 from ..convert.ir import ir_mib, parameter_count
 
 
@@ -46,6 +47,7 @@ def model_summary(model: Any) -> list[tuple[str, Any]]:
         ("architecture", f"{arch} ({config.model_type})"),
         ("parameters", f"{params / 1e6:.1f}M" if params >= 1e5 else f"{params:,}"),
         ("source", m.source),
+        *([("GGUF", describe_route(m.gguf, m.preset))] if m.gguf else []),
         ("preset", m.preset),
         ("weights", weights),
         ("group size", c.group_size if c.weights == "int4" else "-"),
@@ -74,7 +76,9 @@ def describe(model: Any) -> str:
     m = model.ov_manifest
     fallback = m.fallback_summary()
     return (
-        f"{type(model).__name__}(source={m.source!r}, model_type={model.config.model_type!r}, "
+        f"{type(model).__name__}(source={m.source!r}, "
+        + (f"gguf={describe_route(m.gguf, m.preset)!r}, " if m.gguf else "")
+        + f"model_type={model.config.model_type!r}, "
         f"preset={m.preset!r}, weights={m.compression.describe()!r}, "
         + (f"group_size_fallback={fallback!r}, " if fallback else "")
         + f"runtime={model.ov_runtime.name!r}, device={model.device_name!r}, stateful={model.stateful})"
