@@ -3,8 +3,8 @@
     python scripts/tool_validity.py SMOLLM2_FOLDER TINY_FOLDER [--prompts 20] [--json out.json]
 
 Each folder is served with ``ov-causal serve --no-ray`` in this process (one after the other) and asked N prompts x
-2 tool sets under three settings: ``auto`` unconstrained (the parser only), ``auto`` with the triggered grammar,
-and ``required``. A call counts as valid when it parses and its arguments validate (``jsonschema``) against the
+2 tool sets under four settings: ``auto`` and ``required`` unconstrained (the parser only), ``auto`` with the
+triggered grammar, and ``required`` constrained. A call counts as valid when it parses and its arguments validate (``jsonschema``) against the
 tool's parameters; the table gives calls made per request and the valid share of them. Greedy for SmolLM2,
 temperature 1 (seeded) for the random model.
 """
@@ -50,9 +50,9 @@ def valid(call: object, tools: list[dict]) -> bool:
 def measure(client: openai.OpenAI, name: str, n: int, sampled: bool) -> list[dict]:
     rows = []
     settings = {"auto, parser only": ("auto", True), "auto, triggered grammar": ("auto", False),
-                "required": ("required", False)}
+                "required, parser only": ("required", True), "required": ("required", False)}
     for label, (choice, unconstrained) in settings.items():
-        requests = calls = good = 0
+        requests = calls = good = answered = 0
         for tools in TOOL_SETS.values():
             for i, text in enumerate(prompts(n)):
                 kwargs = dict(temperature=1.0, seed=i) if sampled else dict(temperature=0)
@@ -61,8 +61,10 @@ def measure(client: openai.OpenAI, name: str, n: int, sampled: bool) -> list[dic
                     done = client.chat.completions.create(model=name, messages=[{"role": "user", "content": text}],
                                                           tools=tools, tool_choice=choice, max_tokens=80, **kwargs)
                 found = done.choices[0].message.tool_calls or []
-                requests, calls, good = requests + 1, calls + len(found), good + sum(valid(c, tools) for c in found)
-        rows.append({"model": name, "setting": label, "requests": requests, "calls": calls, "valid": good})
+                ok = sum(valid(c, tools) for c in found)
+                requests, calls, good, answered = requests + 1, calls + len(found), good + ok, answered + bool(ok)
+        rows.append({"model": name, "setting": label, "requests": requests, "calls": calls, "valid": good,
+                     "answered": answered})
     return rows
 
 
@@ -96,10 +98,10 @@ def main() -> None:
                             args.prompts, sampled)
         finally:
             serving.shutdown()
-    print("| model | setting | requests | calls | valid calls |\n|---|---|---|---|---|")
+    print("| model | setting | requests | with a valid call | calls | valid calls |\n|---|---|---|---|---|---|")
     for r in rows:
         share = f"{r['valid']}/{r['calls']} ({100 * r['valid'] / r['calls']:.0f}%)" if r["calls"] else "0/0"
-        print(f"| {r['model']} | {r['setting']} | {r['requests']} | {r['calls']} | {share} |")
+        print(f"| {r['model']} | {r['setting']} | {r['requests']} | {r['answered']} | {r['calls']} | {share} |")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
             json.dump(rows, out, indent=1)
