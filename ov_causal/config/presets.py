@@ -87,8 +87,8 @@ class Compression:
             if (self.sym or self.group_size is not None or self.ratio != 1.0 or self.data_aware or self.sensitivity
                     or self.all_layers):
                 raise PresetError(
-                    f"sym, group_size, ratio, sensitivity, all_layers and the data-aware methods apply to int4 only, not to "
-                    f"{self.weights!r}: pick an int4 preset (e.g. 'int4_asym_g128') to set them."
+                    f"sym, group_size, ratio, sensitivity, all_layers and the data-aware methods apply to int4 only, "
+                    f"not to {self.weights!r}: pick an int4 preset (e.g. 'int4_asym_g128') to set them."
                 )
         else:
             if self.group_size is None:
