@@ -46,7 +46,7 @@ def _feeds_matmul(constant: Any) -> bool:
 
 def weight_bytes_read(model: Any) -> int:
     """Bytes of the constants an ``openvino.Model`` multiplies with per decode step: the MatMul weights with their
-    scales and zero points (norm weights and rotary tables are left out: noise next to them)."""
+    scales and zero points (and the few bytes of rotary frequencies; norm weights are left out)."""
     return sum(op.get_byte_size() for op in model.get_ops()
                if op.get_type_name() == "Constant" and _feeds_matmul(op))
 
