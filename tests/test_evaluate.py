@@ -72,7 +72,7 @@ def test_table_json_and_plot(report, tmp_path):
 
 def test_tune_under_tight_loose_and_impossible_budgets(tmp_path):
     candidates = ("int8", "int4_sym_g128", "int4_asym_g64")
-    assert candidates == CANDIDATES  # the default candidates: the quick run's
+    assert CANDIDATES == (*candidates, "int4_sym_channel")  # the default candidates: the quick run's
     tight = tune(DEMO_MODEL, 0.001, "speed", None, HELDOUT, ov_cache_dir=tmp_path, **FAST)
     assert tight.choice == "int8"
     assert f"--presets {','.join(ALL_CANDIDATES)}" in tight.table() and "--speed-runs 3" in tight.table()

@@ -6,6 +6,7 @@ import argparse
 
 from ..errors import OptionError
 from ..tools.tune import ALL_CANDIDATES, CANDIDATES, DATA_AWARE_CANDIDATES, tune
+from ..tools.workloads import WORKLOADS
 from .common import EXIT_NO_CHOICE, EXIT_OK, Subparsers, check_model, check_names, check_paths, command, default_of
 from .evaluate import add_measure_arguments, measure_keywords, presets_given, write_outputs
 
@@ -21,6 +22,11 @@ def add_parser(sub: Subparsers) -> None:
                      help="accuracy budget: perplexity increase over fp32, e.g. 2%% or 0.02 (default: %(default)s)")
     cmd.add_argument("--objective", choices=["speed", "size"], default=default_of(tune, "objective"),
                      help="speed: most decode tokens/s on this machine; size: smallest model (default: %(default)s)")
+    cmd.add_argument("--workload", choices=list(WORKLOADS), default=None,
+                     help="with --objective speed: rank by the time to answer one request of this workload ("
+                          + "; ".join(f"{w.name}: {w.prompt_tokens}-token prompt, {w.new_tokens} new tokens"
+                                      for w in WORKLOADS.values())
+                          + ") instead of decode tokens/s; measures prefill speed too")
     cmd.add_argument("--save", default=None, metavar="FOLDER", help="save the chosen model to this folder")
 
 
@@ -37,13 +43,16 @@ def check(args: argparse.Namespace) -> None:
     check_names(args)
     check_paths(args)
     percent(args.max_ppl_increase)
+    if args.workload and args.objective != "speed":
+        raise OptionError(f"--workload {args.workload} ranks by time to answer, which only --objective speed uses: "
+                          "drop --workload or use --objective speed.")
     check_model(args.model)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the table, save the choice with --save; EXIT_NO_CHOICE when no preset met the budget."""
     result = tune(args.model, percent(args.max_ppl_increase), args.objective, presets_given(args),
-                  save=args.save, **measure_keywords(args))
+                  workload=args.workload, save=args.save, **measure_keywords(args))
     print(result.table())
     if args.save and result.choice:
         print(f"saved {result.choice} to {args.save}")

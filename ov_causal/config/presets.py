@@ -32,7 +32,7 @@ SENSITIVITY_METRICS = (
     "mean_activation_magnitude",
 )
 ONE_BILLION = 1_000_000_000
-INT4_OVERRIDES = {"group_size", "ratio", "awq", "scale_estimation", "gptq", "sensitivity"}
+INT4_OVERRIDES = {"group_size", "ratio", "awq", "scale_estimation", "gptq", "sensitivity", "all_layers"}
 
 
 def _check_group_size(group_size: int) -> None:
@@ -58,6 +58,8 @@ class Compression:
         gptq: int4 only: NNCF's GPTQ, data-aware.
         sensitivity: int4 with ratio < 1: how NNCF ranks layers for int4, one of SENSITIVITY_METRICS
             (``weight_quantization_error`` is data-free; the others need calibration text).
+        all_layers: int4 only: the embedding and the LM head in int4 too (NNCF's ``all_layers``; by default
+            NNCF keeps them in int8). Faster decode, larger accuracy price.
     """
 
     weights: WeightFormat
@@ -68,6 +70,7 @@ class Compression:
     scale_estimation: bool = False
     gptq: bool = False
     sensitivity: str | None = None
+    all_layers: bool = False
 
     def __post_init__(self) -> None:
         if self.weights not in ("fp32", "fp16", "int8", "int4"):
@@ -81,10 +84,11 @@ class Compression:
         if self.awq and self.gptq:
             raise PresetError("awq and gptq are alternatives: pick one (each combines with scale_estimation).")
         if self.weights != "int4":
-            if self.sym or self.group_size is not None or self.ratio != 1.0 or self.data_aware or self.sensitivity:
+            if (self.sym or self.group_size is not None or self.ratio != 1.0 or self.data_aware or self.sensitivity
+                    or self.all_layers):
                 raise PresetError(
-                    f"sym, group_size, ratio, sensitivity and the data-aware methods apply to int4 only, not to "
-                    f"{self.weights!r}: pick an int4 preset (e.g. 'int4_asym_g128') to set them."
+                    f"sym, group_size, ratio, sensitivity, all_layers and the data-aware methods apply to int4 only, "
+                    f"not to {self.weights!r}: pick an int4 preset (e.g. 'int4_asym_g128') to set them."
                 )
         else:
             if self.group_size is None:
@@ -106,9 +110,10 @@ class Compression:
         if self.weights != "int4":
             return self.weights
         ratio = "" if self.ratio == 1.0 else f" ratio={self.ratio:g}"
-        methods = [m for m in ("awq", "scale_estimation", "gptq") if getattr(self, m)]
+        methods = [m for m in ("awq", "scale_estimation", "gptq", "all_layers") if getattr(self, m)]
         extra = f" +{'+'.join(methods)}" if methods else ""
-        return f"int4 {'sym' if self.sym else 'asym'} g{self.group_size}{ratio}{extra}"
+        group = "per-channel" if self.group_size == -1 else f"g{self.group_size}"
+        return f"int4 {'sym' if self.sym else 'asym'} {group}{ratio}{extra}"
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,8 @@ def _preset_row(p: Preset) -> tuple[Any, ...]:
     c = p.compression
     int4 = c.weights == "int4"
     methods = "+".join(m for m in ("awq", "scale_estimation", "gptq") if getattr(c, m)) or "-"
+    if c.all_layers:
+        methods += " (all layers)"
     return (p.name, c.weights, c.sym if int4 else "-", c.group_size if int4 else "-", c.ratio if int4 else "-",
             methods, p.runtime.name if p.runtime else default_runtime(c.weights).name)
 
@@ -140,6 +147,17 @@ def _int4(sym: bool, group_size: int) -> Preset:
     name = f"int4_{'sym' if sym else 'asym'}_g{group_size}"
     return Preset(name, Compression("int4", sym=sym, group_size=group_size))
 
+
+# int4 with one scale per output channel (group_size=-1): the fastest int4 decode on CPU, and the ways to buy
+# accuracy back (docs/presets.md has the measured price of each).
+CHANNEL_PRESETS = (
+    Preset("int4_sym_channel", Compression("int4", sym=True, group_size=-1)),
+    Preset("int4_asym_channel", Compression("int4", group_size=-1)),
+    Preset("int4_sym_channel_r80", Compression("int4", sym=True, group_size=-1, ratio=0.8)),
+    Preset("int4_sym_channel_awq", Compression("int4", sym=True, group_size=-1, awq=True, scale_estimation=True)),
+    Preset("int4_sym_channel_gptq", Compression("int4", sym=True, group_size=-1, gptq=True, scale_estimation=True)),
+    Preset("int4_sym_channel_all", Compression("int4", sym=True, group_size=-1, all_layers=True)),
+)
 
 PRESETS: dict[str, Preset] = {
     p.name: p
@@ -155,6 +173,7 @@ PRESETS: dict[str, Preset] = {
         Preset("int4_asym_g64_awq", Compression("int4", group_size=64, awq=True, scale_estimation=True)),
         Preset("int4_asym_g128_gptq", Compression("int4", group_size=128, gptq=True, scale_estimation=True)),
         Preset("int4_asym_g64_gptq", Compression("int4", group_size=64, gptq=True, scale_estimation=True)),
+        *CHANNEL_PRESETS,
     )
 }
 

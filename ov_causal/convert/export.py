@@ -154,6 +154,8 @@ def nncf_options(compression: Compression, dataset: Any = None) -> dict[str, Any
     if compression.data_aware:
         options.update(dataset=dataset, awq=compression.awq, scale_estimation=compression.scale_estimation,
                        gptq=compression.gptq, subset_size=128)  # calibration_windows yields at most 128
+    if compression.all_layers:
+        options["all_layers"] = True
     if compression.sensitivity is not None:
         options["sensitivity_metric"] = nncf.SensitivityMetric[compression.sensitivity.upper()]
     return options

@@ -89,6 +89,7 @@ class _Text:
     spans: list[tuple[int, int, int]]
     prompts: list[Any]
     new_tokens: int
+    prefill_prompts: Any = None  # inputs of the prefill-speed probe, when measured
 
 
 def _targets(text: _Text, span: tuple[int, int, int]) -> tuple[Any, Any, slice]:
@@ -181,6 +182,7 @@ def evaluate(
     new_tokens: int = 32,
     num_prompts: int = 2,
     speed_runs: int = 1,
+    prefill_speed: bool = False,
     device: str = "CPU",
     ov_cache_dir: str | os.PathLike[str] | None = None,
 ) -> EvalReport:
@@ -201,6 +203,8 @@ def evaluate(
         max_tokens: evaluate at most this many tokens of the text.
         new_tokens: greedy tokens generated per prompt (divergence) and for decode speed.
         speed_runs: timed decode runs per model (median reported), after a warm-up.
+        prefill_speed: also measure prefill tokens/s (a ``PREFILL_PROBE_TOKENS`` prompt, one new token; for
+            ``tune``'s workloads).
 
     Example:
         >>> report = evaluate("my-model", ["int8", "int4_asym_g64"], text="heldout.txt")
@@ -228,7 +232,8 @@ def evaluate(
                 f"window= (perplexity needs at least window + 1 tokens)."
             )
         scored = _Text(ids, _windows(len(ids), window, stride),
-                       _prompts(reference.tokenizer, ids, prompts, num_prompts, 32), new_tokens)
+                       _prompts(reference.tokenizer, ids, prompts, num_prompts, 32), new_tokens,
+                       _prefill_prompts(ids) if prefill_speed else None)
         ref = _reference(reference, scored)
         row, folder = _accuracy(REFERENCE, reference, ref, scored)
         del reference  # candidates are compared with ``ref``: one model in memory at a time
@@ -270,7 +275,34 @@ def _with_speed(row: EvalRow, folder: Path, text: _Text, speed_runs: int, device
     from ..model.modeling import AutoModelForCausalLM
 
     fast = AutoModelForCausalLM.from_pretrained(folder, runtime="latency", device=device, load_tokenizer=False)
-    return replace(row, tokens_per_second=decode_speed(fast, text.prompts[0], text.new_tokens, speed_runs))
+    row = replace(row, tokens_per_second=decode_speed(fast, text.prompts[0], text.new_tokens, speed_runs))
+    if text.prefill_prompts is not None:
+        row = replace(row, prefill_tokens_per_second=prefill_tokens_per_second(fast, text.prefill_prompts))
+    return row
+
+
+def _prefill_prompts(ids: list[int], count: int = 4) -> list[dict[str, Any]]:
+    """``count`` prompts of ``PREFILL_PROBE_TOKENS`` tokens (fewer if the text is shorter), each starting
+    elsewhere in the text: no prompt shares a prefix with another, so a prefix cache cannot help."""
+    import torch
+
+    from .workloads import PREFILL_PROBE_TOKENS
+
+    length = min(PREFILL_PROBE_TOKENS, len(ids) - count)
+    step = max(1, (len(ids) - length) // count)
+    probes = [torch.tensor([ids[i * step : i * step + length]]) for i in range(count)]
+    return [{"input_ids": p, "attention_mask": torch.ones_like(p)} for p in probes]
+
+
+def prefill_tokens_per_second(model: Any, prompts: Sequence[dict[str, Any]]) -> float:
+    """Median prompt tokens/s of fresh prompts (time to the first token); the first prompt warms up."""
+    model.generate(**prompts[0], **greedy(1))
+    times = []
+    for prompt in prompts[1:]:
+        start = time.perf_counter()
+        model.generate(**prompt, **greedy(1))
+        times.append((time.perf_counter() - start) / prompt["input_ids"].shape[1])
+    return 1 / statistics.median(times)
 
 
 def _check_presets(presets: Sequence[str | Any]) -> None:

@@ -170,6 +170,7 @@ class EvalRow:
     divergent_fraction: float
     ir_mib: float
     tokens_per_second: float
+    prefill_tokens_per_second: float = float("nan")  # measured when ``tune`` ranks by a workload's time to answer
 
 
 @dataclass(frozen=True)

@@ -12,16 +12,21 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from ..config.auto import tuned_file, tuned_key, tuned_record, with_record
+from ..config.presets import PRESETS
 from ..convert.cache import cache_root, folder_fingerprint
 from ..convert.calibration import TextSource
 from ..convert.files import write_json
 from ..errors import OptionError
 from .evaluate import DEFAULT_PRESETS, REFERENCE, evaluate
-from .reports import EvalReport
+from .reports import EvalReport, EvalRow
+from .workloads import Workload, get_workload
 
-CANDIDATES = DEFAULT_PRESETS  # the quick run: the presets ``evaluate`` compares, so their exports are shared
-ALL_CANDIDATES = ("int8", "int4_asym_g128", "int4_asym_g64", "int4_sym_g128", "int4_sym_g64")  # the thorough run
-DATA_AWARE_CANDIDATES = ("int4_asym_g128_gptq", "int4_asym_g64_gptq")
+# The quick run: the presets ``evaluate`` compares (their exports are shared) and the fastest-decoding int4.
+CANDIDATES = (*DEFAULT_PRESETS, "int4_sym_channel")
+ALL_CANDIDATES = ("int8", "int4_asym_g128", "int4_asym_g64", "int4_sym_g128", "int4_sym_g64",  # the thorough run
+                  "int4_sym_channel", "int4_asym_channel", "int4_sym_channel_r80", "int4_sym_channel_all")
+DATA_AWARE_CANDIDATES = ("int4_asym_g128_gptq", "int4_asym_g64_gptq", "int4_sym_channel_awq")  # with calibration
+ALL_DATA_AWARE_CANDIDATES = (*DATA_AWARE_CANDIDATES, "int4_sym_channel_gptq")
 
 
 @dataclass(frozen=True)
@@ -33,19 +38,37 @@ class TuneResult:
     objective: str
     choice: str | None
     best_available: str
+    workload: str | None = None  # the speed objective ranked by this workload's time to answer, not decode tok/s
 
     def table(self) -> str:
+        goal = f"{self.objective} objective" + (f" for the {self.workload} workload" if self.workload else "")
         verdict = (
-            f"chosen: {self.choice} ({self.objective} objective, perplexity budget +{self.max_ppl_increase:.1%})"
+            f"chosen: {self.choice} ({goal}, perplexity budget +{self.max_ppl_increase:.1%})"
             if self.choice
             else f"no candidate keeps perplexity within +{self.max_ppl_increase:.1%}; the most accurate is "
             f"{self.best_available} ({self.report.row(self.best_available).ppl_change:+.2%}). Nothing was chosen: "
             "raise --max-ppl-increase or try data-aware presets (--calibration)."
         )
-        return self.report.table(marked=self.choice) + "\n" + verdict
+        return "\n".join([self.report.table(marked=self.choice), *self._answer_lines(), verdict])
+
+    def _answer_lines(self) -> list[str]:
+        if self.workload is None:
+            return []
+        w = get_workload(self.workload)
+        times = ", ".join(f"{name} {1000 * t:.0f} ms" for name, t in self.times_to_answer().items())
+        return [f"time to answer, {w.name} ({w.prompt_tokens}-token prompt, {w.new_tokens} new tokens; prompt / "
+                f"prefill tok/s + new tokens / decode tok/s): {times}"]
+
+    def times_to_answer(self) -> dict[str, float]:
+        """Estimated seconds to answer one request of the workload, per candidate (empty without a workload)."""
+        if self.workload is None:
+            return {}
+        w = get_workload(self.workload)
+        return {r.preset: time_to_answer(r, w) for r in self.report.rows}
 
     def to_dict(self) -> dict[str, Any]:
         return {"choice": self.choice, "best_available": self.best_available, "objective": self.objective,
+                "workload": self.workload, "times_to_answer_s": self.times_to_answer(),
                 "max_ppl_increase": self.max_ppl_increase, "report": self.report.to_dict()}
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
@@ -73,8 +96,16 @@ class TuneResult:
         return fig
 
 
-def choose(report: EvalReport, max_ppl_increase: float, objective: str) -> tuple[str | None, str]:
-    """(choice within budget or None, most accurate candidate); the reference is never a candidate."""
+def time_to_answer(row: EvalRow, workload: Workload) -> float:
+    """Estimated seconds to answer one request of ``workload`` with the row's measured speeds."""
+    return workload.time_to_answer(row.prefill_tokens_per_second, row.tokens_per_second)
+
+
+def choose(report: EvalReport, max_ppl_increase: float, objective: str,
+           workload: str | None = None) -> tuple[str | None, str]:
+    """(choice within budget or None, most accurate candidate); the reference is never a candidate.
+
+    ``speed`` picks the highest decode tok/s, or with a ``workload`` the shortest estimated time to answer."""
     candidates = [r for r in report.rows if r.preset != REFERENCE]
     if not candidates:
         raise OptionError("tune needs at least one candidate preset besides the fp32 reference.")
@@ -82,6 +113,9 @@ def choose(report: EvalReport, max_ppl_increase: float, objective: str) -> tuple
     within = [r for r in candidates if r.ppl_change <= max_ppl_increase]
     if not within:
         return None, best
+    if objective == "speed" and workload is not None:
+        w = get_workload(workload)
+        return min(within, key=lambda r: time_to_answer(r, w)).preset, best
     if objective == "speed":
         return max(within, key=lambda r: r.tokens_per_second).preset, best
     return min(within, key=lambda r: (r.ir_mib, r.ppl_change)).preset, best
@@ -95,6 +129,7 @@ def tune(
     text: TextSource | None = None,
     *,
     calibration: TextSource | None = None,
+    workload: str | None = None,
     save: str | os.PathLike[str] | None = None,
     ov_cache_dir: str | os.PathLike[str] | None = None,
     **evaluate_options: Any,
@@ -105,9 +140,12 @@ def tune(
         model: Hub id or checkpoint folder.
         max_ppl_increase: allowed relative perplexity increase over fp32 (0.02 = +2%).
         objective: ``speed`` (highest decode tok/s on this machine) or ``size`` (smallest IR).
-        candidates: presets to try (default: ``CANDIDATES``, int8 and two int4 presets, plus the GPTQ ones with
-            calibration; ``ALL_CANDIDATES`` are the thorough run's).
+        candidates: presets to try (default: ``CANDIDATES``, int8 and three int4 presets, plus
+            ``DATA_AWARE_CANDIDATES`` with calibration; ``ALL_CANDIDATES`` are the thorough run's).
         text: held-out text to measure on; calibration: text for data-aware candidates (keep them apart).
+        workload: with the ``speed`` objective, rank by the estimated time to answer one request of this
+            workload (``WORKLOADS``: long-prompt, chat, long-generation) instead of decode tok/s; prefill
+            speed is then measured too.
         save: write the chosen model here, with the choice recorded in its manifest.
 
     Example:
@@ -118,18 +156,21 @@ def tune(
         raise OptionError(f"objective={objective!r} is not valid: use 'speed' or 'size'.")
     if not isinstance(max_ppl_increase, (int, float)) or max_ppl_increase < 0:
         raise OptionError(f"max_ppl_increase={max_ppl_increase!r} is not valid: use e.g. 0.02 for +2%.")
-    data_aware = DATA_AWARE_CANDIDATES if calibration is not None else ()
+    _check_workload(workload, objective)
     quick = candidates is None
     if candidates is None:
-        candidates = CANDIDATES + data_aware
-    report = evaluate(model, candidates, text, calibration=calibration, ov_cache_dir=ov_cache_dir, **evaluate_options)
+        candidates = CANDIDATES + (DATA_AWARE_CANDIDATES if calibration is not None else ())
+    report = evaluate(model, candidates, text, calibration=calibration, ov_cache_dir=ov_cache_dir,
+                      prefill_speed=workload is not None, **evaluate_options)
     if quick:
-        report = replace(report, thorough=(*report.thorough, f"--presets {','.join(ALL_CANDIDATES + data_aware)}"))
-    choice, best = choose(report, max_ppl_increase, objective)
-    result = TuneResult(report, float(max_ppl_increase), objective, choice, best)
+        thorough = ALL_CANDIDATES + (ALL_DATA_AWARE_CANDIDATES if calibration is not None else ())
+        report = replace(report, thorough=(*report.thorough, f"--presets {','.join(thorough)}"))
+    choice, best = choose(report, max_ppl_increase, objective, workload)
+    result = TuneResult(report, float(max_ppl_increase), objective, choice, best, workload)
     if choice is not None:
         row = report.row(choice)
-        record = tuned_record(choice, objective, max_ppl_increase, row.ppl_change, row.tokens_per_second,
+        goal = objective if workload is None else f"{objective} ({workload})"
+        record = tuned_record(choice, goal, max_ppl_increase, row.ppl_change, row.tokens_per_second,
                               report.text_tokens)
         remember(model, record, ov_cache_dir)
         if save is not None:
@@ -137,11 +178,21 @@ def tune(
     return result
 
 
+def _check_workload(workload: str | None, objective: str) -> None:
+    if workload is None:
+        return
+    get_workload(workload)
+    if objective != "speed":
+        raise OptionError(f"workload={workload!r} ranks presets by time to answer, which only the 'speed' objective "
+                          f"uses (objective={objective!r}): drop the workload or use objective='speed'.")
+
+
 def _save_choice(model: Any, choice: str, record: dict, calibration: Any, save: Any, ov_cache_dir: Any) -> None:
     from ..model.modeling import AutoModelForCausalLM
 
+    data_aware = choice in PRESETS and PRESETS[choice].compression.data_aware
     chosen = AutoModelForCausalLM.from_pretrained(
-        model, preset=choice, calibration=calibration if choice in DATA_AWARE_CANDIDATES else None,
+        model, preset=choice, calibration=calibration if data_aware else None,
         ov_cache_dir=ov_cache_dir, compile=False,
     )
     chosen.ov_manifest = replace(chosen.ov_manifest, tuned=record)
