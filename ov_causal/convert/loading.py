@@ -58,6 +58,15 @@ class Prepared:
     cache: Hit | None = None
 
 
+def _key_fields(compression: Compression) -> dict[str, Any]:
+    """The compression's fields for the cache key; ``all_layers`` only when set, so exports made before the
+    field existed keep their keys."""
+    fields = asdict(compression)
+    if not fields.get("all_layers"):
+        fields.pop("all_layers", None)
+    return fields
+
+
 def _cache_parts(source: Source, compression: Compression, stateful: bool, request: ExportRequest) -> dict[str, Any]:
     """Everything that changes an export's files, for the cache key."""
     if source.content:  # made from a file whose hash stands for it (a GGUF's dequantized checkpoint)
@@ -70,7 +79,7 @@ def _cache_parts(source: Source, compression: Compression, stateful: bool, reque
     return {
         "format": 1,
         "source": identity,
-        "compression": asdict(compression),
+        "compression": _key_fields(compression),
         "stateful": stateful,
         "use_cache": request.hub.use_cache,
         "adapters": [(folder_fingerprint(a.path), a.weight) for a in request.adapters],
