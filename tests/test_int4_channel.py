@@ -144,3 +144,11 @@ def test_weight_bytes_match_the_checkpoint(make_checkpoint, make_export):
         config.hidden_size // config.num_attention_heads)
     with pytest.raises(OptionError, match="precision='f8'"):
         kv_bytes_per_token(make_export(), "f8")
+
+
+def test_cache_keys_of_earlier_exports_are_unchanged():
+    """all_layers joins the cache key only when set: exports made before the field existed are still hits."""
+    from ov_causal.convert.loading import _key_fields
+
+    assert "all_layers" not in _key_fields(Compression("int8"))
+    assert _key_fields(Compression("int4", sym=True, group_size=-1, all_layers=True))["all_layers"] is True
