@@ -4,9 +4,9 @@
 
 Each folder is served with ``ov-causal serve --no-ray`` in this process (one after the other) and asked N prompts x
 2 tool sets under four settings: ``auto`` and ``required`` unconstrained (the parser only), ``auto`` with the
-triggered grammar, and ``required`` constrained. A call counts as valid when it parses and its arguments validate (``jsonschema``) against the
-tool's parameters; the table gives calls made per request and the valid share of them. Greedy for SmolLM2,
-temperature 1 (seeded) for the random model.
+triggered grammar, and ``required`` constrained. A call counts as valid when it parses and its arguments validate
+(``jsonschema``) against the tool's parameters; the table gives the requests answered with a valid call, the calls
+made and the valid share of them. Greedy for SmolLM2, temperature 1 (seeded) for the random model.
 """
 
 from __future__ import annotations

@@ -76,7 +76,8 @@ def parse_tool_calls(text: str, tools: Iterable[Mapping[str, Any]] | None = None
 
     Example:
         >>> message = parse_tool_calls('<tool_call>{"name": "f", "arguments": {"a": 1}}</tool_call>')
-        >>> message["content"], message["tool_calls"][0]["function"]
+        >>> (call,) = message["tool_calls"]
+        >>> message["content"], call["function"]
         (None, {'name': 'f', 'arguments': '{"a": 1}'})
     """
     stream = ToolCallStream(format, tools)
