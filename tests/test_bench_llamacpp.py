@@ -6,10 +6,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from ov_causal import MissingExtraError, OptionError
 from ov_causal.cli import main
