@@ -3,7 +3,6 @@ checks (no llama.cpp needed), then one real run on SmolLM2's GGUF when llama-cpp
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -27,7 +26,7 @@ from ov_causal.tools.workloads import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-HAS_LLAMA_CPP = importlib.util.find_spec("llama_cpp") is not None
+HAS_LLAMA_CPP = llamacpp.missing_extra_error() is None  # imports (a build without its dependencies does not)
 
 
 def test_workloads_are_the_five_classes_in_the_order_asked():
