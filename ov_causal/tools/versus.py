@@ -18,7 +18,6 @@ from typing import Any
 
 from ..errors import OptionError, OVCausalError
 from ..ui.progress import stage
-from . import servers
 from .bench import memory_bandwidth_gb_s
 from .llamacpp import GGUFInfo, LlamaCppRunner, convert_to_gguf, llama_cpp, read_gguf
 from .reports import Measure
@@ -123,6 +122,8 @@ def measure(workload: Workload, runners: dict[str, Any], prompts: TokenPrompts, 
 def measure_users(workload: Workload, runners: dict[str, Any], gguf: GGUFInfo, threads: int, runs: int,
                   ) -> tuple[dict[str, list[float]], dict[str, str]]:
     """Concurrent users through llama-server and our server for each OpenVINO engine (rotating order)."""
+    from . import servers  # HTTP clients and subprocesses: imported only for this class
+
     started: dict[str, servers.Server] = {}
     skipped: dict[str, str] = {}
     context = workload.context_tokens() * 2
