@@ -24,6 +24,7 @@ LONG_SIGNATURES = {
     "ov_causal/tools/bench.py:bench": "PLR0913",  # docs/benchmarking.md
     "ov_causal/tools/evaluate.py:evaluate": "PLR0913",  # docs/accuracy.md
     "ov_causal/tools/tune.py:tune": "PLR0913",  # docs/accuracy.md: the budget, objective, workload, candidates, texts
+    "ov_causal/tools/versus.py:bench_against": "PLR0913",  # docs/benchmarking.md, `ov-causal bench --against`
     "ov_causal/config/sampling.py:SamplingParams.from_openai": "PLR0913",  # an OpenAI request's fields, by name
     "ov_causal/serving/scheduler.py:ServingCore.__init__": "PLR0913",  # the serving core's settings, by name (replicas,
     # Ray Data, scripts/serve_bench.py construct it)
