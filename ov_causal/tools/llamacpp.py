@@ -21,7 +21,7 @@ from .._optional import require
 from ..errors import MissingExtraError, ModelSourceError, OptionError
 
 EXTRA = "llamacpp"
-INSTALL_NOTE = (" (pip compiles llama.cpp from source: about 12 minutes on 2 cores; measured 2026-12-03). Or pass "
+INSTALL_NOTE = (" (pip compiles llama.cpp from source: 12–45 minutes on 2 cores, measured 2026-12-03). Or pass "
                 "only engines of ours: 'ov-causal bench' without --against.")
 CONVERTER = "convert_hf_to_gguf.py"
 QUANTIZE = "llama-quantize"
