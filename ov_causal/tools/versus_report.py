@@ -64,7 +64,7 @@ class VersusReport:
 
     def decode_gb_s(self, engine: EngineInfo) -> float | None:
         """Weight bytes read per second in the long generation (every token reads every weight once)."""
-        row = next((r for r in self.rows if r.workload == "long_generation"), None)
+        row = next((r for r in self.rows if r.workload == "long-generation"), None)
         measure = row.seconds.get(engine.name) if row else None
         if measure is None:
             return None

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import OptionError
+from ..errors import OptionError, suggest
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,9 @@ class Workload:
 
 
 WORKLOADS: dict[str, Workload] = {w.name: w for w in (
-    Workload("long_prompt", "long prompt, short answer", prompt_tokens=1024, new_tokens=16),
+    Workload("long-prompt", "long prompt, short answer", prompt_tokens=1024, new_tokens=16),
     Workload("chat", "chat turn on a growing history", prompt_tokens=256, new_tokens=32, turns=4, turn_tokens=64),
-    Workload("long_generation", "long generation", prompt_tokens=32, new_tokens=256),
+    Workload("long-generation", "long generation", prompt_tokens=32, new_tokens=256),
     Workload("list", "a list of 16 prompts", prompt_tokens=128, new_tokens=32, prompts=16),
     Workload("users", "concurrent users (servers)", prompt_tokens=128, new_tokens=64, prompts=4),
 )}
@@ -57,10 +57,12 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
 
 def get_workloads(names: Sequence[str], users: int = 4) -> list[Workload]:
     """The named workloads, in the order given; ``users`` sets how many clients the ``users`` class has."""
+    names = [n.replace("_", "-") for n in names]  # long_prompt as well as tune's long-prompt
     unknown = [n for n in names if n not in WORKLOADS]
     if unknown or not names:
+        hint = suggest(unknown[0], WORKLOADS) if unknown else ""
         raise OptionError(f"unknown workload(s) {', '.join(map(repr, unknown)) or '(none given)'}: use a subset of "
-                          f"{', '.join(WORKLOADS)}.")
+                          f"{', '.join(WORKLOADS)}.{hint}")
     if users < 1:
         raise OptionError(f"users={users}: pass at least 1 concurrent user.")
     return [WORKLOADS[n] if n != "users" else _with_users(WORKLOADS[n], users) for n in dict.fromkeys(names)]
