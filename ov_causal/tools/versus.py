@@ -23,7 +23,16 @@ from .llamacpp import GGUFInfo, LlamaCppRunner, convert_to_gguf, llama_cpp, read
 from .reports import Measure
 from .runners import greedy
 from .versus_report import REFERENCE, EngineInfo, VersusReport, WorkloadRow
-from .versus_workloads import WORKLOADS, TokenPrompts, Workload, chat_messages, get_workloads, median, rotations, run_chat
+from .versus_workloads import (
+    WORKLOADS,
+    TokenPrompts,
+    Workload,
+    chat_messages,
+    get_workloads,
+    median,
+    rotations,
+    run_chat,
+)
 
 AGAINST = ("llama.cpp",)
 GGUF_ENGINE = "openvino-gguf"
