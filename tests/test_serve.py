@@ -125,7 +125,7 @@ def test_n_seed_and_stop(client):
     ({"model": NAME}, 400, "prompt"),
     ({"model": NAME, "prompt": "x", "max_tokens": -1}, 400, "max_tokens"),
     ({"model": NAME, "prompt": "x", "temperature": "hot"}, 400, "temperature"),
-    ({"model": NAME, "prompt": "x", "logprobs": 3}, 400, "logprobs"),
+    ({"model": NAME, "prompt": "x", "logprobs": 6}, 400, "logprobs"),  # OpenAI allows at most 5
     ({"model": NAME, "prompt": "x", "max_tokens": 10_000}, 400, "max_tokens"),
     ({"model": NAME, "prompt": "x", "n": 2, "temperature": 0}, 400, "n"),
     ({"model": "gpt-4o", "prompt": "x"}, 404, "model"),
