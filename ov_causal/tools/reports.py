@@ -139,7 +139,7 @@ class BenchReport:
 
     def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
         """Decode tok/s and time to first token per engine and preset (a matplotlib Figure, shown inline in Jupyter)."""
-        from ..ui.display import new_figure
+        from ..ui.display import finished_figure, new_figure
 
         labels = [f"{r.engine}\n{r.preset}" for r in self.rows]
         fig, axes = new_figure(2, (12, 4))
@@ -149,11 +149,7 @@ class BenchReport:
         axes[1].set_ylabel("time to first token (ms)")
         for ax in axes:
             ax.tick_params(axis="x", labelsize=7, rotation=45)
-        fig.suptitle(f"Speed per engine: {Path(self.model).name}")
-        fig.tight_layout()
-        if path is not None:
-            fig.savefig(path, dpi=100)
-        return fig
+        return finished_figure(fig, f"Speed per engine: {Path(self.model).name}", path)
 
 
 @dataclass(frozen=True)
@@ -245,7 +241,7 @@ class EvalReport:
 
         In Jupyter the returned figure shows inline; ``path`` also saves it (PNG, SVG, ... by suffix).
         """
-        from ..ui.display import new_figure
+        from ..ui.display import finished_figure, new_figure
 
         fig, axes = new_figure(2, (10, 4))
         for ax, key, label in ((axes[0], "ir_mib", "IR size (MiB)"), (axes[1], "tokens_per_second", "decode tok/s")):
@@ -255,8 +251,4 @@ class EvalReport:
             ax.set_xlabel(label)
             ax.set_ylabel("perplexity change vs fp32 (%)")
             ax.grid(alpha=0.3)
-        fig.suptitle(f"Accuracy cost of each preset: {Path(self.model).name}")
-        fig.tight_layout()
-        if path is not None:
-            fig.savefig(path, dpi=100)
-        return fig
+        return finished_figure(fig, f"Accuracy cost of each preset: {Path(self.model).name}", path)

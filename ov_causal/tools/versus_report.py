@@ -133,7 +133,7 @@ class VersusReport:
 
     def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
         """Each engine's speed relative to llama.cpp per workload class (a matplotlib Figure; 1 = as fast)."""
-        from ..ui.display import new_figure
+        from ..ui.display import finished_figure, new_figure
 
         fig, axes = new_figure(1, (10, 4))
         ours = [e.name for e in self.engines if e.name != REFERENCE]
@@ -146,8 +146,4 @@ class VersusReport:
                         [r.title for r in self.rows], fontsize=7, rotation=20)
         axes.set_ylabel("llama.cpp time / engine time")
         axes.legend(fontsize=7)
-        fig.suptitle(f"Time to answer against llama.cpp: {Path(self.model).name}")
-        fig.tight_layout()
-        if path is not None:
-            fig.savefig(path, dpi=100)
-        return fig
+        return finished_figure(fig, f"Time to answer against llama.cpp: {Path(self.model).name}", path)

@@ -98,6 +98,15 @@ def new_figure(ncols: int, figsize: tuple[float, float]) -> tuple[Any, Any]:
     return fig, axes
 
 
+def finished_figure(fig: Any, title: str, path: str | os.PathLike[str] | None) -> Any:
+    """``fig`` titled and laid out, saved to ``path`` when given: the end of every ``plot()``."""
+    fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig
+
+
 @dataclass(frozen=True, repr=False)
 class Table:
     """A small table that shows as HTML in Jupyter and as text elsewhere (``str``, ``print``)."""
